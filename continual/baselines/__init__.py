@@ -1,0 +1,1 @@
+"""Baseline methods, each a ContinualModule."""

@@ -1,0 +1,6 @@
+"""Lightning callbacks the stream driver attaches to every task's Trainer."""
+
+from continual.callbacks.frozen_guard import FrozenBackboneGuard
+from continual.callbacks.progress import TaskProgressBar
+
+__all__ = ["FrozenBackboneGuard", "TaskProgressBar"]

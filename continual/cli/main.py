@@ -1,0 +1,65 @@
+"""`continual fit|config show`: argparse only at import, heavy modules loaded per command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """examples:
+  continual fit                                   # Split-Digits, fine-tuning, task-IL
+  continual fit --config configs/split_mnist.yaml data.root=/data scenario=class
+  continual config show seed=3 trainer.max_epochs=2
+"""
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default=None, help="YAML config (default: configs/split_digits.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. seed=3")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="continual",
+        description="Continual multi-task learning on a frozen MLP with a task-signature attention router.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    fit = sub.add_parser("fit", help="train a method over a task stream and write a run directory")
+    _add_config_args(fit)
+    cfg = sub.add_parser("config", help="inspect configs")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    show = cfg_sub.add_parser("show", help="print the resolved config")
+    _add_config_args(show)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    import warnings
+
+    from continual.errors import ContinualError
+
+    # Lightning 2.6 on torch >= 2.10 warns about its own pytree use on every batch transfer.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+    try:
+        from continual.config import load_config
+
+        cfg = load_config(args.config, args.overrides)
+        if args.command == "config":
+            from omegaconf import OmegaConf
+
+            print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+            return 0
+        from continual.experiment import run
+
+        run(cfg)
+        return 0
+    except ContinualError as err:
+        print(f"continual: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Load a YAML config, apply `key=value` overrides and validate against the schema.
+
+Every problem becomes a one-line `ConfigError` naming the key, what is wrong and the fix
+(the nearest valid key or the valid choices), never an OmegaConf traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from continual.config.schema import Config
+from continual.errors import ConfigError
+
+DEFAULT_CONFIG = "split_digits.yaml"
+# Trainer arguments the platform owns: it builds them per task.
+_RESERVED_TRAINER_KEYS = {"logger": "logger.*", "callbacks": "the method and its callbacks"}
+
+
+def config_dirs() -> list[Path]:
+    """Where config names are looked up: ./configs, then the checkout the package lives in."""
+    return [Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"]
+
+
+def resolve_config_path(path: str | None) -> Path:
+    if path is None:
+        path = DEFAULT_CONFIG
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    for folder in config_dirs():
+        if (folder / path).is_file():
+            return folder / path
+    available = sorted({p.name for d in config_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+    raise ConfigError(
+        f"config file '{path}' not found; give a path to a YAML file"
+        + (f" or one of: {', '.join(available)}" if available else "")
+    )
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    options = list(options)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{hint}; valid keys: {', '.join(sorted(options))}"
+
+
+def _keys_at(full_key: str) -> tuple[str, list[str]]:
+    """The parent path of a dotted key and the valid field names there."""
+    parts = full_key.split(".")
+    node: type = Config
+    for part in parts[:-1]:
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields or not dataclasses.is_dataclass(fields[part].default_factory()):
+            return ".".join(parts[:-1]), []
+        node = type(fields[part].default_factory())
+    return ".".join(parts[:-1]), [f.name for f in dataclasses.fields(node)]
+
+
+def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
+    key = getattr(err, "full_key", None) or ""
+    if isinstance(err, ConfigKeyError) and key:
+        parent, valid = _keys_at(key)
+        name = key.split(".")[-1]
+        where = f" under '{parent}'" if parent else ""
+        return ConfigError(f"unknown config key '{key}' in {source}{where}" + _suggest(name, valid))
+    msg = str(err).splitlines()[0]
+    if key:
+        return ConfigError(f"bad value for '{key}' in {source}: {msg}")
+    return ConfigError(f"bad config in {source}: {msg}")
+
+
+def _merge(base: DictConfig, other, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)
+    except OmegaConfBaseException as err:
+        raise _explain(err, source) from None
+
+
+def parse_overrides(overrides: Sequence[str]) -> DictConfig:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. seed=3)")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot parse overrides {list(overrides)}: {str(err).splitlines()[0]}") from None
+
+
+def _check_choices(cfg: DictConfig, node: type = Config, prefix: str = "") -> None:
+    for f in dataclasses.fields(node):
+        value = cfg[f.name]
+        key = prefix + f.name
+        if "choices" in f.metadata and value not in f.metadata["choices"]:
+            valid = f.metadata["choices"]
+            close = difflib.get_close_matches(str(value), valid, n=1, cutoff=0.5)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{key}='{value}' is not valid{hint}; choose one of: {', '.join(valid)}")
+        if f.default_factory is not dataclasses.MISSING:
+            sub = f.default_factory()
+            if dataclasses.is_dataclass(sub):
+                _check_choices(value, type(sub), key + ".")
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    import inspect
+
+    from lightning import Trainer
+
+    valid = [p for p in inspect.signature(Trainer.__init__).parameters if p != "self"]
+    for key in cfg.trainer:
+        if key in _RESERVED_TRAINER_KEYS:
+            raise ConfigError(f"trainer.{key} is set by continual; use {_RESERVED_TRAINER_KEYS[key]} instead")
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+            hint = f" (did you mean 'trainer.{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key 'trainer.{key}': not a lightning.Trainer argument{hint}")
+
+
+def _check_values(cfg: DictConfig) -> None:
+    d = cfg.data
+    if not 0.0 <= d.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction={d.val_fraction} must be in [0, 1)")
+    if not 0.0 < d.test_fraction < 1.0:
+        raise ConfigError(f"data.test_fraction={d.test_fraction} must be in (0, 1)")
+    for key in ("batch_size", "eval_batch_size", "classes_per_task"):
+        if d[key] < 1:
+            raise ConfigError(f"data.{key}={d[key]} must be a positive integer")
+    if d.n_tasks is not None and d.n_tasks < 1:
+        raise ConfigError(f"data.n_tasks={d.n_tasks} must be a positive integer")
+    if any(w < 1 for w in cfg.backbone.hidden) or not cfg.backbone.hidden:
+        raise ConfigError(f"backbone.hidden={list(cfg.backbone.hidden)} must be a non-empty list of positive widths")
+    if cfg.backbone.init == "checkpoint" and not cfg.backbone.checkpoint:
+        raise ConfigError("backbone.init=checkpoint needs backbone.checkpoint=<path to a state_dict file>")
+    if cfg.logger.mode not in (None, "online", "offline", "disabled"):
+        raise ConfigError(f"logger.mode='{cfg.logger.mode}' is not valid; choose one of: online, offline, disabled")
+
+
+def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:
+    """The validated, fully typed config: schema defaults <- YAML file <- overrides."""
+    file = resolve_config_path(path)
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise ConfigError(f"config file '{file}' is not valid YAML{where}; fix the syntax") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file '{file}' must hold a mapping of keys, not {type(raw).__name__}")
+    cfg = OmegaConf.structured(Config)
+    cfg = _merge(cfg, OmegaConf.create(raw), f"'{file}'")
+    cfg = _merge(cfg, parse_overrides(overrides), "overrides")
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as err:
+        raise _explain(err, f"'{file}'") from None
+    _check_choices(cfg)
+    _check_trainer(cfg)
+    _check_values(cfg)
+    return cfg

@@ -1,0 +1,95 @@
+"""The typed config schema. Every key a YAML file or a `key=value` override may set is here.
+
+Fields with a fixed set of values carry `choices` metadata; `continual.config.load` checks
+them and names the valid ones in the error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+METHODS = ("finetune",)
+SCENARIOS = ("task", "class", "domain")
+STREAMS = ("split_digits", "split_mnist", "permuted_mnist")
+PRETRAIN_DATASETS = ("digits", "mnist")
+
+
+def choice(default, choices, **kw):
+    return field(default=default, metadata={"choices": tuple(choices)}, **kw)
+
+
+@dataclass
+class DataConfig:
+    stream: str = choice("split_digits", STREAMS)
+    root: str = "data"  # folder holding MNIST/raw (torchvision layout)
+    download: bool = False  # let torchvision download missing files (needs network)
+    n_tasks: Optional[int] = None  # default: 5 for split streams, 10 for permuted
+    classes_per_task: int = 2  # split streams only
+    class_order: Optional[List[int]] = None  # fixed class order; overrides shuffle_classes
+    shuffle_classes: bool = False  # shuffle the class order with `seed`
+    val_fraction: float = 0.1  # per task, held out of the training split
+    test_fraction: float = 0.2  # split_digits only: MNIST has its own test split
+    batch_size: int = 128
+    eval_batch_size: int = 8192
+
+
+@dataclass
+class PretrainConfig:
+    dataset: str = choice("mnist", PRETRAIN_DATASETS)
+    classes: Optional[List[int]] = None  # None: all classes of the data set
+    epochs: int = 1
+    lr: float = 1e-3
+    batch_size: int = 128
+
+
+@dataclass
+class BackboneConfig:
+    hidden: List[int] = field(default_factory=lambda: [400, 400])
+    activation: str = choice("relu", ("relu", "tanh", "gelu"))
+    init: str = choice("random", ("random", "pretrain", "checkpoint"))
+    checkpoint: Optional[str] = None  # a state_dict file, used when init=checkpoint
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+@dataclass
+class OptimConfig:
+    name: str = choice("adam", ("adam", "sgd", "adamw"))
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # sgd only
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = True
+    project: str = "continual"
+    mode: Optional[str] = None  # online|offline|disabled; None: $WANDB_MODE, else offline
+    name: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    method: str = choice("finetune", METHODS)
+    scenario: str = choice("task", SCENARIOS)
+    seed: int = 0
+    output_dir: Optional[str] = None  # the run directory itself; None: runs/<name>
+    overwrite: bool = False  # allow writing into an output_dir that already holds results
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # Passed to lightning.Trainer as-is, once per task: max_epochs is epochs per task.
+    trainer: Dict[str, Any] = field(
+        default_factory=lambda: {
+            "max_epochs": 1,
+            "accelerator": "auto",
+            "devices": 1,
+            "enable_checkpointing": False,
+            "enable_model_summary": False,
+            "num_sanity_val_steps": 0,
+            "log_every_n_steps": 10,
+        }
+    )

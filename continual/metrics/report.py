@@ -1,0 +1,137 @@
+"""What a run leaves behind: metrics.json, metrics.csv, accuracy_matrix.png, and a printed table.
+
+Files are written atomically (temporary file + rename), so a run killed mid-write never
+leaves a truncated result behind, and each finished task's row is on disk before the next
+task starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import continual
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, mode) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def provenance() -> dict:
+    import lightning
+    import torch
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--verify", "-q", "HEAD"],
+            cwd=Path(continual.__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        commit = out.stdout.strip() if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "continual": continual.__version__,
+        "git_commit": commit,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def to_json(metrics: dict) -> str:
+    """Indented JSON with innermost lists of numbers kept on one line (a matrix reads as rows)."""
+    text = json.dumps(metrics, indent=2)
+    scalars = r"\[\s+((?:[-\w.+]+,\s+)*[-\w.+]+)\s+\]"  # a list of numbers / null / booleans
+    return re.sub(scalars, lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+
+
+def write_metrics_json(run_dir: Path, metrics: dict) -> None:
+    atomic_write(run_dir / "metrics.json", to_json(metrics) + "\n")
+
+
+def write_metrics_csv(run_dir: Path, metrics: dict) -> None:
+    """Long format: one row per (after_task, eval_task) with exact counts."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["after_task", "eval_task", "accuracy", "correct", "total"])
+    counts = metrics["counts"]
+    for i, row in enumerate(metrics["accuracy_matrix"]):
+        for j, acc in enumerate(row):
+            w.writerow([i, j, f"{acc:.6f}", counts["correct"][i][j], counts["total"][i][j]])
+    atomic_write(run_dir / "metrics.csv", buf.getvalue())
+
+
+def plot_accuracy_matrix(matrix: list[list[float]], title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    T = len(matrix[0]) if matrix else 0
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * T, 0.8 + 0.8 * max(len(matrix), 1)))
+    im = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    for i, row in enumerate(matrix):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{100 * v:.1f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
+    ax.set_xticks(range(T), [f"T{j + 1}" for j in range(T)])
+    ax.set_yticks(range(len(matrix)), [f"after T{i + 1}" for i in range(len(matrix))])
+    ax.set_xlabel("evaluated task")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def save_accuracy_matrix_png(run_dir: Path, metrics: dict) -> Path:
+    fig = plot_accuracy_matrix(
+        metrics["accuracy_matrix"], f"{metrics['method']} / {metrics['stream']} / {metrics['scenario']}-IL"
+    )
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    path = run_dir / "accuracy_matrix.png"
+    atomic_write(path, buf.getvalue())
+    return path
+
+
+def _pct(v) -> str:
+    return "   n/a" if v is None else f"{100 * v:6.2f}"
+
+
+def format_summary(metrics: dict) -> str:
+    R = metrics["accuracy_matrix"]
+    T = len(R[0]) if R else 0
+    lines = [f"accuracy matrix (%), row i = after training task i, column j = task j   [{metrics['method']}, {metrics['scenario']}-IL]"]
+    lines.append("          " + "".join(f"{'T' + str(j + 1):>8}" for j in range(T)))
+    for i, row in enumerate(R):
+        lines.append(f"after T{i + 1:<3}" + "".join(f"{100 * v:8.2f}" for v in row))
+    lines.append(
+        f"ACC {_pct(metrics['acc'])}   BWT {_pct(metrics['bwt'])}   FWT {_pct(metrics['fwt'])}   "
+        f"avg forgetting {_pct(metrics['avg_forgetting'])}"
+    )
+    lines.append("forgetting per task: " + " ".join(_pct(f).strip() for f in metrics["forgetting"]))
+    return "\n".join(lines)

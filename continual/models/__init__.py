@@ -1,0 +1,1 @@
+"""Models: the MLP backbone and the ContinualModule every method subclasses."""

@@ -1,0 +1,119 @@
+"""Build the backbone (random, pretrained or from a checkpoint), freeze it, and fingerprint it.
+
+The fingerprint (`state_hash`) is what `FrozenBackboneGuard` compares before and after every
+task: a frozen backbone whose bytes changed aborts the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from continual.data import sources
+from continual.data.streams import Stream
+from continual.errors import CheckpointError, ConfigError
+from continual.models.mlp import MLP
+
+# Which pretraining data set is the same data as which stream (pretraining on it leaks).
+_SAME_SOURCE = {"split_digits": "digits", "split_mnist": "mnist", "permuted_mnist": "mnist"}
+
+
+def state_hash(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()
+
+
+def _pretrain_data(cfg: DictConfig, stream: Stream, seed: int):
+    p = cfg.backbone.pretrain
+    if p.dataset == "digits":
+        x, y, _, _ = sources.load_digits(0.2, seed)
+    else:
+        x, y, _, _ = sources.load_mnist(cfg.data.root, cfg.data.download)
+    if x.shape[1] != stream.n_features:
+        raise ConfigError(
+            f"backbone.pretrain.dataset={p.dataset} has {x.shape[1]} input features but stream "
+            f"{stream.name} has {stream.n_features}; pretrain on a data set of the same input size"
+        )
+    classes = sorted(set(p.classes)) if p.classes is not None else sorted(y.unique().tolist())
+    keep = torch.isin(y, torch.tensor(classes))
+    x, y = x[keep], y[keep]
+    if _SAME_SOURCE.get(stream.name) == p.dataset:
+        seen = {c for task in stream.tasks for c in task.labels}
+        overlap = sorted(seen & set(classes))
+        if overlap:
+            warnings.warn(
+                f"backbone pretraining on {p.dataset} classes {overlap} overlaps the stream's own "
+                f"classes: the backbone has seen future tasks, so forgetting and transfer are optimistic",
+                stacklevel=2,
+            )
+    remap = torch.full((int(y.max()) + 1,), -1, dtype=torch.long)
+    remap[torch.tensor(classes)] = torch.arange(len(classes))
+    return x, remap[y], len(classes)
+
+
+def pretrain(cfg: DictConfig, stream: Stream, seed: int) -> MLP:
+    """Supervised pretraining of the whole MLP on `backbone.pretrain.dataset` (a plain loop: a
+    setup stage, not part of the continual experiment)."""
+    x, y, n_classes = _pretrain_data(cfg, stream, seed)
+    p, b = cfg.backbone.pretrain, cfg.backbone
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = MLP(stream.n_features, list(b.hidden), n_classes, b.activation)
+    opt = torch.optim.Adam(net.parameters(), lr=p.lr)
+    for _ in range(p.epochs):
+        for idx in torch.randperm(len(y), generator=gen).split(p.batch_size):
+            loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return net
+
+
+def load_checkpoint(path: str, net: MLP) -> None:
+    """Load hidden layers from a state_dict file (`weights_only`); the head is kept if it fits."""
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"backbone.checkpoint '{path}' not found; give the path of a saved backbone.pt")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"backbone.checkpoint '{path}' cannot be read ({type(err).__name__}); is it a torch state_dict?") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    own = net.state_dict()
+    hidden = {k: v for k, v in state.items() if k.startswith("hidden.")}
+    for k, v in own.items():
+        if k.startswith("hidden.") and (k not in hidden or hidden[k].shape != v.shape):
+            got = tuple(hidden[k].shape) if k in hidden else "missing"
+            raise CheckpointError(
+                f"backbone.checkpoint '{path}' does not fit backbone.hidden={net.widths} "
+                f"(input {net.n_in}): '{k}' is {got}, expected {tuple(v.shape)}"
+            )
+    head = {k: v for k, v in state.items() if k.startswith("head.") and k in own and own[k].shape == v.shape}
+    net.load_state_dict({**own, **hidden, **head})
+
+
+def build_backbone(cfg: DictConfig, stream: Stream, n_out: int) -> MLP:
+    """The MLP that `cfg.backbone` describes, with an `n_out`-wide head."""
+    b = cfg.backbone
+    torch.manual_seed(cfg.seed)
+    net = MLP(stream.n_features, list(b.hidden), n_out, b.activation)
+    if b.init == "pretrain":
+        trained = pretrain(cfg, stream, cfg.seed)
+        net.hidden.load_state_dict(trained.hidden.state_dict())
+    elif b.init == "checkpoint":
+        load_checkpoint(b.checkpoint, net)
+    return net

@@ -1,0 +1,84 @@
+"""`ContinualModule`: the LightningModule every method subclasses.
+
+It owns what all methods share: the scenario's targets and output masks, the training loss,
+validation accuracy on the current task, and exact test counts per task. A method supplies
+`logits(batch)` (and may override `training_step` to add its own loss terms).
+
+Test counts are (correct, total) integers per task, summed over processes with an
+all-reduce: never an average of averages, and the loaders do not pad under DDP.
+"""
+
+from __future__ import annotations
+
+import torch
+import lightning as L
+from omegaconf import DictConfig
+from torch import nn
+
+from continual.scenarios import LabelSpace
+
+
+class ContinualModule(L.LightningModule):
+    def __init__(self, task_classes: list[list[int]], n_classes: int, scenario: str, optim: DictConfig):
+        super().__init__()
+        self.labels = LabelSpace(scenario, task_classes, n_classes)
+        self.n_tasks = len(task_classes)
+        self.optim_cfg = optim
+        self.current_task = 0
+        # Plain tensors, not buffers: DDP broadcasts buffers from rank 0, which would clobber counts.
+        self.test_correct = self.test_total = torch.zeros(self.n_tasks, dtype=torch.long)
+
+    # -- what a method provides -------------------------------------------------------------
+    def logits(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def frozen_modules(self) -> dict[str, nn.Module]:
+        """Modules that must not change while tasks are learned (checked by FrozenBackboneGuard)."""
+        return {}
+
+    def set_task(self, t: int) -> None:
+        """Called by the stream driver before task t is trained."""
+        self.current_task = t
+
+    # -- shared machinery -------------------------------------------------------------------
+    def masked_logits(self, batch: dict) -> torch.Tensor:
+        allowed = self.labels.allowed(batch["task"], self.current_task)
+        return self.logits(batch).masked_fill(~allowed, float("-inf"))
+
+    def predict(self, batch: dict) -> torch.Tensor:
+        """Predicted output index (in the scenario's target space)."""
+        return self.masked_logits(batch).argmax(dim=1)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = nn.functional.cross_entropy(self.masked_logits(batch), self.labels.targets(batch["y"]))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        correct = (self.predict(batch) == self.labels.targets(batch["y"])).float()
+        self.log("val/acc", correct.mean(), prog_bar=True, sync_dist=True, batch_size=len(correct))
+
+    def on_test_epoch_start(self) -> None:
+        self.test_correct = torch.zeros(self.n_tasks, dtype=torch.long, device=self.device)
+        self.test_total = torch.zeros(self.n_tasks, dtype=torch.long, device=self.device)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        hit = (self.predict(batch) == self.labels.targets(batch["y"])).long()
+        self.test_correct.index_add_(0, batch["task"], hit)
+        self.test_total.index_add_(0, batch["task"], torch.ones_like(hit))
+
+    def on_test_epoch_end(self) -> None:
+        if self.trainer.world_size > 1:
+            torch.distributed.all_reduce(self.test_correct)
+            torch.distributed.all_reduce(self.test_total)
+
+    def test_counts(self) -> tuple[list[int], list[int]]:
+        return self.test_correct.tolist(), self.test_total.tolist()
+
+    def configure_optimizers(self):
+        o = self.optim_cfg
+        params = [p for p in self.parameters() if p.requires_grad]
+        if o.name == "sgd":
+            return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+        return cls(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)

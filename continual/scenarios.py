@@ -1,0 +1,43 @@
+"""Scenarios: how a global label becomes a target and which outputs a prediction may use.
+
+* task-incremental: one output per class of the stream; a sample may only be assigned one of
+  its own task's classes (the task id is given, train and test).
+* class-incremental: one output per class; a sample may be assigned any class of the tasks
+  learned so far (plus its own task's, when a not-yet-learned task is evaluated for FWT).
+* domain-incremental: one output per within-task class (`max classes per task`), shared by
+  every task; the target is the class's index inside its task.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LabelSpace(nn.Module):
+    def __init__(self, scenario: str, task_classes: list[list[int]], n_classes: int):
+        super().__init__()
+        self.scenario = scenario
+        T = len(task_classes)
+        width = max(len(c) for c in task_classes)
+        self.n_out = width if scenario == "domain" else n_classes
+        target = torch.full((n_classes,), -1, dtype=torch.long)
+        own = torch.zeros(T, self.n_out, dtype=torch.bool)
+        for t, classes in enumerate(task_classes):
+            for i, c in enumerate(classes):
+                target[c] = i if scenario == "domain" else c
+                own[t, target[c]] = True
+        self.register_buffer("target_of", target, persistent=False)
+        self.register_buffer("own", own, persistent=False)  # [T, n_out]: task t's outputs
+        self.register_buffer("upto", own.cumsum(0) > 0, persistent=False)  # tasks 0..t
+
+    def targets(self, y: torch.Tensor) -> torch.Tensor:
+        return self.target_of[y]
+
+    def allowed(self, task: torch.Tensor, current: int) -> torch.Tensor:
+        """[B, n_out] bool: the outputs each sample may be assigned while task `current` is learned."""
+        if self.scenario == "task":
+            return self.own[task]
+        if self.scenario == "class":
+            return self.upto[task.clamp(min=current)]
+        return torch.ones(len(task), self.n_out, dtype=torch.bool, device=task.device)

@@ -1,0 +1,101 @@
+"""Backbone construction, checkpoints, pretraining and the frozen-hash guard."""
+
+import warnings
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from continual.callbacks.frozen_guard import FrozenBackboneGuard
+from continual.config.schema import Config
+from continual.data.streams import build_stream
+from continual.errors import CheckpointError, FrozenBackboneError
+from continual.models.backbone import build_backbone, freeze, state_hash
+from continual.models.continual_module import ContinualModule
+from continual.models.mlp import MLP
+
+
+def cfg(**kw):
+    return OmegaConf.merge(OmegaConf.structured(Config), kw)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return build_stream(cfg().data, seed=0)
+
+
+class FrozenNet(ContinualModule):
+    """A method with a frozen backbone, to exercise the guard."""
+
+    def __init__(self, net, stream):
+        super().__init__(stream.task_classes, stream.n_classes, "task", cfg().optim)
+        self.net = freeze(net)
+
+    def frozen_modules(self):
+        return {"backbone": self.net}
+
+
+def test_guard_catches_a_deliberate_weight_change(digits):
+    module = FrozenNet(MLP(64, [16], 10), digits)
+    guard = FrozenBackboneGuard()
+    guard.on_train_start(None, module)
+    guard.on_train_end(None, module)  # untouched: passes
+    with torch.no_grad():
+        module.net.hidden[0].weight[3, 5] += 1e-6
+    with pytest.raises(FrozenBackboneError, match="frozen module 'backbone' changed"):
+        guard.on_train_end(None, module)
+
+
+def test_guard_catches_trainable_parameters(digits):
+    module = FrozenNet(MLP(64, [16], 10), digits)
+    module.net.head.weight.requires_grad_(True)
+    with pytest.raises(FrozenBackboneError, match="trainable parameters"):
+        FrozenBackboneGuard().on_train_start(None, module)
+
+
+def test_state_hash_sees_buffers_and_weights():
+    a, b = MLP(4, [3], 2), MLP(4, [3], 2)
+    b.load_state_dict(a.state_dict())
+    assert state_hash(a) == state_hash(b)
+    with torch.no_grad():
+        b.head.bias[0] += 1.0
+    assert state_hash(a) != state_hash(b)
+
+
+def test_checkpoint_roundtrip_and_mismatch(tmp_path, digits):
+    src = MLP(64, [32, 16], 10)
+    path = tmp_path / "backbone.pt"
+    torch.save(src.state_dict(), path)
+    net = build_backbone(cfg(backbone={"hidden": [32, 16], "init": "checkpoint", "checkpoint": str(path)}), digits, 10)
+    assert torch.equal(net.hidden[1].weight, src.hidden[1].weight) and torch.equal(net.head.weight, src.head.weight)
+    with pytest.raises(CheckpointError, match="does not fit backbone.hidden=\\[32, 8\\]"):
+        build_backbone(cfg(backbone={"hidden": [32, 8], "init": "checkpoint", "checkpoint": str(path)}), digits, 10)
+    with pytest.raises(CheckpointError, match="not found"):
+        build_backbone(cfg(backbone={"init": "checkpoint", "checkpoint": str(tmp_path / "nope.pt")}), digits, 10)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        build_backbone(cfg(backbone={"init": "checkpoint", "checkpoint": str(tmp_path / "junk.pt")}), digits, 10)
+
+
+def test_pretraining_learns_and_warns_on_overlap(digits):
+    c = cfg(backbone={"hidden": [32], "init": "pretrain", "pretrain": {"dataset": "digits", "epochs": 3}})
+    with pytest.warns(UserWarning, match="overlaps the stream's own classes"):
+        net = build_backbone(c, digits, 10)
+    torch.manual_seed(0)
+    random = MLP(64, [32], 10)
+    assert not torch.equal(net.hidden[0].weight, random.hidden[0].weight)
+    # pretrained features separate digits better than random ones: a linear probe on them fits
+    x = torch.cat([t.x_train for t in digits.tasks]); y = torch.cat([t.y_train for t in digits.tasks])
+    def probe(features):
+        f = features(x).detach()
+        w = torch.linalg.lstsq(f, torch.nn.functional.one_hot(y, 10).float()).solution
+        return ((f @ w).argmax(1) == y).float().mean().item()
+    assert probe(net.features) > probe(random.features)
+
+
+def test_pretraining_on_disjoint_classes_does_not_warn(digits):
+    stream = build_stream(cfg(data={"n_tasks": 2}).data, seed=0)  # classes 0..3
+    c = cfg(backbone={"hidden": [8], "init": "pretrain", "pretrain": {"dataset": "digits", "classes": [5, 6, 7]}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_backbone(c, stream, 10)
