@@ -1,0 +1,1 @@
+"""Data: raw sources, task streams, the tensor loader and the LightningDataModule."""

@@ -1,0 +1,121 @@
+"""Task streams `T1: S1, S2, ...; T2: ...`: a data set cut into an ordered list of tasks.
+
+A task holds its classes and its train/val/test tensors. Labels are *global* class ids,
+unique across the stream (Split-MNIST keeps the digit; Permuted-MNIST task t maps digit d to
+10*t + d), so every scenario can derive its targets from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from omegaconf import DictConfig
+
+from continual.data import sources
+from continual.errors import ConfigError
+
+
+@dataclass
+class Task:
+    id: int
+    classes: list[int]  # global class ids, in order: index in this list = within-task label
+    labels: list[int]  # the source data set's labels for those classes (for people)
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+
+@dataclass
+class Stream:
+    name: str
+    tasks: list[Task]
+    n_features: int
+    n_classes: int  # global class ids are 0..n_classes-1
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def task_classes(self) -> list[list[int]]:
+        return [t.classes for t in self.tasks]
+
+    @property
+    def max_classes_per_task(self) -> int:
+        return max(len(c) for c in self.task_classes)
+
+
+def _hold_out(x, y, fraction: float, gen: torch.Generator):
+    perm = torch.randperm(len(y), generator=gen)
+    n_val = round(len(y) * fraction)
+    return x[perm[n_val:]], y[perm[n_val:]], x[perm[:n_val]], y[perm[:n_val]]
+
+
+def _class_order(cfg: DictConfig, n_source_classes: int, seed: int) -> list[int]:
+    if cfg.class_order is not None:
+        order = list(cfg.class_order)
+        bad = [c for c in order if not 0 <= c < n_source_classes]
+        if bad or len(set(order)) != len(order):
+            raise ConfigError(
+                f"data.class_order={order} must list distinct classes in 0..{n_source_classes - 1}"
+            )
+        return order
+    order = list(range(n_source_classes))
+    if cfg.shuffle_classes:
+        order = torch.randperm(n_source_classes, generator=torch.Generator().manual_seed(seed)).tolist()
+    return order
+
+
+def split_stream(name: str, arrays, cfg: DictConfig, seed: int, n_source_classes: int = 10) -> Stream:
+    """Split a labelled data set into tasks of `classes_per_task` classes each."""
+    x_tr, y_tr, x_te, y_te = arrays
+    order = _class_order(cfg, n_source_classes, seed)
+    per = cfg.classes_per_task
+    n_tasks = cfg.n_tasks if cfg.n_tasks is not None else len(order) // per
+    if n_tasks * per > len(order):
+        raise ConfigError(
+            f"data.n_tasks={n_tasks} x data.classes_per_task={per} needs {n_tasks * per} classes but "
+            f"{name} has {len(order)}; lower one of them"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    tasks = []
+    for t in range(n_tasks):
+        classes = order[t * per : (t + 1) * per]
+        cls = torch.tensor(classes)
+        in_tr, in_te = torch.isin(y_tr, cls), torch.isin(y_te, cls)
+        xt, yt, xv, yv = _hold_out(x_tr[in_tr], y_tr[in_tr], cfg.val_fraction, gen)
+        tasks.append(Task(t, classes, classes, xt, yt, xv, yv, x_te[in_te], y_te[in_te]))
+    return Stream(name, tasks, x_tr.shape[1], n_source_classes, {"class_order": order[: n_tasks * per]})
+
+
+def permuted_stream(name: str, arrays, cfg: DictConfig, seed: int) -> Stream:
+    """Each task is the whole data set under its own fixed pixel permutation (task 0: none)."""
+    x_tr, y_tr, x_te, y_te = arrays
+    n_tasks = cfg.n_tasks if cfg.n_tasks is not None else 10
+    gen = torch.Generator().manual_seed(seed)
+    n_src = int(y_tr.max()) + 1
+    tasks = []
+    for t in range(n_tasks):
+        perm = torch.arange(x_tr.shape[1]) if t == 0 else torch.randperm(x_tr.shape[1], generator=gen)
+        xt, yt, xv, yv = _hold_out(x_tr[:, perm], y_tr + n_src * t, cfg.val_fraction, gen)
+        classes = list(range(n_src * t, n_src * (t + 1)))
+        tasks.append(Task(t, classes, list(range(n_src)), xt, yt, xv, yv, x_te[:, perm], y_te + n_src * t))
+    return Stream(name, tasks, x_tr.shape[1], n_src * n_tasks)
+
+
+def build_stream(cfg: DictConfig, seed: int) -> Stream:
+    """The stream named by `cfg.stream` (a `DataConfig`)."""
+    if cfg.stream == "split_digits":
+        return split_stream("split_digits", sources.load_digits(cfg.test_fraction, seed), cfg, seed)
+    if cfg.stream == "split_mnist":
+        return split_stream("split_mnist", sources.load_mnist(cfg.root, cfg.download), cfg, seed)
+    if cfg.stream == "permuted_mnist":
+        return permuted_stream("permuted_mnist", sources.load_mnist(cfg.root, cfg.download), cfg, seed)
+    raise ConfigError(f"data.stream='{cfg.stream}' has no builder")
