@@ -25,12 +25,15 @@ RUN_DIR_ENV = "CONTINUAL_RUN_DIR"  # set by rank 0 so processes launched later a
 def build_method(cfg: DictConfig, stream):
     from continual.baselines.finetune import FineTune
     from continual.models.backbone import build_backbone
+    from continual.routers.module import RouterModule
     from continual.scenarios import LabelSpace
 
     n_out = LabelSpace(cfg.scenario, stream.task_classes, stream.n_classes).n_out
     common = dict(task_classes=stream.task_classes, n_classes=stream.n_classes, scenario=cfg.scenario, optim=cfg.optim)
     if cfg.method == "finetune":
         return FineTune(build_backbone(cfg, stream, n_out), **common)
+    if cfg.method == "router":
+        return RouterModule(build_backbone(cfg, stream, n_out), cfg.router, **common)
     raise ConfigError(f"method='{cfg.method}' has no implementation")
 
 
@@ -100,7 +103,8 @@ def run(cfg: DictConfig) -> dict:
     def trainer() -> L.Trainer:
         kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
         kwargs.setdefault("default_root_dir", str(run_dir))
-        tr = L.Trainer(**kwargs, logger=logger if logger is not None else False, callbacks=[guard, TaskProgressBar(T)])
+        callbacks = [guard] + ([TaskProgressBar(T)] if kwargs.get("enable_progress_bar", True) else [])
+        tr = L.Trainer(**kwargs, logger=logger if logger is not None else False, callbacks=callbacks)
         dm.to(tr.strategy.root_device)
         return tr
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-METHODS = ("finetune",)
+METHODS = ("finetune", "router")
 SCENARIOS = ("task", "class", "domain")
 STREAMS = ("split_digits", "split_mnist", "permuted_mnist")
 PRETRAIN_DATASETS = ("digits", "mnist")
@@ -71,6 +71,28 @@ class LoggerConfig:
 
 
 @dataclass
+class RouterConfig:
+    """The task-signature attention router (method=router); see continual/routers/."""
+
+    tokens: str = choice("layer", ("layer", "unit", "patch"))  # how the signature X is cut into rows
+    # dot is the default: on Split-MNIST class-IL it infers tasks best (docs/router.md)
+    attention: str = choice("dot", ("learned", "dot", "perceiver", "local"))
+    gate: str = choice("units", ("units", "connections"))  # what the mask switches
+    mask: str = choice("soft", ("soft", "hard"))  # sigmoid gates, or binary with straight-through
+    h: int = 64  # head size
+    heads: int = 1
+    n_v: Optional[int] = None  # padded within-task classes; None: the largest task's class count
+    memories: int = 32  # memory slots per task (keys + gate + value rows)
+    positional: bool = False  # learned token-position embeddings
+    window: int = 1  # local attention: a token sees tokens within +-window
+    latents: int = 8  # perceiver: m latents
+    patch_size: Optional[int] = None  # patch tokens: input features per patch (None: sqrt(n_in))
+    unit_chunks: int = 16  # unit tokens: input groups per unit token
+    task_loss_weight: float = 1.0  # weight of the task-id cross-entropy on the attention scores
+    gate_init: float = 3.0  # initial gate logit (sigmoid(3) = 0.95: start with the full network)
+
+
+@dataclass
 class Config:
     method: str = choice("finetune", METHODS)
     scenario: str = choice("task", SCENARIOS)
@@ -80,6 +102,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     # Passed to lightning.Trainer as-is, once per task: max_epochs is epochs per task.
     trainer: Dict[str, Any] = field(

@@ -1,0 +1,1 @@
+"""The task-signature attention router: signature, token attention, task memories, gating."""

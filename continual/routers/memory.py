@@ -1,0 +1,57 @@
+"""A task's memory: `slots` rows, each a key, a gating mask and a value head.
+
+The attention scores of a sample against every slot key say which task it belongs to and,
+within that task, how much each slot's mask and values count for it. One `TaskMemory` per
+task, so that learning task t can only ever write task t's memory.
+
+Scores are the scaled dot product with a key-norm bias, `(q.k - |k|^2 / 2) / sqrt(d)`, which
+equals `-|q - k|^2 / (2 sqrt(d))` up to a per-sample constant: softmax over slots is then a
+nearest-key posterior. A plain dot product would let a new task's keys win every sample by
+growing their norm, without ever seeing an old task's data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def slot_scores(q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """[B, d] queries x [S, d] keys -> [B, S] attention logits."""
+    return (q @ keys.T - 0.5 * (keys * keys).sum(1)) / math.sqrt(q.shape[1])
+
+
+class TaskMemory(nn.Module):
+    def __init__(self, slots: int, key_dim: int, gate_shapes: list[tuple[int, ...]], feat_dim: int, n_v: int, gate_init: float):
+        super().__init__()
+        self.keys = nn.Parameter(torch.zeros(slots, key_dim))
+        self.gates = nn.ParameterList(nn.Parameter(torch.full((slots, *s), gate_init)) for s in gate_shapes)
+        self.values = nn.Parameter(torch.randn(slots, n_v, feat_dim) / math.sqrt(feat_dim))
+        self.value_bias = nn.Parameter(torch.zeros(slots, n_v))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def fit_keys(self, q: torch.Tensor, generator: torch.Generator, warm: bool = False, iters: int = 10) -> None:
+        """k-means (Lloyd) on the task's queries, from random samples or from the current keys.
+
+        Cold: a new task's keys start where its samples are. Warm: after the token attention was
+        trained (task 1), keys are moved onto the final queries; starting from the current keys
+        keeps each slot's samples, and so the masks they learned, mostly unchanged.
+        """
+        S = len(self.keys)
+        if warm:
+            centers = self.keys.detach().clone().to(q.device)
+        else:
+            centers = q[torch.randperm(len(q), generator=generator)[:S].to(q.device)].clone()
+            if len(centers) < S:  # fewer samples than slots: repeat them
+                centers = centers.repeat(math.ceil(S / len(centers)), 1)[:S]
+        for _ in range(iters):
+            assign = torch.cdist(q, centers).argmin(1)
+            counts = torch.bincount(assign, minlength=S)
+            sums = torch.zeros_like(centers).index_add_(0, assign, q)
+            filled = counts > 0
+            centers[filled] = sums[filled] / counts[filled].unsqueeze(1).to(q.dtype)
+        self.keys.copy_(centers)
+        self.initialized.fill_(True)

@@ -1,0 +1,190 @@
+"""`RouterModule`: a frozen MLP whose connections are chosen per sample by attention.
+
+Per sample: the signature X (`Signature`) -> token attention (`TokenAttention`) -> a query q
+-> scores against every task memory's slot keys (`TaskMemory`). The scores give the task
+(the task of the best-scoring slot) and, within a task, the slot weights alpha that mix
+the slots' gating masks and value heads. The gated frozen MLP's last hidden layer goes
+through the mixed value heads to `N_v` padded within-task logits; padded slots are -inf.
+
+What learning task t may change: task t's memory, and the token attention only while t = 0
+(after that it is frozen, so no old task's queries can move). Everything of earlier tasks is
+frozen and listed in `frozen_modules()`, which the FrozenBackboneGuard hashes every task.
+
+Loss: cross-entropy on the padded logits, plus `task_loss_weight` x (cross-entropy of the
+task scores against the known task id + the negative log-likelihood of the query under its
+own task's keys, which keeps keys on their task's data even when only one task exists).
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from continual.errors import ConfigError
+from continual.models.backbone import freeze
+from continual.models.continual_module import ContinualModule
+from continual.models.mlp import MLP
+from continual.routers import gating
+from continual.routers.attention import TokenAttention
+from continual.routers.memory import TaskMemory, slot_scores
+from continual.routers.signature import Signature
+
+
+def check_n_v(n_v: int | None, task_classes: list[list[int]]) -> int:
+    largest = max(len(c) for c in task_classes)
+    if n_v is None:
+        return largest
+    for t, classes in enumerate(task_classes):
+        if len(classes) > n_v:
+            raise ConfigError(
+                f"router.n_v={n_v} is smaller than task {t + 1}'s {len(classes)} classes {classes}; "
+                f"set router.n_v>={largest} (or leave it unset for the largest task's class count)"
+            )
+    return n_v
+
+
+class RouterModule(ContinualModule):
+    def __init__(self, mlp: MLP, router: DictConfig, **kwargs):
+        super().__init__(**kwargs)
+        task_classes = kwargs["task_classes"]
+        self.cfg = router
+        self.n_v = check_n_v(router.n_v, task_classes)
+        self.mlp = freeze(mlp)
+        self.signature = Signature(self.mlp, router.tokens, router.patch_size, router.unit_chunks)
+        self.encoder = TokenAttention(
+            router.attention, self.signature.n_tokens, self.signature.dim, router.h, router.heads,
+            router.positional, router.window, router.latents,
+        )
+        self.query_norm = nn.LayerNorm(self.encoder.out_dim, elementwise_affine=False)
+        if router.gate == "units":
+            shapes = [(sum(mlp.widths),)]
+        else:
+            shapes = [tuple(layer.weight.shape) for layer in mlp.hidden]
+        self.memories = nn.ModuleList(
+            TaskMemory(router.memories, self.encoder.out_dim, shapes, mlp.widths[-1], self.n_v, router.gate_init)
+            for _ in task_classes
+        )
+        table = torch.full((len(task_classes), self.n_v), -1, dtype=torch.long)
+        within = torch.full((kwargs["n_classes"],), -1, dtype=torch.long)
+        for t, classes in enumerate(task_classes):
+            table[t, : len(classes)] = torch.tensor(classes)
+            within[torch.tensor(classes)] = torch.arange(len(classes))
+        self.register_buffer("class_table", table, persistent=False)  # [T, n_v] global ids, -1 = padding
+        self.register_buffer("within_task", within, persistent=False)  # global id -> index in its task
+        self.set_task(0)
+
+    # -- which parameters task t may change ------------------------------------------------
+    def set_task(self, t: int) -> None:
+        super().set_task(t)
+        for k, memory in enumerate(self.memories):
+            memory.requires_grad_(k == t)
+        self.encoder.requires_grad_(t == 0)
+
+    def frozen_modules(self) -> dict[str, nn.Module]:
+        frozen = {"backbone": self.mlp}
+        if self.current_task > 0:
+            frozen["encoder"] = self.encoder
+        frozen.update({f"memory[{k}]": self.memories[k] for k in range(self.current_task)})
+        return frozen
+
+    def _task_queries(self) -> torch.Tensor:
+        """Queries of up to 4096 training samples of the current task (a fixed, seeded draw)."""
+        x = self.trainer.datamodule.train_dataloader().x
+        gen = torch.Generator().manual_seed(int(torch.initial_seed()) % 2**31 + self.current_task)
+        with torch.no_grad():
+            return self.query(x[torch.randperm(len(x), generator=gen)[:4096].to(x.device)])
+
+    def on_train_start(self) -> None:
+        """Start task t's keys at k-means centres of its queries (once: kept across resumes)."""
+        memory = self.memories[self.current_task]
+        if not bool(memory.initialized):
+            gen = torch.Generator().manual_seed(int(torch.initial_seed()) % 2**31)
+            memory.fit_keys(self._task_queries(), gen)
+
+    def on_train_end(self) -> None:
+        """If the token attention trained in this task (task 1), its queries moved under the
+        keys: refit the keys to the final queries before everything of the task is frozen."""
+        if self.current_task == 0 and any(True for _ in self.encoder.parameters()):
+            self.memories[0].fit_keys(self._task_queries(), torch.Generator(), warm=True)
+
+    # -- the forward pass --------------------------------------------------------------------
+    def query(self, x: torch.Tensor) -> torch.Tensor:
+        return self.query_norm(self.encoder(self.signature(x)))
+
+    def scores(self, q: torch.Tensor) -> torch.Tensor:
+        """[B, T, S] slot attention logits for every task."""
+        keys = torch.stack([m.keys for m in self.memories])  # [T, S, d]
+        return slot_scores(q, keys.flatten(0, 1)).view(len(q), *keys.shape[:2])
+
+    def task_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """[B, T] each task's best slot score: the task is the task of the nearest key. (A
+        log-sum-exp would favour tasks with many moderately near keys over one close key.)
+        Tasks with no memory yet are -inf."""
+        ready = torch.stack([m.initialized for m in self.memories])
+        return scores.amax(2).masked_fill(~ready, float("-inf"))
+
+    def route(self, batch: dict, task: torch.Tensor | None = None) -> dict:
+        """Per-sample task, padded logits and the quantities behind them."""
+        x = batch["x"]
+        q = self.query(x)
+        scores = self.scores(q)
+        tscores = self.task_scores(scores)
+        if task is None:
+            task = tscores.argmax(1)
+        alpha = scores[torch.arange(len(q), device=q.device), task].softmax(1)  # [B, S]
+        logits = x.new_empty(len(x), self.n_v)
+        mask = x.new_empty(len(x), sum(self.mlp.widths)) if self.cfg.gate == "units" else None
+        groups = task.unique().tolist()
+        for t in groups:  # one task per batch in training; a few at class-IL test time
+            rows = slice(None) if len(groups) == 1 else (task == t).nonzero().squeeze(1)
+            out, m = self._task_forward(self.memories[t], x[rows], alpha[rows])
+            logits[rows] = out.masked_fill(self.class_table[t] < 0, float("-inf"))  # padded classes
+            if mask is not None:
+                mask[rows] = m
+        return {"q": q, "task": task, "task_scores": tscores, "alpha": alpha, "logits": logits, "mask": mask}
+
+    def _task_forward(self, memory: TaskMemory, x: torch.Tensor, alpha: torch.Tensor):
+        """Gate the frozen MLP with one task's slots mixed by `alpha`; its values give the logits."""
+        hard = self.cfg.mask == "hard"
+        if self.cfg.gate == "units":
+            mask = gating.unit_masks(memory.gates[0], alpha, hard)
+            feats = gating.forward_units(self.mlp, x, mask)
+        else:
+            mask = None
+            feats = gating.forward_connections(
+                self.mlp, x, [gating.connection_masks(g, hard) for g in memory.gates], alpha
+            )
+        logits = torch.einsum("bs,svf,bf->bv", alpha, memory.values, feats) + alpha @ memory.value_bias
+        return logits, mask
+
+    # -- ContinualModule interface -----------------------------------------------------------
+    def given_task(self, batch: dict) -> torch.Tensor | None:
+        """The task id the scenario gives at test time (task-IL), else None: inferred."""
+        return batch["task"] if self.labels.scenario == "task" else None
+
+    def predict(self, batch: dict) -> torch.Tensor:
+        out = self.route(batch, self.given_task(batch))
+        j = out["logits"].argmax(1)
+        if self.labels.scenario == "domain":
+            return j
+        return self.class_table[out["task"], j]
+
+    def infer_task(self, batch: dict) -> torch.Tensor:
+        return self.task_scores(self.scores(self.query(batch["x"]))).argmax(1)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self.route(batch, batch["task"])
+        target = self.within_task[batch["y"]]
+        cls_loss = nn.functional.cross_entropy(out["logits"], target)
+        tscores = out["task_scores"][:, : self.current_task + 1]
+        task_ce = nn.functional.cross_entropy(tscores, batch["task"])
+        # keys follow their task's queries (q detached, so queries cannot collapse onto keys)
+        q, keys = out["q"].detach(), self.memories[self.current_task].keys
+        key_nll = -(-torch.cdist(q, keys).square() / (2 * q.shape[1] ** 0.5)).logsumexp(1).mean()
+        loss = cls_loss + self.cfg.task_loss_weight * (task_ce + key_nll)
+        self.log_dict(
+            {"train/loss": loss, "train/cls_loss": cls_loss, "train/task_ce": task_ce, "train/key_nll": key_nll},
+            prog_bar=True, on_step=True, on_epoch=False,
+        )
+        return loss

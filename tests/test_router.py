@@ -1,0 +1,110 @@
+"""The attention router: frozen parts stay frozen, masks are deterministic, padded classes never
+win, `n_v` is validated, and every variant learns on Split-Digits."""
+
+import itertools
+
+import lightning as L
+import pytest
+import torch
+
+from continual.cli.main import main
+from continual.config import load_config
+from continual.data.datamodule import TaskStreamDataModule
+from continual.data.streams import build_stream
+from continual.errors import ConfigError
+from continual.experiment import build_method, run
+from continual.models.backbone import state_hash
+
+QUICK = ["method=router", "logger.wandb=false", "trainer.enable_progress_bar=false", "router.h=16"]
+
+
+def train_stream(overrides):
+    """Train a router over the whole stream by hand, hashing what must not change."""
+    cfg = load_config(None, [*QUICK, *overrides])
+    L.seed_everything(cfg.seed, verbose=False)
+    stream = build_stream(cfg.data, cfg.seed)
+    module = build_method(cfg, stream)
+    dm = TaskStreamDataModule(stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
+    backbone_hash = state_hash(module.mlp)
+    memory_hashes = []
+    for t in range(len(stream)):
+        dm.set_task(t)
+        module.set_task(t)
+        L.Trainer(**cfg.trainer, logger=False).fit(module, datamodule=dm)
+        memory_hashes.append(state_hash(module.memories[t]))
+    return module, stream, backbone_hash, memory_hashes
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train_stream(["trainer.max_epochs=2"])
+
+
+def test_backbone_and_earlier_tasks_are_untouched(trained):
+    module, stream, backbone_hash, memory_hashes = trained
+    assert state_hash(module.mlp) == backbone_hash
+    assert all(not p.requires_grad for p in module.mlp.parameters())
+    for t, h in enumerate(memory_hashes):  # hashed right after task t; unchanged after all later tasks
+        assert state_hash(module.memories[t]) == h
+    # and while the last task trains, only its own memory is trainable
+    trainable = {n.split(".")[1] for n, p in module.named_parameters() if p.requires_grad and n.startswith("memories.")}
+    assert trainable == {str(len(stream) - 1)}
+    assert not any(p.requires_grad for p in module.encoder.parameters())
+
+
+def test_same_sample_gets_the_same_mask_bit_for_bit(trained):
+    module, stream, _, _ = trained
+    module.eval()
+    x = torch.cat([t.x_test for t in stream.tasks])
+    with torch.no_grad():
+        a = module.route({"x": x})
+        b = module.route({"x": x})
+        c = module.route({"x": x.flip(0)})
+    assert torch.equal(a["mask"], b["mask"]) and torch.equal(a["task"], b["task"])
+    # a different batch order does not change any sample's task or binarized mask
+    assert torch.equal(a["task"], c["task"].flip(0))
+    assert torch.equal(a["mask"] > 0.5, (c["mask"] > 0.5).flip(0))
+
+
+def test_n_v_smaller_than_a_task_is_a_config_error(capsys):
+    assert main(["fit", *QUICK, "router.n_v=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "continual: error: router.n_v=1 is smaller than task 1's 2 classes [0, 1]; "
+        "set router.n_v>=2 (or leave it unset for the largest task's class count)"
+    )
+
+
+def test_padded_classes_are_never_predicted(tmp_path):
+    module, stream, _, _ = train_stream(["router.n_v=5", "trainer.max_epochs=1"])
+    module.eval()
+    x = torch.cat([t.x_test for t in stream.tasks])
+    with torch.no_grad():
+        out = module.route({"x": x})
+    assert out["logits"].shape[1] == 5
+    assert torch.isneginf(out["logits"][:, 2:]).all()  # every task has 2 classes: slots 2..4 padded
+    assert (out["logits"].argmax(1) < 2).all()
+    pred = module.predict({"x": x, "task": torch.cat([torch.full((len(t.y_test),), t.id) for t in stream.tasks])})
+    assert set(pred.tolist()) <= set(range(10))  # always a real global class
+
+
+def test_class_il_infers_tasks_and_beats_finetune(tmp_path):
+    router = run(load_config(None, [*QUICK, "scenario=class", "optim.lr=1e-2", f"output_dir={tmp_path / 'r'}"]))
+    finetune = run(load_config(None, ["logger.wandb=false", "trainer.enable_progress_bar=false", "scenario=class", f"output_dir={tmp_path / 'f'}"]))
+    assert router["bwt"] > -0.2 and finetune["bwt"] < -0.5
+    assert router["acc"] > finetune["acc"] + 0.3
+
+
+VARIANTS = list(itertools.product(["layer", "unit", "patch"], ["learned", "dot", "perceiver", "local"], ["units", "connections"], ["soft", "hard"]))
+
+
+@pytest.mark.parametrize("tokens,attention,gate,mask", VARIANTS)
+def test_every_variant_learns_task_il_without_forgetting(tmp_path, tokens, attention, gate, mask):
+    overrides = [
+        f"router.tokens={tokens}", f"router.attention={attention}", f"router.gate={gate}", f"router.mask={mask}",
+        "router.memories=2", "router.positional=true", "optim.lr=1e-2", "trainer.max_epochs=6",
+        "backbone.hidden=[64,64]", "data.n_tasks=3", "data.eval_batch_size=512", f"output_dir={tmp_path}",
+    ]
+    m = run(load_config(None, [*QUICK, *overrides]))
+    assert m["acc"] > 0.75  # chance is 0.5 on these 2-class tasks
+    assert m["bwt"] == 0.0 and all(f == 0.0 for f in m["forgetting"][:-1])  # nothing learned is overwritten
