@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except ContinualError as err:
         print(f"continual: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
 
 
 if __name__ == "__main__":
