@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-METHODS = ("finetune",)
+METHODS = ("finetune", "router")
 SCENARIOS = ("task", "class", "domain")
 STREAMS = ("split_digits", "split_mnist", "permuted_mnist")
 PRETRAIN_DATASETS = ("digits", "mnist")
@@ -62,6 +62,21 @@ class OptimConfig:
 
 
 @dataclass
+class RouterConfig:
+    """The attention router's keys (sweeps/ refers to them; the router implementation defines them)."""
+
+    h: int = 64  # head size
+    n_v: Optional[int] = None  # padded classes per task; None: the largest task's class count
+    heads: int = 1
+    memories: Optional[int] = None
+    attention: str = choice("learned", ("learned", "dot", "perceiver", "local"))
+    tokens: str = choice("layer", ("layer", "unit", "patch"))
+    gate: str = choice("units", ("units", "connections"))
+    mask: str = choice("soft", ("soft", "hard"))
+    task_loss_weight: float = 1.0
+
+
+@dataclass
 class LoggerConfig:
     wandb: bool = True
     project: str = "continual"
@@ -82,6 +97,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     # Passed to lightning.Trainer as-is, once per task: max_epochs is epochs per task.
     trainer: Dict[str, Any] = field(
