@@ -4,6 +4,8 @@
 class ContinualError(Exception):
     """Base class: a problem the user can fix; the message names it and the fix."""
 
+    exit_code = 2
+
 
 class ConfigError(ContinualError):
     pass
@@ -19,3 +21,9 @@ class FrozenBackboneError(ContinualError):
 
 class CheckpointError(ContinualError):
     pass
+
+
+class Interrupted(ContinualError):
+    """SIGTERM stopped the run; its checkpoints are on disk and `resume=` continues it."""
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a terminated process

@@ -96,16 +96,38 @@ def test_loader_covers_every_sample_once_and_batches_are_gathered():
 
 
 @pytest.mark.parametrize("world", [2, 3])
-def test_loader_shards_eval_without_duplicates_and_train_evenly(monkeypatch, world):
+def test_loader_shards_eval_once_and_train_batches_are_global(monkeypatch, world):
+    """Eval: every sample exactly once over the ranks. Train: at every step the ranks' batches
+    together are exactly the single-process batch (nothing padded), and each knows its size."""
     x, y = torch.zeros(23, 1), torch.arange(23)
-    eval_shards, train_lens = [], []
+    single = [b["index"] for b in TensorLoader(x, y, 0, batch_size=4, train=True, seed=0)]
+    eval_shards, train = [], []
     for rank in range(world):
         monkeypatch.setattr(loader_mod, "dist_info", lambda r=rank: (r, world))
         ev = TensorLoader(x, y, 0, batch_size=4, train=False)
         eval_shards.append(_collect(ev))
         assert len(ev) == len(list(ev))
         tr = TensorLoader(x, y, 0, batch_size=4, train=True, seed=0)
-        train_lens.append((len(tr), len(_collect(tr))))
-    merged = torch.cat(eval_shards)
-    assert sorted(merged.tolist()) == list(range(23))  # every test sample exactly once
-    assert len(set(train_lens)) == 1  # every rank takes the same number of steps
+        batches = list(tr)
+        assert len(tr) == len(batches) == len(single)  # every rank takes the same number of steps
+        train.append(batches)
+    assert sorted(torch.cat(eval_shards).tolist()) == list(range(23))
+    for k, step in enumerate(zip(*train)):
+        assert sorted(torch.cat([b["index"] for b in step]).tolist()) == sorted(single[k].tolist())
+        assert {b["global_size"] for b in step} == {len(single[k])}
+
+
+def test_loader_resumes_mid_epoch_from_its_state():
+    x, y = torch.zeros(23, 1), torch.arange(23)
+    full = TensorLoader(x, y, 0, batch_size=4, train=True, seed=0)
+    epochs = [[b["index"].tolist() for b in full] for _ in range(2)]
+    cut = TensorLoader(x, y, 0, batch_size=4, train=True, seed=0)
+    it = iter(cut)
+    next(it), next(it)
+    resumed = TensorLoader(x, y, 0, batch_size=4, train=True, seed=0)
+    resumed.load_state_dict(cut.state_dict())
+    assert [b["index"].tolist() for b in resumed] == epochs[0][2:]  # the rest of the epoch
+    assert [b["index"].tolist() for b in resumed] == epochs[1]  # then the next epoch as usual
+    finished = TensorLoader(x, y, 0, batch_size=4, train=True, seed=0)
+    finished.load_state_dict({"epoch": 0, "served": len(full)})  # saved on the epoch's last batch
+    assert [b["index"].tolist() for b in finished] == epochs[1]

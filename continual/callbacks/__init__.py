@@ -1,6 +1,7 @@
 """Lightning callbacks the stream driver attaches to every task's Trainer."""
 
+from continual.callbacks.checkpointing import TaskCheckpoint
 from continual.callbacks.frozen_guard import FrozenBackboneGuard
 from continual.callbacks.progress import TaskProgressBar
 
-__all__ = ["FrozenBackboneGuard", "TaskProgressBar"]
+__all__ = ["FrozenBackboneGuard", "TaskCheckpoint", "TaskProgressBar"]

@@ -1,4 +1,4 @@
-"""`continual fit|config show`: argparse only at import, heavy modules loaded per command."""
+"""`continual fit|sweep|config show`: argparse only at import, heavy modules loaded per command."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ EPILOG = """examples:
   continual fit                                   # Split-Digits, fine-tuning, task-IL
   continual fit --config configs/split_mnist.yaml data.root=/data scenario=class
   continual config show seed=3 trainer.max_epochs=2
+  continual sweep sweeps/router_grid_h_nv.yaml    # a W&B sweep file, no W&B server needed
 """
 
 
@@ -27,6 +28,11 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="train a method over a task stream and write a run directory")
     _add_config_args(fit)
+    sweep = sub.add_parser("sweep", help="run a W&B sweep file offline (no W&B server): runs, results table, offline W&B runs")
+    sweep.add_argument("file", help="a W&B sweep YAML, e.g. sweeps/router_grid_h_nv.yaml")
+    sweep.add_argument("--count", type=int, default=None, help="runs to do now (default: the whole grid; required for random/bayes)")
+    sweep.add_argument("--dir", default=None, help="sweep directory (default: runs/sweep_<name>); an existing one is continued")
+    sweep.add_argument("--seed", type=int, default=0, help="seed of the random search's draws")
     cfg = sub.add_parser("config", help="inspect configs")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="print the resolved config")
@@ -44,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
     try:
+        if args.command == "sweep":
+            from continual.sweep.runner import run_sweep
+
+            run_sweep(args.file, args.count, args.dir, args.seed)
+            return 0
         from continual.config import load_config
 
         cfg = load_config(args.config, args.overrides)
@@ -58,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except ContinualError as err:
         print(f"continual: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
 
 
 if __name__ == "__main__":

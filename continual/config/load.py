@@ -138,6 +138,8 @@ def _check_values(cfg: DictConfig) -> None:
         raise ConfigError(f"backbone.hidden={list(cfg.backbone.hidden)} must be a non-empty list of positive widths")
     if cfg.backbone.init == "checkpoint" and not cfg.backbone.checkpoint:
         raise ConfigError("backbone.init=checkpoint needs backbone.checkpoint=<path to a state_dict file>")
+    if cfg.checkpoint_every_n_steps < 0:
+        raise ConfigError(f"checkpoint_every_n_steps={cfg.checkpoint_every_n_steps} must be >= 0 (0: checkpoint only at task ends)")
     if cfg.logger.mode not in (None, "online", "offline", "disabled"):
         raise ConfigError(f"logger.mode='{cfg.logger.mode}' is not valid; choose one of: online, offline, disabled")
 

@@ -99,6 +99,8 @@ class Config:
     seed: int = 0
     output_dir: Optional[str] = None  # the run directory itself; None: runs/<name>
     overwrite: bool = False  # allow writing into an output_dir that already holds results
+    resume: Optional[str] = None  # a run directory to continue from its last checkpoint (starts it if empty)
+    checkpoint_every_n_steps: int = 50  # mid-task checkpoint cadence; 0: only at task ends and on SIGTERM
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

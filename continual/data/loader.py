@@ -3,9 +3,18 @@
 A torch `DataLoader` over a `TensorDataset` indexes and collates sample by sample; here a
 batch is one gather of a whole index slice, on whatever device the tensors live on.
 
-Under DDP the loader shards itself by rank. Training shards are padded (by wrapping) to equal
-length so every rank takes the same number of steps. Evaluation shards are *not* padded, so
-summed counts see every test sample exactly once (a `DistributedSampler` would repeat some).
+Training batches are *global*: `batch_size` is the number of samples one optimizer step sees,
+however many processes share it. Step k takes slice k of one seeded permutation (identical on
+every rank) and rank r keeps every world-th sample of it, so the union over ranks is exactly the
+single-process batch; each batch carries `global_size` so a method can average its loss over the
+global batch (`ContinualModule.batch_mean`) and DDP's gradient average equals the
+single-process gradient. Every rank takes the same number of steps; nothing is padded or repeated.
+
+Evaluation shards are strided and unpadded, so summed counts see every sample exactly once.
+
+The loader is resumable: `state_dict` records the epoch and the batches already served, and
+Lightning stores it in its checkpoints and hands it back on resume (it does not prefetch from a
+loader that has a length, so "served" is "trained on").
 """
 
 from __future__ import annotations
@@ -33,32 +42,43 @@ class TensorLoader:
     ):
         self.x, self.y, self.task_id = x, y, task_id
         self.batch_size, self.train, self.seed = batch_size, train, seed
-        self.epoch = 0
+        self.epoch = 0  # the epoch the next iteration serves
+        self._skip = 0  # batches of that epoch already served before a resume
+        self._served = (0, 0)  # (epoch, batches served) of the iteration in progress
 
-    def _indices(self) -> torch.Tensor:
+    def _slices(self, epoch: int) -> list[torch.Tensor]:
+        """This rank's index slice for every batch of `epoch`."""
         n = len(self.y)
-        if self.train:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.task_id * 1009 + self.epoch)
-            idx = torch.randperm(n, generator=gen)
-            self.epoch += 1
-        else:
-            idx = torch.arange(n)
         rank, world = dist_info()
-        if world > 1:
-            if self.train:
-                idx = idx.repeat(math.ceil(world / max(n, 1)) + 1)[: math.ceil(n / world) * world]
-            idx = idx[rank::world]
-        return idx
+        if not self.train:
+            return list(torch.arange(rank, n, world).split(self.batch_size))
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.task_id * 1009 + epoch)
+        return [step[rank::world] for step in torch.randperm(n, generator=gen).split(self.batch_size)]
 
     def __len__(self) -> int:
         rank, world = dist_info()
         n = len(self.y)
-        per_rank = math.ceil(n / world) if self.train else len(range(rank, n, world))
-        return math.ceil(per_rank / self.batch_size)
+        return math.ceil(n / self.batch_size) if self.train else math.ceil(len(range(rank, n, world)) / self.batch_size)
 
     def __iter__(self):
-        idx = self._indices().to(self.y.device)
-        task = torch.full((len(idx),), self.task_id, dtype=torch.long, device=self.y.device)
-        for start in range(0, len(idx), self.batch_size):
-            i = idx[start : start + self.batch_size]
-            yield {"x": self.x[i], "y": self.y[i], "task": task[: len(i)], "index": i}
+        epoch, skip = self.epoch, self._skip
+        self.epoch, self._skip = epoch + 1, 0
+        n = len(self.y)
+        device = self.y.device
+        for k, i in enumerate(self._slices(epoch)):
+            if k < skip:
+                continue
+            self._served = (epoch, k + 1)
+            i = i.to(device)
+            global_size = min(self.batch_size, n - k * self.batch_size) if self.train else len(i)
+            task = torch.full((len(i),), self.task_id, dtype=torch.long, device=device)
+            yield {"x": self.x[i], "y": self.y[i], "task": task, "index": i, "global_size": global_size}
+
+    def state_dict(self) -> dict:
+        epoch, served = self._served
+        return {"epoch": epoch, "served": served}
+
+    def load_state_dict(self, state: dict) -> None:
+        epoch, served = state["epoch"], state["served"]
+        finished = served >= len(self)
+        self.epoch, self._skip = (epoch + 1, 0) if finished else (epoch, served)

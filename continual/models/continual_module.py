@@ -6,6 +6,10 @@ validation accuracy on the current task, and exact test counts per task. A metho
 
 Test counts are (correct, total) integers per task, summed over processes with an
 all-reduce: never an average of averages, and the loaders do not pad under DDP.
+
+Training losses are averaged over the *global* batch (`batch_mean`), so that DDP's gradient
+average over ranks equals the single-process gradient on the same batch (see `TensorLoader`).
+Methods that add loss terms should reduce per-sample terms with `batch_mean` too.
 """
 
 from __future__ import annotations
@@ -49,9 +53,18 @@ class ContinualModule(L.LightningModule):
         """Predicted output index (in the scenario's target space)."""
         return self.masked_logits(batch).argmax(dim=1)
 
+    def batch_mean(self, per_sample: torch.Tensor, batch: dict) -> torch.Tensor:
+        """This rank's share of the mean over the global batch, scaled for DDP's gradient average."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return per_sample.sum() * world / batch.get("global_size", len(per_sample) * world)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = nn.functional.cross_entropy(self.masked_logits(batch), self.labels.targets(batch["y"]))
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        per_sample = nn.functional.cross_entropy(
+            self.masked_logits(batch), self.labels.targets(batch["y"]), reduction="none"
+        )
+        loss = self.batch_mean(per_sample, batch)
+        # the mean over ranks of each rank's share is the global batch mean
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, sync_dist=True, batch_size=len(per_sample))
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -175,16 +175,16 @@ class RouterModule(ContinualModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self.route(batch, batch["task"])
-        target = self.within_task[batch["y"]]
-        cls_loss = nn.functional.cross_entropy(out["logits"], target)
+        ce = nn.functional.cross_entropy
+        cls_loss = self.batch_mean(ce(out["logits"], self.within_task[batch["y"]], reduction="none"), batch)
         tscores = out["task_scores"][:, : self.current_task + 1]
-        task_ce = nn.functional.cross_entropy(tscores, batch["task"])
+        task_ce = self.batch_mean(ce(tscores, batch["task"], reduction="none"), batch)
         # keys follow their task's queries (q detached, so queries cannot collapse onto keys)
         q, keys = out["q"].detach(), self.memories[self.current_task].keys
-        key_nll = -(-torch.cdist(q, keys).square() / (2 * q.shape[1] ** 0.5)).logsumexp(1).mean()
+        key_nll = self.batch_mean(-(-torch.cdist(q, keys).square() / (2 * q.shape[1] ** 0.5)).logsumexp(1), batch)
         loss = cls_loss + self.cfg.task_loss_weight * (task_ce + key_nll)
         self.log_dict(
             {"train/loss": loss, "train/cls_loss": cls_loss, "train/task_ce": task_ce, "train/key_nll": key_nll},
-            prog_bar=True, on_step=True, on_epoch=False,
+            prog_bar=True, on_step=True, on_epoch=False, sync_dist=True, batch_size=len(q),
         )
         return loss

@@ -1,0 +1,45 @@
+"""`TaskCheckpoint`: the mid-task `last.ckpt` that `continual.resume` resumes from.
+
+A `ModelCheckpoint` that keeps only `last.ckpt` (every n training steps, and once more when
+Lightning stops training on SIGTERM), tagged with the task, the config fingerprint and the RNG
+states, so a resumed task continues with exactly the remaining batches and random numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from continual import resume
+
+
+class TaskCheckpoint(ModelCheckpoint):
+    CHECKPOINT_NAME_LAST = resume.LAST
+
+    def __init__(self, run_dir: Path, task: int, fingerprint: dict, every_n_steps: int):
+        super().__init__(
+            dirpath=resume.checkpoint_dir(run_dir),
+            save_last=True,
+            save_top_k=0,
+            every_n_train_steps=every_n_steps,
+            enable_version_counter=False,
+        )
+        self.task, self.fingerprint = task, fingerprint
+
+    @property
+    def last_path(self) -> str:
+        return str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint["continual"] = {"task": self.task, "config": self.fingerprint, "rng": resume.rng_state()}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        resume.set_rng_state(checkpoint["continual"]["rng"])
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # Lightning raises this at a batch boundary, so the state saved here is consistent.
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(self.last_path)

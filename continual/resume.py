@@ -1,0 +1,150 @@
+"""Resume a killed run from its run directory: task-boundary state, mid-task checkpoints, config check.
+
+Two files under `<run dir>/checkpoints/`, both written atomically by rank 0:
+
+* `state.pt`, rewritten after the initial test pass and after every task: the module's weights,
+  the finished accuracy rows and counts, the RNG states and the config fingerprint. Everything a
+  finished task produced survives a kill at any moment.
+* `last.ckpt`, a Lightning checkpoint of the task in progress (model, optimizer, loop and
+  data-loader position, RNG), every `checkpoint_every_n_steps` steps and on SIGTERM; resumed
+  with `trainer.fit(ckpt_path=...)`, so a resumed task takes exactly the remaining steps.
+
+Both load with `weights_only=True`. A checkpoint written under a different config is refused,
+naming the keys that differ; keys that cannot change results (where files go, logging, how many
+processes) may differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from continual.errors import CheckpointError
+from continual.metrics.report import atomic_write
+
+STATE = "state.pt"
+LAST = "last"  # Lightning appends .ckpt
+FORMAT = 1
+# Keys that may differ between the killed run and its resumption: they change where files go,
+# what is logged, or how many processes share the work (global batches keep the math the same).
+VOLATILE = (
+    "output_dir",
+    "resume",
+    "overwrite",
+    "checkpoint_every_n_steps",
+    "logger.",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.accelerator",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "trainer.default_root_dir",
+)
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def fingerprint(cfg: DictConfig) -> dict:
+    """The config keys that determine results, flattened to dotted names."""
+    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    return {k: v for k, v in sorted(flat.items()) if not any(k == p or (p.endswith(".") and k.startswith(p)) for p in VOLATILE)}
+
+
+def config_hash(fp: dict) -> str:
+    return hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_config(saved: dict, cfg: DictConfig, what: str, run_dir: Path) -> None:
+    now = fingerprint(cfg)
+    if config_hash(saved) == config_hash(now):
+        return
+    keys = sorted(k for k in saved.keys() | now.keys() if saved.get(k, "<unset>") != now.get(k, "<unset>"))
+    shown = ", ".join(f"{k}: {saved.get(k, '<unset>')!r} -> {now.get(k, '<unset>')!r}" for k in keys[:5])
+    more = f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""
+    raise CheckpointError(
+        f"{what} was written with a different config ({shown}{more}); resume with the same settings, "
+        f"e.g. --config {Path(run_dir) / 'config.yaml'}, or start a new run without resume="
+    )
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _load(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"checkpoint '{path}' cannot be loaded safely ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            f"it is not a continual checkpoint: delete it or start a new run without resume="
+        ) from None
+
+
+def save_state(run_dir: Path, cfg: DictConfig, **state) -> None:
+    """Write the task-boundary state atomically (rank 0 only)."""
+    fp = fingerprint(cfg)
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "config": fp, "config_hash": config_hash(fp), "rng": rng_state(), **state}, buf)
+    atomic_write(checkpoint_dir(run_dir) / STATE, buf.getvalue())
+
+
+def load_state(run_dir: Path, cfg: DictConfig) -> dict | None:
+    """The saved task-boundary state of `run_dir`, checked against `cfg`; None if there is none yet."""
+    path = checkpoint_dir(run_dir) / STATE
+    if not path.is_file():
+        return None
+    state = _load(path)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint '{path}' is not a continual run state (format {FORMAT}); start a new run without resume=")
+    check_config(state["config"], cfg, f"checkpoint '{path}'", run_dir)
+    return state
+
+
+def mid_task_checkpoint(run_dir: Path, task: int, cfg: DictConfig) -> Path | None:
+    """The Lightning checkpoint of task `task` in progress, if the killed run left one."""
+    path = checkpoint_dir(run_dir) / f"{LAST}.ckpt"
+    if not path.is_file():
+        return None
+    tag = _load(path).get("continual", {})
+    if tag.get("task") != task:
+        return None  # it belongs to a task whose end state is already saved
+    check_config(tag.get("config", {}), cfg, f"checkpoint '{path}'", run_dir)
+    return path

@@ -1,0 +1,1 @@
+"""W&B sweep files run without a W&B server: `continual sweep sweeps/<file>.yaml`."""

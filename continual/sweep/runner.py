@@ -1,0 +1,90 @@
+"""Run a W&B sweep file with no W&B server: propose, run `continual fit`, feed the result back.
+
+Each run is the sweep's own command line (`continual fit ... key=value`) in a subprocess, so
+it is exactly what `wandb agent` would run (DDP settings in the command work the same), with
+W&B forced offline and `output_dir` inside the sweep directory. The sweep directory holds the
+run directories (each with its offline W&B run for `wandb sync`), one log per run and
+`results.json`/`results.csv`, rewritten after every run; running the same sweep again into the
+same directory continues it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from continual.metrics.report import atomic_write
+from continual.sweep import search, spec as sweep_spec
+
+
+def _load_history(sweep_dir: Path) -> list[dict]:
+    path = sweep_dir / "results.json"
+    return json.loads(path.read_text())["runs"] if path.is_file() else []
+
+
+def _write_results(sweep_dir: Path, spec: dict, history: list[dict]) -> None:
+    atomic_write(sweep_dir / "results.json", json.dumps({"sweep": spec, "runs": history}, indent=2) + "\n")
+    names = list(spec["parameters"])
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["run", *names, spec["metric"]["name"], "status", "run_dir"])
+    for h in history:
+        w.writerow([h["run"], *(h["params"].get(n) for n in names), h["metric"], h["status"], h["run_dir"]])
+    atomic_write(sweep_dir / "results.csv", buf.getvalue())
+
+
+def _metric(run_dir: Path, key: str):
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    return metrics.get(key) if metrics.get("complete") else None
+
+
+def format_table(spec: dict, history: list[dict]) -> str:
+    names = list(spec["parameters"])
+    metric, goal = spec["metric"]["name"], spec["metric"]["goal"]
+    done = [h for h in history if h["metric"] is not None]
+    best = (max if goal == "maximize" else min)(done, key=lambda h: h["metric"]) if done else None
+    rows = [["run", *names, metric, "status"]]
+    for h in history:
+        value = "" if h["metric"] is None else f"{h['metric']:.4f}" + (" *" if h is best else "")
+        rows.append([h["run"], *(sweep_spec.format_value(h["params"].get(n)) for n in names), value, h["status"]])
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows) + f"\n* best ({goal} {metric})"
+
+
+def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0) -> list[dict]:
+    spec = sweep_spec.load_spec(path)
+    sweep_spec.validate(spec)
+    if count is None and spec["method"] != "grid":
+        from continual.errors import ConfigError
+
+        raise ConfigError(f"a {spec['method']} search never ends by itself; pass --count N")
+    out = Path(sweep_dir or Path("runs") / f"sweep_{spec['name']}")
+    out.mkdir(parents=True, exist_ok=True)
+    history = _load_history(out)
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    for _ in range(count if count is not None else sys.maxsize):
+        params = search.next_params(spec, history, seed)
+        if params is None:
+            break
+        name = f"run-{len(history):03d}"
+        run_dir = out / name
+        cmd = sweep_spec.command(spec, params) + [f"output_dir={run_dir}", f"logger.tags=[sweep_{spec['name']}]", "overwrite=true"]
+        print(f"[{name}] {' '.join(cmd)}", flush=True)
+        with open(out / f"{name}.log", "w") as log:
+            rc = subprocess.run([sys.executable, "-m", "continual.cli.main", *cmd[1:]], env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        value = _metric(run_dir, sweep_spec.metric_key(spec))
+        status = "finished" if rc == 0 and value is not None else f"failed (exit {rc}, see {name}.log)"
+        history.append({"run": name, "params": params, "metric": value, "status": status, "run_dir": str(run_dir)})
+        _write_results(out, spec, history)
+        print(f"[{name}] {spec['metric']['name']} = {value}  {status}", flush=True)
+    print(format_table(spec, history))
+    print(f"sweep directory: {out}   (upload the offline W&B runs with: wandb sync {out}/run-*/wandb/offline-run-*)")
+    return history

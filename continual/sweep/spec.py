@@ -1,0 +1,110 @@
+"""A W&B sweep file: load it, check it, and turn a parameter set into the command it runs.
+
+The file is exactly what `wandb sweep` takes. Checks go further than W&B's: the metric must be
+one `continual fit` logs (`final/<key>`), the command must be `continual fit ... ${args_no_hyphens}`,
+and every parameter value (or range end) must pass the config schema, so a typo fails before
+the first run rather than in the fortieth.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from continual.errors import ConfigError
+
+METHODS = ("grid", "random", "bayes")
+GOALS = ("maximize", "minimize")
+ARGS = "${args_no_hyphens}"
+
+
+def load_spec(path: str | Path) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"sweep file '{path}' not found; give the path of a W&B sweep YAML, e.g. sweeps/router_grid_h_nv.yaml")
+    try:
+        spec = yaml.safe_load(file.read_text())
+    except yaml.YAMLError:
+        raise ConfigError(f"sweep file '{path}' is not valid YAML; fix the syntax") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"sweep file '{path}' must hold a mapping (method, metric, parameters, command)")
+    spec.setdefault("name", file.stem)
+    return spec
+
+
+def format_value(value) -> str:
+    """How W&B's agent writes a value into `${args_no_hyphens}`: strings as-is, the rest as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def overrides(params: dict) -> list[str]:
+    return [f"{k}={format_value(v)}" for k, v in params.items()]
+
+
+def fit_args(spec: dict) -> list[str]:
+    """The arguments after `continual fit` in the sweep's command, without the parameter macro."""
+    cmd = [c for c in spec["command"] if c not in ("${env}", "${interpreter}")]
+    return [c for c in cmd[2:] if c != ARGS]
+
+
+def command(spec: dict, params: dict) -> list[str]:
+    """The command line `wandb agent` would run for `params` (with `continual` as the program)."""
+    return ["continual", "fit", *fit_args(spec), *overrides(params)]
+
+
+def metric_key(spec: dict) -> str:
+    """The metrics.json key behind the sweep metric `final/<key>`."""
+    return spec["metric"]["name"].split("/", 1)[1]
+
+
+def candidate_values(name: str, p: dict) -> list:
+    """Values that stand for a parameter when checking it: every listed value, or its range ends."""
+    if "value" in p:
+        return [p["value"]]
+    if "values" in p:
+        if not isinstance(p["values"], list) or not p["values"]:
+            raise ConfigError(f"sweep parameter '{name}': values must be a non-empty list")
+        return p["values"]
+    if "min" in p and "max" in p:
+        return [p["min"], p["max"]]
+    if p.get("distribution") == "normal":
+        return [p.get("mu", 0.0)]
+    raise ConfigError(f"sweep parameter '{name}' needs value, values, or min and max")
+
+
+def validate(spec: dict, check_schema: bool = True) -> None:
+    """Raise a one-line ConfigError for the first problem in `spec`."""
+    from continual.experiment import FINAL_KEYS
+
+    name = spec.get("name", "sweep")
+    if spec.get("method") not in METHODS:
+        raise ConfigError(f"sweep '{name}': method={spec.get('method')!r} is not valid; choose one of: {', '.join(METHODS)}")
+    metric = spec.get("metric") or {}
+    valid_metrics = [f"final/{k}" for k in FINAL_KEYS]
+    if metric.get("name") not in valid_metrics:
+        raise ConfigError(f"sweep '{name}': metric.name={metric.get('name')!r} is not logged by continual fit; use one of: {', '.join(valid_metrics)}")
+    if metric.get("goal") not in GOALS:
+        raise ConfigError(f"sweep '{name}': metric.goal={metric.get('goal')!r} must be maximize or minimize")
+    cmd = [c for c in spec.get("command") or [] if c not in ("${env}", "${interpreter}")]
+    if cmd[:2] != ["continual", "fit"] or ARGS not in cmd:
+        raise ConfigError(f"sweep '{name}': command must run `continual fit ... {ARGS}` so wandb agent passes key=value overrides; got {spec.get('command')}")
+    params = spec.get("parameters")
+    if not isinstance(params, dict) or not params:
+        raise ConfigError(f"sweep '{name}': parameters must map config keys to their values or distributions")
+    if not check_schema:
+        return
+    from continual.config import load_config
+
+    args = fit_args(spec)
+    config = args[args.index("--config") + 1] if "--config" in args else None
+    fixed = [a for i, a in enumerate(args) if "=" in a and (i == 0 or args[i - 1] != "--config")]
+    for key, p in params.items():
+        if not isinstance(p, dict):
+            raise ConfigError(f"sweep '{name}': parameter '{key}' must be a mapping such as {{values: [...]}}")
+        for value in candidate_values(key, p):
+            try:
+                load_config(config, [*fixed, *overrides({key: value})])
+            except ConfigError as err:
+                raise ConfigError(f"sweep '{name}': parameter {key}={format_value(value)} is refused: {err}") from None

@@ -1,0 +1,66 @@
+"""DDP on CPU (gloo): two processes give exactly the single-process metrics; only rank 0 writes.
+
+Why exact: `data.batch_size` is the global batch, the ranks split each step's batch and
+average the loss over the global batch, so the DDP gradient is the single-process gradient;
+evaluation shards are unpadded and counts are summed. The test set (71 or 72 samples per
+task, eval batch 16) is not a multiple of 2 x batch, so a padding bug would show.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from continual.cli.main import main
+from continual.config import load_config
+from continual.errors import ConfigError
+from continual.experiment import resolve_run_dir
+
+SMALL = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "data.eval_batch_size=16"]
+DDP = ["trainer.devices=2", "trainer.strategy=ddp"]
+
+
+def comparable(run_dir: Path) -> dict:
+    m = json.loads((run_dir / "metrics.json").read_text())
+    return {k: v for k, v in m.items() if k not in ("wall_time_s", "provenance")}
+
+
+def child_env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "WANDB_MODE": "offline"}
+
+
+def test_two_processes_give_the_single_process_metrics_and_one_writer(tmp_path):
+    assert main(["fit", f"output_dir={tmp_path / 'one'}", "logger.wandb=false", *SMALL]) == 0
+    two = tmp_path / "two"
+    cmd = [sys.executable, "-m", "continual.cli.main", "fit", f"output_dir={two}", *SMALL, *DDP]
+    out = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert comparable(two) == comparable(tmp_path / "one")
+    assert out.stdout.count("run directory:") == 1  # rank 1 prints nothing
+    assert len(list((two / "wandb").glob("offline-run-*"))) == 1  # one W&B run
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no rank wrote elsewhere
+
+
+@pytest.mark.slow
+def test_torchrun_launch_gives_the_same_metrics(tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    assert main(["fit", f"output_dir={tmp_path / 'one'}", "logger.wandb=false", *SMALL]) == 0
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "continual.cli.main", "fit",
+           f"output_dir={tmp_path / 'tr'}", "logger.wandb=false", *SMALL, *DDP]
+    out = subprocess.run(cmd, env=child_env(), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert comparable(tmp_path / "tr") == comparable(tmp_path / "one")
+
+
+def test_externally_launched_ranks_agree_on_the_run_directory(monkeypatch):
+    cfg = load_config(None, [])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    with pytest.raises(ConfigError, match="pass output_dir="):
+        resolve_run_dir(cfg)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    assert resolve_run_dir(cfg).name.startswith("slurm4242_")  # every srun task computes the same name

@@ -1,0 +1,97 @@
+"""Resume: a SIGKILLed run continues from its checkpoints and ends with the uninterrupted metrics."""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from continual.cli.main import main
+
+RUN = ["logger.wandb=false", "trainer.enable_progress_bar=false", "trainer.max_epochs=2", "checkpoint_every_n_steps=3"]
+
+
+def comparable(path):
+    m = json.loads(path.read_text())
+    return {k: v for k, v in m.items() if k not in ("wall_time_s", "provenance")}
+
+
+def fit_cmd(*overrides):
+    return [sys.executable, "-m", "continual.cli.main", "fit", *RUN, *overrides]
+
+
+def env():
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "WANDB_MODE": "offline"}
+
+
+def wait_for_mid_task_checkpoint(run_dir, task, proc, timeout=120):
+    """Until `last.ckpt` belongs to `task` (0-based), i.e. that task is part-trained."""
+    last, deadline = run_dir / "checkpoints" / "last.ckpt", time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if last.is_file():
+            try:
+                if torch.load(last, weights_only=True)["continual"]["task"] == task:
+                    return
+            except (OSError, RuntimeError, EOFError, KeyError):
+                pass  # replaced while being read
+        time.sleep(0.02)
+    pytest.fail(f"no mid-task checkpoint of task {task + 1} appeared (process rc={proc.poll()})")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "run"
+    assert subprocess.run(fit_cmd(f"output_dir={out}"), env=env(), capture_output=True).returncode == 0
+    return comparable(out / "metrics.json")
+
+
+@pytest.mark.parametrize("sig, task", [(signal.SIGKILL, 2), (signal.SIGTERM, 1)], ids=["SIGKILL", "SIGTERM"])
+def test_killed_run_resumes_mid_task_to_identical_metrics(tmp_path, uninterrupted, sig, task):
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(fit_cmd(f"output_dir={killed}"), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_mid_task_checkpoint(killed, task, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate()
+    if sig == signal.SIGTERM:  # checkpointed at the next batch boundary, then a clean exit
+        assert proc.returncode == 143 and f"resume={killed}" in err
+    partial = json.loads((killed / "metrics.json").read_text())
+    assert partial["complete"] is False and partial["tasks_done"] == task  # finished tasks survived
+    out = subprocess.run(fit_cmd(f"resume={killed}"), env=env(), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"{task} of 5 tasks already done" in out.stdout and f"resuming task {task + 1} mid-way" in out.stdout
+    assert comparable(killed / "metrics.json") == uninterrupted
+    assert not (killed / "checkpoints" / "last.ckpt").exists()  # finished: only the task-boundary state stays
+
+
+def test_resume_refuses_a_different_config_naming_the_keys(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["fit", f"output_dir={run_dir}", *RUN, "trainer.max_epochs=1"]) == 0
+    # a finished run resumes to a no-op; a different config is refused before anything else
+    assert main(["fit", f"resume={run_dir}", *RUN, "trainer.max_epochs=1", "optim.lr=0.1", "seed=5"]) == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "optim.lr: 0.001 -> 0.1" in err and "seed: 0 -> 5" in err
+    assert "--config" in err and err.count("\n") == 1
+    # keys that cannot change results may differ
+    assert main(["fit", f"resume={run_dir}", *RUN, "trainer.max_epochs=1", "trainer.devices=1", "logger.project=x"]) == 0
+    assert "already complete" in capsys.readouterr().out
+
+
+def test_resume_into_an_empty_directory_starts_the_run(tmp_path):
+    """What a requeued SLURM job does on its first start: resume= names a directory with no state yet."""
+    run_dir = tmp_path / "fresh"
+    assert main(["fit", f"resume={run_dir}", *RUN, "trainer.max_epochs=1"]) == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["complete"] is True
+
+
+def test_checkpoints_load_weights_only_and_reject_pickles(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    # an arbitrary pickled object: loading it would need weights_only=False, which we never use
+    torch.save({"format": 1, "payload": argparse.Namespace(a=1)}, run_dir / "checkpoints" / "state.pt")
+    assert main(["fit", f"resume={run_dir}", *RUN]) == 2
+    assert "cannot be loaded safely" in capsys.readouterr().err
