@@ -23,15 +23,15 @@ RUN_DIR_ENV = "CONTINUAL_RUN_DIR"  # set by rank 0 so processes launched later a
 
 
 def build_method(cfg: DictConfig, stream):
-    from continual.baselines.finetune import FineTune
+    from continual.baselines import REGISTRY, method_class
     from continual.models.backbone import build_backbone
     from continual.scenarios import LabelSpace
 
+    if cfg.method not in REGISTRY:
+        raise ConfigError(f"method='{cfg.method}' has no implementation")
     n_out = LabelSpace(cfg.scenario, stream.task_classes, stream.n_classes).n_out
     common = dict(task_classes=stream.task_classes, n_classes=stream.n_classes, scenario=cfg.scenario, optim=cfg.optim)
-    if cfg.method == "finetune":
-        return FineTune(build_backbone(cfg, stream, n_out), **common)
-    raise ConfigError(f"method='{cfg.method}' has no implementation")
+    return method_class(cfg.method).from_config(build_backbone(cfg, stream, n_out), cfg, **common)
 
 
 def resolve_run_dir(cfg: DictConfig) -> Path:
@@ -92,7 +92,9 @@ def run(cfg: DictConfig) -> dict:
     run_dir = prepare_run_dir(cfg, is_zero)
     if is_zero:
         report.atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    dm = TaskStreamDataModule(stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
+    dm = TaskStreamDataModule(
+        stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed, joint=getattr(module, "joint", False)
+    )
     logger = make_logger(cfg, run_dir)
     guard = FrozenBackboneGuard()
     T = len(stream)
@@ -100,7 +102,8 @@ def run(cfg: DictConfig) -> dict:
     def trainer() -> L.Trainer:
         kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
         kwargs.setdefault("default_root_dir", str(run_dir))
-        tr = L.Trainer(**kwargs, logger=logger if logger is not None else False, callbacks=[guard, TaskProgressBar(T)])
+        bar = [TaskProgressBar(T)] if kwargs.get("enable_progress_bar", True) else []
+        tr = L.Trainer(**kwargs, logger=logger if logger is not None else False, callbacks=[guard, *bar])
         dm.to(tr.strategy.root_device)
         return tr
 

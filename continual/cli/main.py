@@ -9,6 +9,7 @@ EPILOG = """examples:
   continual fit                                   # Split-Digits, fine-tuning, task-IL
   continual fit --config configs/split_mnist.yaml data.root=/data scenario=class
   continual config show seed=3 trainer.max_epochs=2
+  continual compare --config configs/compare/vandeven2019_split_mnist.yaml data.root=/data
 """
 
 
@@ -27,6 +28,10 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="train a method over a task stream and write a run directory")
     _add_config_args(fit)
+    cmp = sub.add_parser("compare", help="run a grid of methods x scenarios x seeds and tabulate it")
+    cmp.add_argument("--config", "-c", required=True, help="compare YAML, e.g. configs/compare/<name>.yaml")
+    cmp.add_argument("--out", default=None, help="output folder (default: the config's 'out')")
+    cmp.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every cell, e.g. data.root=/data")
     cfg = sub.add_parser("config", help="inspect configs")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="print the resolved config")
@@ -44,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
     try:
+        if args.command == "compare":
+            from continual.compare import compare
+
+            return compare(args.config, args.out, args.overrides)
         from continual.config import load_config
 
         cfg = load_config(args.config, args.overrides)

@@ -30,8 +30,11 @@ class TensorLoader:
         batch_size: int,
         train: bool,
         seed: int = 0,
+        task: torch.Tensor | None = None,
     ):
+        """`task`: per-sample task ids, for a loader over several tasks at once (joint training)."""
         self.x, self.y, self.task_id = x, y, task_id
+        self.task = task
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.epoch = 0
 
@@ -61,4 +64,5 @@ class TensorLoader:
         task = torch.full((len(idx),), self.task_id, dtype=torch.long, device=self.y.device)
         for start in range(0, len(idx), self.batch_size):
             i = idx[start : start + self.batch_size]
-            yield {"x": self.x[i], "y": self.y[i], "task": task[: len(i)], "index": i}
+            t = self.task.to(i.device)[i] if self.task is not None else task[: len(i)]
+            yield {"x": self.x[i], "y": self.y[i], "task": t, "index": i}
