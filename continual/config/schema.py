@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 METHODS = ("finetune", "joint", "ewc", "si", "lwf", "er", "hat", "packnet")
 SCENARIOS = ("task", "class", "domain")
 STREAMS = (
-    "split_digits", "split_mnist", "permuted_mnist", "rotated_mnist", "split_fashion_mnist", "split_cifar10", "split_cifar100",
+    "split_digits", "split_mnist", "permuted_mnist", "rotated_mnist", "split_fashion_mnist", "split_cifar10", "split_cifar100", "custom",
 )
 PRETRAIN_DATASETS = ("digits", "mnist")
 
@@ -34,6 +34,7 @@ class DataConfig:
     test_fraction: float = 0.2  # split_digits only: MNIST has its own test split
     batch_size: int = 128
     eval_batch_size: int = 8192
+    custom: Optional[str] = None  # stream=custom: "module:function" returning a Stream, see continual.data.custom
     rotations: Optional[List[float]] = None  # rotated_mnist: degrees per task; None: evenly over [0, 180)
 
 
