@@ -28,18 +28,15 @@ FINAL_KEYS = ("acc", "bwt", "fwt", "avg_forgetting")  # logged to W&B as final/<
 
 
 def build_method(cfg: DictConfig, stream):
-    from continual.baselines.finetune import FineTune
+    from continual.methods import REGISTRY, method_class
     from continual.models.backbone import build_backbone
-    from continual.routers.module import RouterModule
     from continual.scenarios import LabelSpace
 
+    if cfg.method not in REGISTRY:
+        raise ConfigError(f"method='{cfg.method}' has no implementation")
     n_out = LabelSpace(cfg.scenario, stream.task_classes, stream.n_classes).n_out
     common = dict(task_classes=stream.task_classes, n_classes=stream.n_classes, scenario=cfg.scenario, optim=cfg.optim)
-    if cfg.method == "finetune":
-        return FineTune(build_backbone(cfg, stream, n_out), **common)
-    if cfg.method == "router":
-        return RouterModule(build_backbone(cfg, stream, n_out), cfg.router, **common)
-    raise ConfigError(f"method='{cfg.method}' has no implementation")
+    return method_class(cfg.method).from_config(build_backbone(cfg, stream, n_out), cfg, **common)
 
 
 def _launcher_job_id() -> str | None:
@@ -137,7 +134,9 @@ def run(cfg: DictConfig) -> dict:
         return json.loads((run_dir / "metrics.json").read_text())
     if is_zero:
         report.atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    dm = TaskStreamDataModule(stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
+    dm = TaskStreamDataModule(
+        stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed, joint=getattr(module, "joint", False)
+    )
     logger = make_logger(cfg, run_dir, state["wandb_id"] if state else None)
     guard = FrozenBackboneGuard()
     fingerprint = resume.fingerprint(cfg)

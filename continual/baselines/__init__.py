@@ -1,1 +1,1 @@
-"""Baseline methods, each a ContinualModule."""
+"""Baseline methods, each a ContinualModule in its own file (registered in continual/methods.py)."""

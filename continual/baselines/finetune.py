@@ -1,6 +1,8 @@
-"""Fine-tuning: the whole MLP is trained on each task in turn, nothing protects old tasks.
+"""Fine-tuning and joint training: the lower and upper bounds every continual method sits between.
 
-The lower bound every continual method must beat.
+Fine-tuning trains the whole MLP on each task in turn; nothing protects old tasks. Joint
+training is the same model and loss fed every task's data at once (the datamodule serves the
+union on the first task and nothing afterwards, see `TaskStreamDataModule`).
 """
 
 from __future__ import annotations
@@ -16,3 +18,18 @@ class FineTune(ContinualModule):
 
     def logits(self, batch: dict):
         return self.net(batch["x"])
+
+
+class Joint(FineTune):
+    joint = True
+
+    def set_task(self, t: int) -> None:
+        """Every task is learned at once: class-IL outputs span the whole stream from the start."""
+        self.current_task = self.n_tasks - 1
+
+
+def past_weight(weight: float | None, task: int) -> float:
+    """Weight of the loss on past tasks while task `task` (0-based) is learned; the current
+    task's loss gets 1 - it. None: 1 - 1/(task+1), each task seen so far counts equally
+    (van de Ven & Tolias 2019)."""
+    return weight if weight is not None else 1.0 - 1.0 / (task + 1)

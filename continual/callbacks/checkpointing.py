@@ -39,7 +39,17 @@ class TaskCheckpoint(ModelCheckpoint):
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         resume.set_rng_state(checkpoint["continual"]["rng"])
 
+    @staticmethod
+    def _at_epoch_end(trainer: L.Trainer) -> bool:
+        # A checkpoint taken after an epoch's last batch (or during its validation) does not
+        # resume to the same weights in Lightning 2.6: keep the previous one and replay instead.
+        return trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        if not self._at_epoch_end(trainer):
+            super().on_train_batch_end(trainer, *args, **kwargs)
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         # Lightning raises this at a batch boundary, so the state saved here is consistent.
-        if isinstance(exception, SIGTERMException):
+        if isinstance(exception, SIGTERMException) and not self._at_epoch_end(trainer):
             trainer.save_checkpoint(self.last_path)

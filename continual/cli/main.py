@@ -10,6 +10,7 @@ EPILOG = """examples:
   continual fit --config configs/split_mnist.yaml data.root=/data scenario=class
   continual config show seed=3 trainer.max_epochs=2
   continual sweep sweeps/router_grid_h_nv.yaml    # a W&B sweep file, no W&B server needed
+  continual compare --config configs/compare/vandeven2019_split_mnist.yaml data.root=/data
 """
 
 
@@ -33,6 +34,10 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--count", type=int, default=None, help="runs to do now (default: the whole grid; required for random/bayes)")
     sweep.add_argument("--dir", default=None, help="sweep directory (default: runs/sweep_<name>); an existing one is continued")
     sweep.add_argument("--seed", type=int, default=0, help="seed of the random search's draws")
+    cmp = sub.add_parser("compare", help="run a grid of methods x scenarios x seeds and tabulate it")
+    cmp.add_argument("--config", "-c", required=True, help="compare YAML, e.g. configs/compare/<name>.yaml")
+    cmp.add_argument("--out", default=None, help="output folder (default: the config's 'out')")
+    cmp.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every cell, e.g. data.root=/data")
     cfg = sub.add_parser("config", help="inspect configs")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="print the resolved config")
@@ -55,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
             run_sweep(args.file, args.count, args.dir, args.seed)
             return 0
+        if args.command == "compare":
+            from continual.compare import compare
+
+            return compare(args.config, args.out, args.overrides)
         from continual.config import load_config
 
         cfg = load_config(args.config, args.overrides)

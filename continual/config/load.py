@@ -140,8 +140,32 @@ def _check_values(cfg: DictConfig) -> None:
         raise ConfigError("backbone.init=checkpoint needs backbone.checkpoint=<path to a state_dict file>")
     if cfg.checkpoint_every_n_steps < 0:
         raise ConfigError(f"checkpoint_every_n_steps={cfg.checkpoint_every_n_steps} must be >= 0 (0: checkpoint only at task ends)")
+    _check_methods(cfg)
     if cfg.logger.mode not in (None, "online", "offline", "disabled"):
         raise ConfigError(f"logger.mode='{cfg.logger.mode}' is not valid; choose one of: online, offline, disabled")
+
+
+TASK_ID_METHODS = ("hat", "packnet")  # pick weights/gates by task id: task-IL only
+
+
+def _check_methods(cfg: DictConfig) -> None:
+    if cfg.method in TASK_ID_METHODS and cfg.scenario != "task":
+        raise ConfigError(
+            f"method={cfg.method} selects its weights by task id, which scenario={cfg.scenario} does not give "
+            f"at test; use scenario=task"
+        )
+    for key in ("ewc.lambda_", "ewc.gamma", "si.c", "si.xi", "lwf.temperature", "hat.smax", "hat.c"):
+        section, name = key.split(".")
+        if cfg[section][name] < 0 or (name in ("temperature", "smax", "xi") and cfg[section][name] == 0):
+            raise ConfigError(f"{key}={cfg[section][name]} must be {'positive' if name in ('temperature', 'smax', 'xi') else 'non-negative'}")
+    for key in ("lwf.alpha", "er.weight"):
+        section, name = key.split(".")
+        if cfg[section][name] is not None and not 0.0 <= cfg[section][name] <= 1.0:
+            raise ConfigError(f"{key}={cfg[section][name]} must be in [0, 1] (or null for 1 - 1/tasks seen)")
+    if cfg.er.buffer_size < 1 or (cfg.er.batch_size is not None and cfg.er.batch_size < 1):
+        raise ConfigError("er.buffer_size and er.batch_size must be positive integers")
+    if not 0.0 <= cfg.packnet.prune < 1.0 or not 0.0 <= cfg.packnet.retrain_fraction < 1.0:
+        raise ConfigError("packnet.prune and packnet.retrain_fraction must be in [0, 1)")
 
 
 def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-METHODS = ("finetune", "router")
+METHODS = ("finetune", "router", "joint", "ewc", "si", "lwf", "er", "hat", "packnet")
 SCENARIOS = ("task", "class", "domain")
-STREAMS = ("split_digits", "split_mnist", "permuted_mnist")
+STREAMS = (
+    "split_digits", "split_mnist", "permuted_mnist", "rotated_mnist", "split_fashion_mnist", "split_cifar10", "split_cifar100", "custom",
+)
 PRETRAIN_DATASETS = ("digits", "mnist")
 
 
@@ -32,6 +34,8 @@ class DataConfig:
     test_fraction: float = 0.2  # split_digits only: MNIST has its own test split
     batch_size: int = 128
     eval_batch_size: int = 8192
+    custom: Optional[str] = None  # stream=custom: "module:function" returning a Stream, see continual.data.custom
+    rotations: Optional[List[float]] = None  # rotated_mnist: degrees per task; None: evenly over [0, 180)
 
 
 @dataclass
@@ -93,6 +97,48 @@ class RouterConfig:
 
 
 @dataclass
+class EWCConfig:
+    lambda_: float = 100.0  # penalty weight: loss + lambda_/2 * sum F (theta - theta*)^2
+    online: bool = False  # one running Fisher (gamma-decayed) instead of one penalty per task
+    gamma: float = 1.0  # online only: decay of the old Fisher
+    fisher: str = choice("predicted", ("predicted", "empirical", "sampled"))  # label used in the Fisher
+    fisher_samples: Optional[int] = None  # None: the task's whole training set
+    fisher_batch_size: int = 256  # per-sample gradients computed this many at a time
+
+
+@dataclass
+class SIConfig:
+    c: float = 0.1  # surrogate-loss weight
+    xi: float = 0.1  # damping of omega = W / (delta^2 + xi)
+
+
+@dataclass
+class LwFConfig:
+    temperature: float = 2.0
+    alpha: Optional[float] = None  # weight of the distillation loss; None: 1 - 1/t (current loss 1/t), t = tasks seen
+
+
+@dataclass
+class ReplayConfig:
+    buffer_size: int = 1000  # reservoir over every training sample seen so far
+    batch_size: Optional[int] = None  # replayed samples per step; None: data.batch_size
+    weight: Optional[float] = None  # weight of the replay loss; None: 1 - 1/t, t = tasks seen
+
+
+@dataclass
+class HATConfig:
+    smax: float = 400.0  # final slope of the gate sigmoid
+    c: float = 0.75  # mask-sparsity regularizer weight
+    clip: float = 10000.0  # gradient-norm clip (HAT's default)
+
+
+@dataclass
+class PackNetConfig:
+    prune: float = 0.75  # fraction of a task's free weights released for later tasks
+    retrain_fraction: float = 0.25  # last fraction of a task's steps: retrain the kept weights after pruning
+
+
+@dataclass
 class Config:
     method: str = choice("finetune", METHODS)
     scenario: str = choice("task", SCENARIOS)
@@ -106,6 +152,13 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # Baseline hyperparameters: each section is read only by its method.
+    ewc: EWCConfig = field(default_factory=EWCConfig)
+    si: SIConfig = field(default_factory=SIConfig)
+    lwf: LwFConfig = field(default_factory=LwFConfig)
+    er: ReplayConfig = field(default_factory=ReplayConfig)
+    hat: HATConfig = field(default_factory=HATConfig)
+    packnet: PackNetConfig = field(default_factory=PackNetConfig)
     # Passed to lightning.Trainer as-is, once per task: max_epochs is epochs per task.
     trainer: Dict[str, Any] = field(
         default_factory=lambda: {

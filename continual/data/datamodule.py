@@ -3,6 +3,10 @@
 `set_task(t)` picks the task that `train_dataloader`/`val_dataloader` serve; `test_dataloader`
 always serves every task (one loader each, in task order) so the accuracy matrix row and the
 forward-transfer entries come from a single test pass.
+
+With `joint=True` (the `joint` upper bound) the first task's fit sees the union of every
+task's training data, each sample with its own task id, and later fits see no data: the
+model is unchanged after task 1, so every row of the accuracy matrix equals the first.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from continual.data.streams import Stream
 
 
 class TaskStreamDataModule(L.LightningDataModule):
-    def __init__(self, stream: Stream, batch_size: int, eval_batch_size: int, seed: int = 0):
+    def __init__(self, stream: Stream, batch_size: int, eval_batch_size: int, seed: int = 0, joint: bool = False):
         super().__init__()
-        self.stream = stream
+        self.stream, self.joint = stream, joint
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.task = 0
 
@@ -38,11 +42,21 @@ class TaskStreamDataModule(L.LightningDataModule):
         size = self.batch_size if train else self.eval_batch_size
         return TensorLoader(x, y, t, size, train=train, seed=self.seed)
 
+    def _union(self, split: str, train: bool) -> TensorLoader:
+        """Every task's `split` in one loader (joint training); empty after the first task."""
+        tasks = self.stream.tasks if self.task == 0 else []
+        parts = [t.split(split) for t in tasks]
+        x = torch.cat([p[0] for p in parts]) if parts else self.stream.tasks[0].x_train[:0]
+        y = torch.cat([p[1] for p in parts]) if parts else self.stream.tasks[0].y_train[:0]
+        ids = torch.cat([torch.full((len(p[1]),), t.id, device=y.device) for t, p in zip(tasks, parts)]) if parts else y
+        size = self.batch_size if train else self.eval_batch_size
+        return TensorLoader(x, y, 0, size, train=train, seed=self.seed, task=ids)
+
     def train_dataloader(self) -> TensorLoader:
-        return self._loader(self.task, "train", train=True)
+        return self._union("train", True) if self.joint else self._loader(self.task, "train", train=True)
 
     def val_dataloader(self) -> TensorLoader | list:
-        loader = self._loader(self.task, "val", train=False)
+        loader = self._union("val", False) if self.joint else self._loader(self.task, "val", train=False)
         return loader if len(loader.y) else []  # data.val_fraction=0: no validation
 
     def test_dataloader(self) -> list[TensorLoader]:

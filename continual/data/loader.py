@@ -39,8 +39,11 @@ class TensorLoader:
         batch_size: int,
         train: bool,
         seed: int = 0,
+        task: torch.Tensor | None = None,
     ):
+        """`task`: per-sample task ids, for a loader over several tasks at once (joint training)."""
         self.x, self.y, self.task_id = x, y, task_id
+        self.task = task
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.epoch = 0  # the epoch the next iteration serves
         self._skip = 0  # batches of that epoch already served before a resume
@@ -71,7 +74,7 @@ class TensorLoader:
             self._served = (epoch, k + 1)
             i = i.to(device)
             global_size = min(self.batch_size, n - k * self.batch_size) if self.train else len(i)
-            task = torch.full((len(i),), self.task_id, dtype=torch.long, device=device)
+            task = self.task.to(device)[i] if self.task is not None else torch.full((len(i),), self.task_id, device=device)
             yield {"x": self.x[i], "y": self.y[i], "task": task, "index": i, "global_size": global_size}
 
     def state_dict(self) -> dict:

@@ -43,34 +43,75 @@ def load_digits(test_fraction: float, seed: int) -> Arrays:
     return x[~test], y[~test], x[test], y[test]
 
 
-def load_mnist(root: str, download: bool) -> Arrays:
-    """MNIST in torchvision's layout: `<root>/MNIST/raw/*-ubyte`."""
-    from torchvision.datasets import MNIST
+def load_mnist(root: str, download: bool, name: str = "MNIST") -> Arrays:
+    """MNIST or Fashion-MNIST in torchvision's layout: `<root>/<name>/raw/*-ubyte` (IDX files)."""
+    from torchvision import datasets
 
-    raw = Path(root) / "MNIST" / "raw"
+    raw = Path(root) / name / "raw"
     missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
     if missing and not download:
         raise DataError(
-            f"MNIST file '{raw / missing[0]}' not found; set data.root to the folder that holds "
-            f"MNIST/raw, or pass data.download=true to fetch it (needs network)"
+            f"{name} file '{raw / missing[0]}' not found; set data.root to the folder that holds "
+            f"{name}/raw, or pass data.download=true to fetch it (needs network)"
         )
     splits = []
     for train in (True, False):
         try:
-            ds = MNIST(root, train=train, download=download)
+            ds = getattr(datasets, name)(root, train=train, download=download)
             x, y = ds.data, ds.targets
         except DataError:
             raise
         except Exception as err:  # torchvision raises many types for truncated/corrupt files
             raise DataError(
-                f"MNIST files in '{raw}' are unreadable or corrupt ({type(err).__name__}: {err}); "
+                f"{name} files in '{raw}' are unreadable or corrupt ({type(err).__name__}: {err}); "
                 f"delete them and re-run with data.download=true"
             ) from None
-        expected = 60000 if train else 10000
-        if x.shape != (expected, 28, 28) or y.shape != (expected,):
+        if x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),):
             raise DataError(
-                f"MNIST {'train' if train else 'test'} split in '{raw}' has shape {tuple(x.shape)}, "
-                f"expected ({expected}, 28, 28); the files are corrupt: delete them and re-download"
+                f"{name} {'train' if train else 'test'} split in '{raw}' has shape {tuple(x.shape)}, "
+                f"expected (N, 28, 28); the files are corrupt: delete them and re-download"
             )
         splits += [x.reshape(len(x), -1).float().div_(255.0), y.long()]
+    return tuple(splits)  # type: ignore[return-value]
+
+
+CIFAR = {  # name -> (folder, train files, test files, label key, torchvision class)
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels", "CIFAR10"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], "fine_labels", "CIFAR100"),
+}
+
+
+def load_cifar(root: str, download: bool, name: str) -> Arrays:
+    """CIFAR-10/100 from the python pickle batches torchvision writes, flattened to 3072 floats
+    (channel-major, as stored). Read directly, so files are never re-hashed or re-downloaded."""
+    import pickle
+
+    folder, train_files, test_files, key, tv_name = CIFAR[name]
+    base = Path(root) / folder
+    missing = [f for f in train_files + test_files if not (base / f).is_file()]
+    if missing and download:
+        from torchvision import datasets
+
+        getattr(datasets, tv_name)(root, train=True, download=True)
+        missing = [f for f in train_files + test_files if not (base / f).is_file()]
+    if missing:
+        raise DataError(
+            f"{name} file '{base / missing[0]}' not found; set data.root to the folder that holds "
+            f"{folder}/, or pass data.download=true to fetch it (needs network)"
+        )
+    splits = []
+    for files in (train_files, test_files):
+        xs, ys = [], []
+        for f in files:
+            try:
+                with open(base / f, "rb") as fh:
+                    entry = pickle.load(fh, encoding="latin1")
+                xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3072))
+                ys.append(np.asarray(entry[key], dtype=np.int64))
+            except Exception as err:
+                raise DataError(
+                    f"{name} file '{base / f}' is unreadable or corrupt ({type(err).__name__}: {err}); "
+                    f"delete {folder}/ and re-run with data.download=true"
+                ) from None
+        splits += [torch.from_numpy(np.concatenate(xs)).float().div_(255.0), torch.from_numpy(np.concatenate(ys))]
     return tuple(splits)  # type: ignore[return-value]

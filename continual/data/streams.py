@@ -95,19 +95,56 @@ def split_stream(name: str, arrays, cfg: DictConfig, seed: int, n_source_classes
     return Stream(name, tasks, x_tr.shape[1], n_source_classes, {"class_order": order[: n_tasks * per]})
 
 
-def permuted_stream(name: str, arrays, cfg: DictConfig, seed: int) -> Stream:
-    """Each task is the whole data set under its own fixed pixel permutation (task 0: none)."""
+def transformed_stream(name: str, arrays, cfg: DictConfig, transforms: list, gen: torch.Generator) -> Stream:
+    """Each task is the whole data set under its own input transform (`transforms[t](x)`).
+
+    Task t's labels are offset by `n_src * t`, so every task has its own global class ids.
+    """
     x_tr, y_tr, x_te, y_te = arrays
-    n_tasks = cfg.n_tasks if cfg.n_tasks is not None else 10
-    gen = torch.Generator().manual_seed(seed)
     n_src = int(y_tr.max()) + 1
     tasks = []
-    for t in range(n_tasks):
-        perm = torch.arange(x_tr.shape[1]) if t == 0 else torch.randperm(x_tr.shape[1], generator=gen)
-        xt, yt, xv, yv = _hold_out(x_tr[:, perm], y_tr + n_src * t, cfg.val_fraction, gen)
+    for t, f in enumerate(transforms):
+        xt, yt, xv, yv = _hold_out(f(x_tr), y_tr + n_src * t, cfg.val_fraction, gen)
         classes = list(range(n_src * t, n_src * (t + 1)))
-        tasks.append(Task(t, classes, list(range(n_src)), xt, yt, xv, yv, x_te[:, perm], y_te + n_src * t))
-    return Stream(name, tasks, x_tr.shape[1], n_src * n_tasks)
+        tasks.append(Task(t, classes, list(range(n_src)), xt, yt, xv, yv, f(x_te), y_te + n_src * t))
+    return Stream(name, tasks, x_tr.shape[1], n_src * len(transforms))
+
+
+def permuted_stream(name: str, arrays, cfg: DictConfig, seed: int) -> Stream:
+    """Each task is the whole data set under its own fixed pixel permutation (task 0: none)."""
+    n_tasks = cfg.n_tasks if cfg.n_tasks is not None else 10
+    n_px = arrays[0].shape[1]
+    gen = torch.Generator().manual_seed(seed)
+    # drawn one task at a time, interleaved with that task's hold-out split (keeps old streams identical)
+    perms: list = []
+
+    def permute(t: int):
+        def f(x):
+            if len(perms) <= t:
+                perms.append(torch.arange(n_px) if t == 0 else torch.randperm(n_px, generator=gen))
+            return x[:, perms[t]]
+
+        return f
+
+    return transformed_stream(name, arrays, cfg, [permute(t) for t in range(n_tasks)], gen)
+
+
+def rotated_stream(name: str, arrays, cfg: DictConfig, seed: int) -> Stream:
+    """Each task is the whole data set rotated by a fixed angle (`data.rotations`, degrees)."""
+    from torchvision.transforms.functional import rotate
+
+    n_tasks = cfg.n_tasks if cfg.n_tasks is not None else (len(cfg.rotations) if cfg.rotations else 5)
+    angles = list(cfg.rotations) if cfg.rotations is not None else [180.0 * t / n_tasks for t in range(n_tasks)]
+    if len(angles) != n_tasks:
+        raise ConfigError(f"data.rotations has {len(angles)} angles but data.n_tasks={n_tasks}; give one angle per task")
+    side = int(round(arrays[0].shape[1] ** 0.5))
+
+    def turn(angle: float):
+        return lambda x: rotate(x.view(-1, 1, side, side), angle).reshape(len(x), -1)
+
+    stream = transformed_stream(name, arrays, cfg, [turn(a) for a in angles], torch.Generator().manual_seed(seed))
+    stream.meta["rotations"] = angles
+    return stream
 
 
 def build_stream(cfg: DictConfig, seed: int) -> Stream:
@@ -116,6 +153,17 @@ def build_stream(cfg: DictConfig, seed: int) -> Stream:
         return split_stream("split_digits", sources.load_digits(cfg.test_fraction, seed), cfg, seed)
     if cfg.stream == "split_mnist":
         return split_stream("split_mnist", sources.load_mnist(cfg.root, cfg.download), cfg, seed)
+    if cfg.stream == "split_fashion_mnist":
+        return split_stream(cfg.stream, sources.load_mnist(cfg.root, cfg.download, "FashionMNIST"), cfg, seed)
+    if cfg.stream in ("split_cifar10", "split_cifar100"):
+        n = 10 if cfg.stream == "split_cifar10" else 100
+        return split_stream(cfg.stream, sources.load_cifar(cfg.root, cfg.download, cfg.stream[6:]), cfg, seed, n)
     if cfg.stream == "permuted_mnist":
         return permuted_stream("permuted_mnist", sources.load_mnist(cfg.root, cfg.download), cfg, seed)
+    if cfg.stream == "rotated_mnist":
+        return rotated_stream("rotated_mnist", sources.load_mnist(cfg.root, cfg.download), cfg, seed)
+    if cfg.stream == "custom":
+        from continual.data.custom import load_custom
+
+        return load_custom(cfg, seed)
     raise ConfigError(f"data.stream='{cfg.stream}' has no builder")

@@ -23,6 +23,14 @@ from continual.scenarios import LabelSpace
 
 
 class ContinualModule(L.LightningModule):
+    config_key: str | None = None  # the config section holding this method's hyperparameters
+    joint = False  # True: train once on the union of all tasks
+
+    @classmethod
+    def from_config(cls, net, cfg: DictConfig, **common) -> "ContinualModule":
+        """Build from the whole config: the method's own section arrives as `hp`."""
+        return cls(net, hp=cfg[cls.config_key], **common) if cls.config_key else cls(net, **common)
+
     def __init__(self, task_classes: list[list[int]], n_classes: int, scenario: str, optim: DictConfig):
         super().__init__()
         self.labels = LabelSpace(scenario, task_classes, n_classes)

@@ -45,10 +45,12 @@ def check_n_v(n_v: int | None, task_classes: list[list[int]]) -> int:
 
 
 class RouterModule(ContinualModule):
-    def __init__(self, mlp: MLP, router: DictConfig, **kwargs):
+    config_key = "router"
+
+    def __init__(self, mlp: MLP, hp: DictConfig, **kwargs):
         super().__init__(**kwargs)
         task_classes = kwargs["task_classes"]
-        self.cfg = router
+        self.cfg = router = hp
         self.n_v = check_n_v(router.n_v, task_classes)
         self.mlp = freeze(mlp)
         self.signature = Signature(self.mlp, router.tokens, router.patch_size, router.unit_chunks)

@@ -1,0 +1,57 @@
+"""Learning without forgetting (Li & Hoiem 2017), as in van de Ven & Tolias 2019.
+
+A copy of the network taken at the end of each task labels the current task's inputs; the
+new network is distilled towards those soft labels (temperature T, loss scaled by T^2) on the
+outputs of the past tasks: each past task's own outputs (task-IL), every output learned so far
+(class-IL) or the shared outputs (domain-IL).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from omegaconf import DictConfig
+from torch.nn import functional as F
+
+from continual.baselines.finetune import FineTune, past_weight
+
+
+def distill(new: torch.Tensor, old: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy of the new softened scores against the old ones, times T^2."""
+    target = F.softmax(old / temperature, dim=1)
+    return -(target * F.log_softmax(new / temperature, dim=1)).sum(1).mean() * temperature**2
+
+
+class LwF(FineTune):
+    config_key = "lwf"
+
+    def __init__(self, net, hp: DictConfig, **kwargs):
+        super().__init__(net, **kwargs)
+        self.hp = hp
+        self.old_net = None
+
+    def past_outputs(self) -> list[torch.Tensor]:
+        """Boolean output masks the distillation runs over, one per distillation term."""
+        L, t = self.labels, self.current_task
+        if L.scenario == "task":
+            return [L.own[k] for k in range(t)]
+        if L.scenario == "class":
+            return [L.upto[t - 1]]
+        return [torch.ones_like(L.own[0])]
+
+    def training_step(self, batch: dict, batch_idx: int):
+        logits = self.logits(batch)
+        allowed = self.labels.allowed(batch["task"], self.current_task)
+        loss = F.cross_entropy(logits.masked_fill(~allowed, float("-inf")), self.labels.targets(batch["y"]))
+        if self.old_net is not None and self.current_task > 0:
+            with torch.no_grad():
+                old = self.old_net(batch["x"])
+            terms = [distill(logits[:, m], old[:, m], self.hp.temperature) for m in self.past_outputs()]
+            w = past_weight(self.hp.alpha, self.current_task)
+            loss = (1 - w) * loss + w * torch.stack(terms).mean()
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def on_train_end(self) -> None:
+        self.old_net = copy.deepcopy(self.net).requires_grad_(False).eval()

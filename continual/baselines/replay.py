@@ -1,0 +1,44 @@
+"""Experience replay with a reservoir buffer (e.g. Chaudhry et al. 2019, "tiny episodic memories").
+
+At the end of each task its training set is offered to the reservoir, so while task t is
+learned the buffer holds a uniform sample of tasks 0..t-1 only. Each step mixes the current
+batch's loss with the loss on a replayed batch; replayed samples keep their own task id, so
+each is scored in its own task's label space.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+from torch.nn import functional as F
+
+from continual.baselines.buffer import ReservoirBuffer
+from continual.baselines.finetune import FineTune, past_weight
+
+
+class ExperienceReplay(FineTune):
+    config_key = "er"
+
+    def __init__(self, net, hp: DictConfig, batch_size: int, seed: int = 0, **kwargs):
+        super().__init__(net, **kwargs)
+        self.hp = hp
+        self.replay_batch = hp.batch_size or batch_size
+        self.buffer = ReservoirBuffer(hp.buffer_size, seed)
+
+    @classmethod
+    def from_config(cls, net, cfg, **common):
+        return cls(net, hp=cfg.er, batch_size=cfg.data.batch_size, seed=cfg.seed, **common)
+
+    def loss_on(self, batch: dict):
+        return F.cross_entropy(self.masked_logits(batch), self.labels.targets(batch["y"]))
+
+    def training_step(self, batch: dict, batch_idx: int):
+        loss = self.loss_on(batch)
+        if len(self.buffer):
+            w = past_weight(self.hp.weight, self.current_task)
+            loss = (1 - w) * loss + w * self.loss_on(self.buffer.sample(self.replay_batch))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def on_train_end(self) -> None:
+        data = self.trainer.train_dataloader
+        self.buffer.add(x=data.x, y=data.y, task=data.task if data.task is not None else data.y.new_full(data.y.shape, data.task_id))

@@ -1,0 +1,116 @@
+"""Every baseline learns; the bounds are ordered; EWC, SI, replay and the buffer do what they claim."""
+
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from continual.baselines.buffer import ReservoirBuffer
+from continual.baselines.ewc import EWC
+from continual.baselines.fisher import fisher_diagonal
+from continual.cli.main import main
+from continual.config.schema import EWCConfig, OptimConfig
+from continual.data.loader import TensorLoader
+from continual.models.mlp import MLP
+
+
+def fit(tmp_path, name, *overrides):
+    out = tmp_path / name
+    assert main(["fit", f"output_dir={out}", "logger.wandb=false", "trainer.enable_progress_bar=false", *overrides]) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("method", ["joint", "ewc", "si", "lwf", "er", "hat", "packnet"])
+def test_each_method_learns_split_digits_task_il(tmp_path, method):
+    m = fit(tmp_path, method, f"method={method}")
+    assert m["acc"] > 0.85  # chance is 0.5 on 2-class tasks
+    if method in ("packnet", "hat", "joint"):
+        assert m["bwt"] >= -0.01  # weights/gates of learned tasks are held fixed
+
+
+def test_joint_beats_finetune_on_class_il(tmp_path):
+    joint = fit(tmp_path, "joint", "method=joint", "scenario=class")
+    ft = fit(tmp_path, "ft", "method=finetune", "scenario=class")
+    assert joint["acc"] > 0.85 and ft["acc"] < 0.35
+    assert all(row == joint["accuracy_matrix"][0] for row in joint["accuracy_matrix"])  # trained once
+
+
+def test_er_with_a_buffer_remembers_class_il(tmp_path):
+    er = fit(tmp_path, "er", "method=er", "scenario=class", "er.buffer_size=200")
+    assert er["acc"] > 0.6
+
+
+def _tiny_ewc():
+    torch.manual_seed(0)
+    net = MLP(3, [4], 2)
+    hp = OmegaConf.structured(EWCConfig(lambda_=3.0))
+    return EWC(net, hp=hp, task_classes=[[0, 1]], n_classes=2, scenario="task", optim=OmegaConf.structured(OptimConfig))
+
+
+def test_ewc_penalty_matches_hand_computation():
+    m = _tiny_ewc()
+    params = dict(m.net.named_parameters())
+    fisher = {n: torch.rand_like(p) for n, p in params.items()}
+    theta = {n: p.detach() + torch.randn_like(p) for n, p in params.items()}
+    m.anchors = [(fisher, theta)]
+    by_hand = 0.5 * sum(float((fisher[n] * (params[n].detach() - theta[n]) ** 2).sum()) for n in params)
+    assert float(m.penalty().detach()) == pytest.approx(by_hand, rel=1e-5)
+    m.hp.online, m.hp.gamma = True, 0.5
+    assert float(m.penalty().detach()) == pytest.approx(0.5 * by_hand, rel=1e-5)
+
+
+@pytest.mark.parametrize("label", ["empirical", "predicted"])
+def test_fisher_equals_mean_squared_per_sample_gradient(label):
+    m = _tiny_ewc()
+    x, y = torch.randn(10, 3), torch.randint(0, 2, (10,))
+    loader = TensorLoader(x, y, 0, 4, train=False)
+    got = fisher_diagonal(m, loader, label, None, batch_size=4)
+    expected = {n: torch.zeros_like(p) for n, p in m.net.named_parameters()}
+    for i in range(10):  # the slow way, one sample at a time
+        logits = m.net(x[i : i + 1])
+        target = y[i : i + 1] if label == "empirical" else logits.argmax(1)
+        m.net.zero_grad()
+        torch.nn.functional.cross_entropy(logits, target).backward()
+        for n, p in m.net.named_parameters():
+            expected[n] += p.grad**2 / 10
+    for n in expected:
+        assert torch.allclose(got[n], expected[n], atol=1e-6)
+    assert set(fisher_diagonal(m, loader, label, 3, batch_size=2)) == set(expected)  # capped sample count runs
+
+
+def test_reservoir_never_exceeds_size_and_samples_uniformly():
+    size, n, trials = 20, 100, 400
+    counts = torch.zeros(n)
+    for seed in range(trials):
+        buf = ReservoirBuffer(size, seed)
+        for chunk in torch.arange(n).split(7):  # uneven batches
+            buf.add(i=chunk)
+            assert len(buf) <= size
+        held = buf.data["i"]
+        assert len(held.unique()) == size  # no sample held twice
+        counts[held] += 1
+    p = size / n  # each sample is held with probability size/n
+    expected, sd = trials * p, (trials * p * (1 - p)) ** 0.5
+    assert (counts - expected).abs().max() < 5 * sd
+    assert abs(counts[:50].sum() - counts[50:].sum()) < 6 * sd * 50**0.5  # early and late samples alike
+
+
+def test_replay_buffer_holds_only_past_tasks(tmp_path, monkeypatch):
+    from continual.baselines.replay import ExperienceReplay
+
+    seen = []
+    original = ExperienceReplay.training_step
+
+    def spy(self, batch, batch_idx):
+        held = self.buffer.data.get("task")
+        if held is not None and len(self.buffer):
+            seen.append((self.current_task, held[: len(self.buffer)].unique().tolist(), len(self.buffer)))
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(ExperienceReplay, "training_step", spy)
+    fit(tmp_path, "er", "method=er", "er.buffer_size=50", "trainer.max_epochs=1")
+    assert seen and {t for t, _, _ in seen} == {1, 2, 3, 4}
+    for task, held, n in seen:
+        assert max(held) < task and n <= 50
+    assert set(seen[-1][1]) == {0, 1, 2, 3}  # a uniform sample of all past tasks

@@ -1,0 +1,65 @@
+"""`continual compare` on a tiny grid: tables, plot, resume, and a failing cell."""
+
+import csv
+
+import yaml
+
+from continual.cli.main import main
+
+FAST = ["data.n_tasks=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.wandb=false"]
+
+
+def write_grid(tmp_path, **extra):
+    grid = {
+        "base": "split_digits.yaml",
+        "out": str(tmp_path / "grid"),
+        "methods": {"finetune": ["method=finetune"], "joint": ["method=joint"]},
+        "scenarios": ["task", "class"],
+        "seeds": [0, 1],
+        "overrides": FAST,
+        "reference": {"joint": {"task": 99.0}},
+        **extra,
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def test_compare_writes_tables_and_resumes(tmp_path, capsys):
+    path = write_grid(tmp_path)
+    assert main(["compare", "--config", str(path)]) == 0
+    out = tmp_path / "grid"
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert [(r["method"], r["scenario"]) for r in rows] == [("finetune", "task"), ("finetune", "class"), ("joint", "task"), ("joint", "class")]
+    assert all(r["seeds"] == "2" and r["failed"] == "0" for r in rows)
+    import json
+    import statistics
+
+    accs = [json.loads((out / f"joint__class__s{s}" / "metrics.json").read_text())["acc"] for s in (0, 1)]
+    joint_class = rows[3]
+    assert float(joint_class["acc_mean"]) == statistics.fmean(accs)
+    assert float(joint_class["acc_std"]) == statistics.stdev(accs)
+    md = (out / "compare.md").read_text()
+    assert "| joint |" in md and "99.0" in md and f"{100 * statistics.fmean(accs):.1f}" in md
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    before = (out / "joint__class__s1" / "metrics.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["compare", "--config", str(path)]) == 0  # every cell done: nothing re-runs
+    assert capsys.readouterr().out.count("skipped") == 8
+    assert (out / "joint__class__s1" / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_a_failing_cell_is_reported_and_the_rest_run(tmp_path):
+    path = write_grid(tmp_path, scenarios=["task"], seeds=[0], per_cell={"joint": ["data.stream=split_mnist", f"data.root={tmp_path}/none"]})
+    assert main(["compare", "--config", str(path)]) == 1
+    rows = {r["method"]: r for r in csv.DictReader((tmp_path / "grid" / "compare.csv").open())}
+    assert rows["finetune"]["failed"] == "0" and float(rows["finetune"]["acc_mean"]) > 0.8
+    assert rows["joint"]["failed"] == "1" and "DataError" in rows["joint"]["error"]
+    assert "FAILED" in (tmp_path / "grid" / "compare.md").read_text()
+
+
+def test_bad_compare_config_is_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("methods: [finetune]\nscenarios: [task]\nseedz: [0]\n")
+    assert main(["compare", "--config", str(path)]) == 2
+    assert "unknown key 'seedz'" in capsys.readouterr().err
