@@ -112,7 +112,11 @@ class RouterModule(ContinualModule):
 
     # -- the forward pass --------------------------------------------------------------------
     def query(self, x: torch.Tensor) -> torch.Tensor:
-        return self.query_norm(self.encoder(self.signature(x)))
+        """[B, d] queries, in chunks so that a token-attention map never exceeds ~2^26 entries
+        (unit tokens: a 8192-sample test batch would otherwise need a [8192, 800, 800] map)."""
+        n = self.signature.n_tokens
+        chunk = max(1, 2**26 // (n * n * self.cfg.heads))
+        return torch.cat([self.query_norm(self.encoder(self.signature(part))) for part in x.split(chunk)])
 
     def scores(self, q: torch.Tensor) -> torch.Tensor:
         """[B, T, S] slot attention logits for every task."""
