@@ -50,7 +50,7 @@ class LwF(FineTune):
             terms = [distill(logits[:, m], old[:, m], self.hp.temperature) for m in self.past_outputs()]
             w = past_weight(self.hp.alpha, self.current_task)
             loss = (1 - w) * loss + w * torch.stack(terms).mean()
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log_train_step({"train/loss": loss}, batch_size=len(batch["y"]))
         return loss
 
     def on_train_end(self) -> None:

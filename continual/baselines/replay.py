@@ -36,7 +36,7 @@ class ExperienceReplay(FineTune):
         if len(self.buffer):
             w = past_weight(self.hp.weight, self.current_task)
             loss = (1 - w) * loss + w * self.loss_on(self.buffer.sample(self.replay_batch))
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log_train_step({"train/loss": loss}, batch_size=len(batch["y"]))
         return loss
 
     def on_train_end(self) -> None:

@@ -189,8 +189,8 @@ class RouterModule(ContinualModule):
         q, keys = out["q"].detach(), self.memories[self.current_task].keys
         key_nll = self.batch_mean(-(-torch.cdist(q, keys).square() / (2 * q.shape[1] ** 0.5)).logsumexp(1), batch)
         loss = cls_loss + self.cfg.task_loss_weight * (task_ce + key_nll)
-        self.log_dict(
+        self.log_train_step(
             {"train/loss": loss, "train/cls_loss": cls_loss, "train/task_ce": task_ce, "train/key_nll": key_nll},
-            prog_bar=True, on_step=True, on_epoch=False, sync_dist=True, batch_size=len(q),
+            batch_size=len(q), sync_dist=True,
         )
         return loss

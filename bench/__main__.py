@@ -1,0 +1,90 @@
+"""`python -m bench --root <data root>`: the issue-7 benchmark. Prints tables, writes JSON.
+
+Threads default to 1: on a machine shared with other jobs, torch's intra-op threads contend for
+the cores and timings swing by 10x; pass `--threads 0` for torch's default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from bench import report, startup, tokens, workloads
+from bench.timing import repeat
+
+CONFIGS = {"finetune": "split_mnist.yaml", "router": "router_split_mnist.yaml"}  # found via config_dirs()
+QUICK = ["data.stream=split_digits"]  # the embedded data set: seconds, for the smoke test
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--root", default="data", help="data.root holding MNIST/raw")
+    ap.add_argument("--repeats", type=int, default=5, help="runs of each workload (median and spread)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    ap.add_argument("--tokens", default="8,32,128,512,1024,2048,4096", help="token counts for the scaling table")
+    ap.add_argument("--out", default="bench/results", help="folder for the JSON results")
+    ap.add_argument("--quick", action="store_true", help="tiny workload (Split-Digits, 1 repeat): checks the pieces run")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["workloads", "tokens", "startup"])
+    return ap.parse_args(argv)
+
+
+def run_workloads(overrides: list[str], repeats: int, device: str) -> dict:
+    cfgs = {name: workloads.config(path, overrides) for name, path in CONFIGS.items()}
+    jobs = {
+        "raw": lambda: workloads.raw(cfgs["finetune"], device),
+        "finetune": lambda: workloads.platform(cfgs["finetune"]),
+        "router": lambda: workloads.platform(cfgs["router"]),
+        "router_step": lambda: workloads.router_step(cfgs["router"], device),
+    }
+    work = workloads.work(cfgs["finetune"])
+    out = {}
+    for name, job in jobs.items():
+        r = repeat(job, repeats, device)
+        accs = r.pop("result")
+        out[name] = {**r, **work, "final_acc": sum(accs[-1]) / len(accs[-1]) if accs else None}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # as `continual` itself does (cli/main.py)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    overrides = [f"data.root={args.root}", *(QUICK if args.quick else [])]
+    repeats = 1 if args.quick else args.repeats
+    ns = [8, 16, 32] if args.quick else [int(n) for n in args.tokens.split(",")]
+    results: dict = {
+        "when": datetime.now().isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_threads": torch.get_num_threads(),
+                    "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__},
+        "overrides": overrides,
+        "repeats": repeats,
+    }
+    if "workloads" not in args.skip:
+        results["workloads"] = run_workloads(overrides, repeats, device)
+        print(report.workload_table(results["workloads"]))
+    if "tokens" not in args.skip:
+        results["tokens"] = tokens.scaling(ns, repeats, device)
+        print(report.token_table(results["tokens"]))
+    if "startup" not in args.skip:
+        fit_args = ["--config", CONFIGS["finetune"], *overrides]
+        results["startup"] = startup.startup(fit_args, repeats, args.threads)
+        print(report.startup_table(results["startup"]))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench_{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=1))
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""Plain-text tables of the benchmark's results (the JSON holds every run)."""
+
+from __future__ import annotations
+
+
+def _spread(s: dict) -> str:
+    return f"{s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}]"
+
+
+def workload_table(rows: dict) -> str:
+    raw = rows["raw"]["wall_s"]["median"]
+    lines = [
+        f"{'workload':<12} {'wall s median [min-max]':>24} {'samples/s':>10} {'s/task':>7} {'peak MB':>8} {'x raw':>6} {'acc':>6}",
+    ]
+    for name, r in rows.items():
+        wall = r["wall_s"]["median"]
+        acc = f"{100 * r['final_acc']:.1f}" if r["final_acc"] is not None else "-"
+        lines.append(
+            f"{name:<12} {_spread(r['wall_s']):>24} {r['train_samples'] / wall:>10.0f} {wall / r['n_tasks']:>7.2f} "
+            f"{r['peak_mem_mb']:>8.0f} {wall / raw:>6.2f} {acc:>6}"
+        )
+    return "\n".join(lines)
+
+
+def token_table(t: dict) -> str:
+    kinds = list(t["seconds"])
+    lines = [f"{'tokens':>7} " + " ".join(f"{k + ' ms':>24}" for k in kinds)]
+    for i, n in enumerate(t["tokens"]):
+        cells = (t["seconds"][k][i] for k in kinds)
+        lines.append(f"{n:>7} " + " ".join(f"{1e3 * c['median']:>10.2f} [{1e3 * c['min']:.2f}-{1e3 * c['max']:.2f}]".rjust(24) for c in cells))
+    fit = t["exponent_fit_tokens"]
+    lines.append(f"growth exponent (log-log slope, {fit[0]}-{fit[-1]} tokens): " + ", ".join(f"{k} {e:.2f}" for k, e in t["exponent"].items()))
+    return "\n".join(lines)
+
+
+def startup_table(s: dict) -> str:
+    return f"continual --help: {_spread(s['help_s'])} s\nwhole process `{s['fit_command']}`: {_spread(s['fit_s'])} s"

@@ -1,0 +1,31 @@
+"""Start-up cost seen from a shell: `continual --help` and a whole `continual fit` process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench.timing import summary
+
+CLI = [sys.executable, "-m", "continual.cli.main"]
+
+
+def _time(args: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def startup(fit_args: list[str], repeats: int, threads: int) -> dict:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": os.pathsep.join(sys.path)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    fit = [*CLI, "fit", *fit_args, "logger.wandb=false", "trainer.enable_progress_bar=false", "overwrite=true"]
+    return {
+        "help_s": summary([_time([*CLI, "--help"], env) for _ in range(repeats)]),
+        "fit_s": summary([_time([*fit, f"output_dir={tempfile.mkdtemp(prefix='bench_')}"], env) for _ in range(repeats)]),
+        "fit_command": " ".join(["continual", *fit[len(CLI):]]),
+    }
