@@ -119,7 +119,7 @@ def run(cfg: DictConfig) -> dict:
     from continual.data.streams import build_stream
     from continual.errors import Interrupted
     from continual.metrics import report
-    from continual.metrics.stream import summarize
+    from continual.metrics.suite import MetricSuite
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     is_zero = rank_zero_only.rank == 0
@@ -139,6 +139,7 @@ def run(cfg: DictConfig) -> dict:
     )
     logger = make_logger(cfg, run_dir, state["wandb_id"] if state else None)
     guard = FrozenBackboneGuard()
+    suite = MetricSuite(cfg, stream, module)  # the same callbacks see every task's test pass
     fingerprint = resume.fingerprint(cfg)
     T = len(stream)
 
@@ -146,7 +147,7 @@ def run(cfg: DictConfig) -> dict:
         """A Trainer for one test pass, or for fitting `task` (with its mid-task checkpoints)."""
         kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
         kwargs.setdefault("default_root_dir", str(run_dir))
-        callbacks = [guard]
+        callbacks = [guard, *suite.callbacks]
         if kwargs.get("enable_progress_bar", True):
             callbacks.append(TaskProgressBar(T))
         if task is not None:
@@ -156,28 +157,27 @@ def run(cfg: DictConfig) -> dict:
         dm.to(tr.strategy.root_device)
         return tr
 
-    def test(tr: L.Trainer, tasks_done: int) -> tuple[list[int], list[int]]:
+    def test(tr: L.Trainer, after: int) -> None:
+        """The test pass over every task after training task `after` (-1: before any training)."""
+        suite.begin(after)
         tr.test(module, datamodule=dm, verbose=False)
-        _stop_if_terminated(tr, run_dir, tasks_done)
-        return module.test_counts()
+        _stop_if_terminated(tr, run_dir, max(after, 0))
 
     started = time.perf_counter()
     if state is None:
-        initial_counts = test(trainer(), 0)
-        rows, counts_c, counts_n, elapsed = [], [], [], 0.0
+        test(trainer(), -1)
+        elapsed = 0.0
     else:
         module.load_state_dict(state["module"])
         guard.reference = state["guard"]
-        initial_counts, rows, counts_c, counts_n, elapsed = (
-            state["initial_counts"], state["rows"], state["correct"], state["total"], state["wall_time_s"],
-        )
-    initial = [c / n for c, n in zip(*initial_counts)]
+        suite.restore(state["metrics"])
+        elapsed = state["wall_time_s"]
+    tasks_done = len(suite.forgetting.rows)
 
     def save_state(complete: bool) -> None:
         if is_zero:
             resume.save_state(
-                run_dir, cfg, complete=complete, module=module.state_dict(), guard=guard.reference,
-                initial_counts=initial_counts, rows=rows, correct=counts_c, total=counts_n,
+                run_dir, cfg, complete=complete, module=module.state_dict(), guard=guard.reference, metrics=suite.export(),
                 wall_time_s=elapsed + time.perf_counter() - started,
                 wandb_id=logger.version if logger is not None else None,
             )
@@ -187,7 +187,7 @@ def run(cfg: DictConfig) -> dict:
     else:
         resume.set_rng_state(state["rng"])  # as the uninterrupted run had it at this task boundary
         if is_zero:
-            print(f"resuming {run_dir}: {len(rows)} of {T} tasks already done")
+            print(f"resuming {run_dir}: {tasks_done} of {T} tasks already done")
     base = {
         "method": cfg.method,
         "scenario": cfg.scenario,
@@ -198,7 +198,7 @@ def run(cfg: DictConfig) -> dict:
         "provenance": report.provenance(),
     }
     metrics: dict = {}
-    for t in range(len(rows), T):
+    for t in range(tasks_done, T):
         dm.set_task(t)
         module.set_task(t)
         tr = trainer(task=t)
@@ -213,36 +213,32 @@ def run(cfg: DictConfig) -> dict:
                 f"continue with the same command plus resume={run_dir}"
             ) from None
         _stop_if_terminated(tr, run_dir, t)
-        correct, total = test(tr, t)
-        rows.append([c / n for c, n in zip(correct, total)])
-        counts_c.append(correct)
-        counts_n.append(total)
+        test(tr, t)
         metrics = {
             **base,
             "complete": t == T - 1,
             "tasks_done": t + 1,
-            "accuracy_matrix": rows,
-            "initial_accuracy": initial,
-            "counts": {"correct": counts_c, "total": counts_n},
+            **suite.results(),
             "wall_time_s": elapsed + time.perf_counter() - started,
         }
         if logger is not None:
-            logger.log_metrics({"task": t, **{f"acc/task_{j + 1}": a for j, a in enumerate(rows[-1])}})
+            logger.log_metrics({"task": t, **suite.scalars()})
         if t < T - 1:
             if is_zero:
                 report.write_metrics_json(run_dir, metrics)  # partial: finished tasks survive a crash
             save_state(False)
         if is_zero:
             (resume.checkpoint_dir(run_dir) / f"{resume.LAST}.ckpt").unlink(missing_ok=True)  # task t is in state.pt
-    metrics.update(summarize(rows, initial))
     metrics["wall_time_s"] = elapsed + time.perf_counter() - started
     if is_zero:
         report.write_metrics_json(run_dir, metrics)
         report.write_metrics_csv(run_dir, metrics)
         png = report.save_accuracy_matrix_png(run_dir, metrics)
+        pngs = suite.write(run_dir, metrics)
         save_state(True)
         if logger is not None:
             log_final(logger, metrics, png)
+            suite.log(logger, metrics, pngs)
             logger.experiment.finish()
         print(report.format_summary(metrics))
         print(f"run directory: {run_dir}")

@@ -3,7 +3,7 @@
 Two files under `<run dir>/checkpoints/`, both written atomically by rank 0:
 
 * `state.pt`, rewritten after the initial test pass and after every task: the module's weights,
-  the finished accuracy rows and counts, the RNG states and the config fingerprint. Everything a
+  the metric callbacks' state (accuracy counts, probe masks), the RNG states and the config fingerprint. Everything a
   finished task produced survives a kill at any moment.
 * `last.ckpt`, a Lightning checkpoint of the task in progress (model, optimizer, loop and
   data-loader position, RNG), every `checkpoint_every_n_steps` steps and on SIGTERM; resumed
@@ -31,7 +31,7 @@ from continual.metrics.report import atomic_write
 
 STATE = "state.pt"
 LAST = "last"  # Lightning appends .ckpt
-FORMAT = 1
+FORMAT = 2  # 2: the metric callbacks' state (`metrics`) replaces the accuracy counts
 # Keys that may differ between the killed run and its resumption: they change where files go,
 # what is logged, or how many processes share the work (global batches keep the math the same).
 VOLATILE = (

@@ -140,6 +140,8 @@ def _check_values(cfg: DictConfig) -> None:
         raise ConfigError("backbone.init=checkpoint needs backbone.checkpoint=<path to a state_dict file>")
     if cfg.checkpoint_every_n_steps < 0:
         raise ConfigError(f"checkpoint_every_n_steps={cfg.checkpoint_every_n_steps} must be >= 0 (0: checkpoint only at task ends)")
+    if cfg.metrics.probe_per_task < 1:
+        raise ConfigError(f"metrics.probe_per_task={cfg.metrics.probe_per_task} must be a positive integer")
     _check_methods(cfg)
     if cfg.logger.mode not in (None, "online", "offline", "disabled"):
         raise ConfigError(f"logger.mode='{cfg.logger.mode}' is not valid; choose one of: online, offline, disabled")

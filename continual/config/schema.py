@@ -97,6 +97,16 @@ class RouterConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """Continual-learning metric callbacks (continual/metrics/); the accuracy matrix is always on."""
+
+    mask_stability: bool = True  # per-sample mask stability over a fixed probe set (methods exposing masks)
+    padded_class: bool = True  # accuracy over the N_v padded logits and the padded-slot win rate
+    task_inference: bool = True  # accuracy and confusion matrix of the inferred task
+    probe_per_task: int = 64  # mask stability: the first K test samples of each task
+
+
+@dataclass
 class EWCConfig:
     lambda_: float = 100.0  # penalty weight: loss + lambda_/2 * sum F (theta - theta*)^2
     online: bool = False  # one running Fisher (gamma-decayed) instead of one penalty per task
@@ -152,6 +162,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Baseline hyperparameters: each section is read only by its method.
     ewc: EWCConfig = field(default_factory=EWCConfig)
     si: SIConfig = field(default_factory=SIConfig)

@@ -104,18 +104,22 @@ def plot_accuracy_matrix(matrix: list[list[float]], title: str):
     return fig
 
 
-def save_accuracy_matrix_png(run_dir: Path, metrics: dict) -> Path:
-    fig = plot_accuracy_matrix(
-        metrics["accuracy_matrix"], f"{metrics['method']} / {metrics['stream']} / {metrics['scenario']}-IL"
-    )
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+def save_png(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    path = run_dir / "accuracy_matrix.png"
     atomic_write(path, buf.getvalue())
     return path
+
+
+def run_title(metrics: dict) -> str:
+    return f"{metrics['method']} / {metrics['stream']} / {metrics['scenario']}-IL"
+
+
+def save_accuracy_matrix_png(run_dir: Path, metrics: dict) -> Path:
+    return save_png(plot_accuracy_matrix(metrics["accuracy_matrix"], run_title(metrics)), run_dir / "accuracy_matrix.png")
 
 
 def _pct(v) -> str:
@@ -134,4 +138,15 @@ def format_summary(metrics: dict) -> str:
         f"avg forgetting {_pct(metrics['avg_forgetting'])}"
     )
     lines.append("forgetting per task: " + " ".join(_pct(f).strip() for f in metrics["forgetting"]))
+    if metrics.get("task_inference"):
+        lines.append(f"task inference {_pct(metrics['task_inference']['accuracy'])}")
+    if metrics.get("padded_class"):
+        p = metrics["padded_class"]
+        lines.append(f"padded-class accuracy {_pct(p['accuracy'])}   padded win rate {_pct(p['win_rate'])}   would win unmasked {_pct(p['would_win_rate'])}")
+    if metrics.get("mask_stability"):
+        m = metrics["mask_stability"]
+        lines.append(
+            f"mask stability (probe masks of earlier tasks, threshold {m['threshold']}): unchanged {_pct(m['unchanged_fraction'])}   "
+            f"mean Jaccard {_pct(m['mean_jaccard'])}   repeat-identical {_pct(m['repeat_identical_fraction'])}"
+        )
     return "\n".join(lines)

@@ -46,15 +46,17 @@ def forward_transfer(R: Matrix, b: Optional[Sequence[float]]) -> Optional[float]
     return sum(R[j - 1][j] - b[j] for j in range(1, T)) / (T - 1)
 
 
+def forgetting_of(column: Sequence[Optional[float]], learned: int) -> Optional[float]:
+    """Forgetting of one column over the stream (a task's, or a class's learned in task `learned`)."""
+    T = len(column)
+    if learned >= T - 1 or column[T - 1] is None:
+        return None
+    return max(column[l] for l in range(learned, T - 1)) - column[T - 1]
+
+
 def forgetting(R: Matrix) -> list[Optional[float]]:
     T = _check(R)
-    out: list[Optional[float]] = []
-    for j in range(T):
-        if j == T - 1:
-            out.append(None)
-        else:
-            out.append(max(R[l][j] for l in range(j, T - 1)) - R[T - 1][j])
-    return out
+    return [forgetting_of([row[j] for row in R], j) for j in range(T)]
 
 
 def average_forgetting(R: Matrix) -> Optional[float]:

@@ -4,8 +4,8 @@ It owns what all methods share: the scenario's targets and output masks, the tra
 validation accuracy on the current task, and exact test counts per task. A method supplies
 `logits(batch)` (and may override `training_step` to add its own loss terms).
 
-Test counts are (correct, total) integers per task, summed over processes with an
-all-reduce: never an average of averages, and the loaders do not pad under DDP.
+`test_step` returns the predictions; the metric callbacks (`continual.metrics`) count them,
+summed over processes: never an average of averages, and the loaders do not pad under DDP.
 
 Training losses are averaged over the *global* batch (`batch_mean`), so that DDP's gradient
 average over ranks equals the single-process gradient on the same batch (see `TensorLoader`).
@@ -37,8 +37,6 @@ class ContinualModule(L.LightningModule):
         self.n_tasks = len(task_classes)
         self.optim_cfg = optim
         self.current_task = 0
-        # Plain tensors, not buffers: DDP broadcasts buffers from rank 0, which would clobber counts.
-        self.test_correct = self.test_total = torch.zeros(self.n_tasks, dtype=torch.long)
 
     # -- what a method provides -------------------------------------------------------------
     def logits(self, batch: dict) -> torch.Tensor:
@@ -91,22 +89,9 @@ class ContinualModule(L.LightningModule):
         correct = (self.predict(batch) == self.labels.targets(batch["y"])).float()
         self.log("val/acc", correct.mean(), prog_bar=True, sync_dist=True, batch_size=len(correct))
 
-    def on_test_epoch_start(self) -> None:
-        self.test_correct = torch.zeros(self.n_tasks, dtype=torch.long, device=self.device)
-        self.test_total = torch.zeros(self.n_tasks, dtype=torch.long, device=self.device)
-
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        hit = (self.predict(batch) == self.labels.targets(batch["y"])).long()
-        self.test_correct.index_add_(0, batch["task"], hit)
-        self.test_total.index_add_(0, batch["task"], torch.ones_like(hit))
-
-    def on_test_epoch_end(self) -> None:
-        if self.trainer.world_size > 1:
-            torch.distributed.all_reduce(self.test_correct)
-            torch.distributed.all_reduce(self.test_total)
-
-    def test_counts(self) -> tuple[list[int], list[int]]:
-        return self.test_correct.tolist(), self.test_total.tolist()
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        """Predictions and targets for the metric callbacks' `on_test_batch_end`."""
+        return {"pred": self.predict(batch), "target": self.labels.targets(batch["y"])}
 
     def configure_optimizers(self):
         o = self.optim_cfg

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from continual.errors import ConfigError
+from continual.metrics.protocol import Padded
 from continual.models.backbone import freeze
 from continual.models.continual_module import ContinualModule
 from continual.models.mlp import MLP
@@ -139,16 +140,17 @@ class RouterModule(ContinualModule):
         if task is None:
             task = tscores.argmax(1)
         alpha = scores[torch.arange(len(q), device=q.device), task].softmax(1)  # [B, S]
-        logits = x.new_empty(len(x), self.n_v)
+        logits, unmasked = x.new_empty(len(x), self.n_v), x.new_empty(len(x), self.n_v)
         mask = x.new_empty(len(x), sum(self.mlp.widths)) if self.cfg.gate == "units" else None
         groups = task.unique().tolist()
         for t in groups:  # one task per batch in training; a few at class-IL test time
             rows = slice(None) if len(groups) == 1 else (task == t).nonzero().squeeze(1)
             out, m = self._task_forward(self.memories[t], x[rows], alpha[rows])
+            unmasked[rows] = out
             logits[rows] = out.masked_fill(self.class_table[t] < 0, float("-inf"))  # padded classes
             if mask is not None:
                 mask[rows] = m
-        return {"q": q, "task": task, "task_scores": tscores, "alpha": alpha, "logits": logits, "mask": mask}
+        return {"q": q, "task": task, "task_scores": tscores, "alpha": alpha, "logits": logits, "unmasked": unmasked, "mask": mask}
 
     def _task_forward(self, memory: TaskMemory, x: torch.Tensor, alpha: torch.Tensor):
         """Gate the frozen MLP with one task's slots mixed by `alpha`; its values give the logits."""
@@ -178,6 +180,26 @@ class RouterModule(ContinualModule):
 
     def infer_task(self, batch: dict) -> torch.Tensor:
         return self.task_scores(self.scores(self.query(batch["x"]))).argmax(1)
+
+    # -- what the metric callbacks read (continual.metrics.protocol) -----------------------------
+    def masks(self, batch: dict) -> torch.Tensor:
+        """[B, M] the mask each sample is evaluated with: its unit mask, or for connection gating
+        the alpha-weighted mixture of its task's per-slot connection masks, flattened."""
+        out = self.route(batch, self.given_task(batch))
+        if out["mask"] is not None:
+            return out["mask"]
+        task, alpha = out["task"], out["alpha"]
+        mask = alpha.new_empty(len(alpha), sum(g[0].numel() for g in self.memories[0].gates))
+        for t in task.unique().tolist():
+            rows = task == t
+            per_slot = [gating.connection_masks(g, self.cfg.mask == "hard").flatten(1) for g in self.memories[t].gates]
+            mask[rows] = torch.cat([alpha[rows] @ m for m in per_slot], 1)
+        return mask
+
+    def padded_logits(self, batch: dict) -> Padded:
+        out = self.route(batch, batch["task"])
+        valid = self.class_table[batch["task"]] >= 0
+        return Padded(out["logits"], out["unmasked"], valid, self.within_task[batch["y"]])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self.route(batch, batch["task"])

@@ -1,0 +1,49 @@
+"""`StreamCallback`: a Lightning callback that measures the per-task test passes of a stream.
+
+The driver hands the same callback objects to every task's Trainer and calls `begin(t)` before
+each test pass (`t = -1`: the pass before any training, `t >= 0`: after training task t), so
+state spans the stream. Counts are integer tensors summed over processes (`sum_ranks`), never
+averages of averages; the evaluation loader shards without padding, so no sample counts twice.
+"""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import Callback
+
+from continual.metrics.protocol import supports
+
+
+class StreamCallback(Callback):
+    key: str  # the metrics.json entry
+    needs: tuple[str, ...] = ()  # protocol methods the module must have (continual.metrics.protocol)
+
+    def __init__(self) -> None:
+        self.after = -1  # the task the current test pass follows
+
+    def begin(self, after: int) -> None:
+        self.after = after
+
+    def active(self, module) -> bool:
+        return all(supports(module, name) for name in self.needs)
+
+    @staticmethod
+    def sum_ranks(trainer, t: torch.Tensor) -> torch.Tensor:
+        if trainer.world_size > 1:
+            torch.distributed.all_reduce(t)
+        return t
+
+    # stream state, for the driver's resume file (tensors and plain lists only: loaded weights_only)
+    def export(self) -> dict:
+        raise NotImplementedError
+
+    def restore(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def results(self):
+        """The metrics.json entry (None when the method does not expose what this measures)."""
+        raise NotImplementedError
+
+    def scalars(self) -> dict:
+        """Scalars of the latest pass, logged to W&B at each task boundary."""
+        return {}

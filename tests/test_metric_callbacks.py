@@ -1,0 +1,154 @@
+"""Each continual-learning metric callback against a hand-worked example, fed through a fake
+stream of test passes (the hooks Lightning calls, one process)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from continual.config import load_config
+from continual.data.streams import build_stream
+from continual.experiment import build_method
+from continual.metrics.forgetting import Forgetting
+from continual.metrics.padded import padded_counts, rates
+from continual.metrics.protocol import Padded
+from continual.metrics.stability import MaskStability, compare
+from continual.metrics.stream import forgetting_of
+from continual.metrics.task_inference import TaskInference
+
+TRAINER = SimpleNamespace(world_size=1)
+
+
+def batch(task: int, index: list[int], y: list[int]) -> dict:
+    n = len(index)
+    return {"x": torch.zeros(n, 1), "y": torch.tensor(y), "task": torch.full((n,), task), "index": torch.tensor(index)}
+
+
+def run_pass(cb, module, after: int, batches: list[tuple[dict, dict]]) -> None:
+    """One test pass: `batches` are (batch, test_step output) pairs, dataloader index = task."""
+    cb.begin(after)
+    cb.on_test_epoch_start(TRAINER, module)
+    for k, (b, out) in enumerate(batches):
+        cb.on_test_batch_end(TRAINER, module, out, b, k, int(b["task"][0]))
+    cb.on_test_epoch_end(TRAINER, module)
+
+
+def test_forgetting_per_task_and_per_class_by_hand():
+    # two tasks: task 0 = classes {0, 1}, task 1 = classes {2, 3}; 4 test samples per task
+    cb, module = Forgetting([[0, 1], [2, 3]], 4), SimpleNamespace(device="cpu")
+    t0, t1 = batch(0, [0, 1, 2, 3], [0, 0, 1, 1]), batch(1, [0, 1, 2, 3], [2, 2, 3, 3])
+
+    def out(b, hits):  # prediction = target where hit, else a wrong class
+        return {"pred": torch.where(torch.tensor(hits).bool(), b["y"], b["y"] + 10), "target": b["y"]}
+
+    run_pass(cb, module, -1, [(t0, out(t0, [1, 0, 0, 0])), (t1, out(t1, [0, 0, 1, 1]))])  # b = [1/4, 2/4]
+    run_pass(cb, module, 0, [(t0, out(t0, [1, 1, 1, 1])), (t1, out(t1, [0, 0, 0, 1]))])  # R[0] = [1, 1/4]
+    run_pass(cb, module, 1, [(t0, out(t0, [1, 1, 0, 1])), (t1, out(t1, [1, 1, 1, 1]))])  # R[1] = [3/4, 1]
+    r = cb.results()
+    assert r["accuracy_matrix"] == [[1.0, 0.25], [0.75, 1.0]]
+    assert r["counts"] == {"correct": [[4, 1], [3, 4]], "total": [[4, 4], [4, 4]]}
+    assert r["bwt"] == pytest.approx(-0.25) and r["forgetting"] == [pytest.approx(0.25), None]
+    assert r["fwt"] == pytest.approx(0.25 - 0.5)  # R[0][1] - b[1]
+    # per class after task 1: class 0 2/2, class 1 1/2 -> class 1 forgot 2/2 - 1/2
+    pc = r["per_class"]
+    assert pc["accuracy_matrix"][1] == [1.0, 0.5, 1.0, 1.0]
+    assert pc["forgetting"] == [0.0, 0.5, None, None]
+
+
+def test_forgetting_of_a_column_counts_only_rows_after_learning():
+    assert forgetting_of([0.1, 0.9, 0.7, 0.4], 1) == pytest.approx(0.5)  # max(0.9, 0.7) - 0.4, row 0 ignored
+    assert forgetting_of([0.1, 0.9], 1) is None  # learned in the last task
+
+
+def test_hamming_and_jaccard_by_hand():
+    learned = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 1, 0]], dtype=torch.bool)
+    now = torch.tensor([[1, 0, 0, 1], [0, 0, 0, 0], [1, 0, 1, 0]], dtype=torch.bool)
+    hamming, jaccard = compare(learned, now)
+    assert hamming == [2, 0, 0]
+    assert jaccard == pytest.approx([1 / 3, 1.0, 1.0])  # |{0}| / |{0, 1, 3}|; two empty masks agree
+
+
+class MaskModule:
+    """Masks per sample index, set by the test; optionally a different mask on every call."""
+
+    device = "cpu"
+
+    def __init__(self):
+        self.table, self.flaky = {}, False
+
+    def masks(self, b):
+        m = torch.stack([self.table[(int(t), int(i))] for t, i in zip(b["task"], b["index"])])
+        if self.flaky:
+            m = m + torch.rand(len(m), 1) * 0.01
+        return m
+
+
+def test_mask_stability_by_hand():
+    cb, module = MaskStability(2, probe_per_task=2), MaskModule()
+    t0, t1 = batch(0, [0, 1, 2], [0, 0, 1]), batch(1, [0, 1, 2], [2, 3, 3])  # index 2 is not in the probe
+    module.table = {(0, 0): torch.tensor([0.9, 0.8, 0.1]), (0, 1): torch.tensor([0.9, 0.2, 0.2]), (0, 2): torch.tensor([0.0, 0.0, 0.0])}
+    run_pass(cb, module, -1, [(t0, {}), (t1, {})])  # nothing learned yet: nothing recorded
+    run_pass(cb, module, 0, [(t0, {}), (t1, {})])
+    # after task 1: sample 0 of task 0 keeps its binarized mask (0.6 > 0.5), sample 1 gains unit 2
+    module.table.update({(0, 0): torch.tensor([0.6, 0.7, 0.4]), (0, 1): torch.tensor([0.9, 0.2, 0.7]),
+                         (1, 0): torch.tensor([1.0, 1.0, 1.0]), (1, 1): torch.tensor([0.0, 0.0, 1.0]), (1, 2): torch.tensor([1.0, 0.0, 0.0])})
+    module.flaky = True  # a small jitter: binarized masks agree, repeated masks do not
+    run_pass(cb, module, 1, [(t0, {}), (t1, {})])
+    assert cb.rows == [
+        [0, 0, 0, 0, 1.0, 1, 1], [0, 0, 1, 0, 1.0, 1, 1],
+        [1, 0, 0, 0, 1.0, 1, 0], [1, 0, 1, 1, 0.5, 0, 0],  # {0} vs {0, 2}: Hamming 1, Jaccard 1/2
+        [1, 1, 0, 0, 1.0, 1, 0], [1, 1, 1, 0, 1.0, 1, 0],
+    ]
+    r = cb.results()
+    assert (r["unchanged_fraction"], r["mean_hamming"], r["mean_jaccard"]) == (0.5, 0.5, 0.75)  # task 0 after task 1
+    assert r["repeat_identical_fraction"] == pytest.approx(2 / 6) and r["threshold"] == 0.5
+    assert r["unchanged_curve"] == [None, 0.5]
+
+
+def test_padded_counts_and_win_rates_by_hand():
+    # 3 slots; task 0 has 2 classes (slot 2 padded), task 1 has 3
+    unmasked = torch.tensor([[1.0, 2.0, 5.0], [3.0, 1.0, 0.0], [0.0, 1.0, 2.0]])
+    valid = torch.tensor([[True, True, False], [True, True, False], [True, True, True]])
+    target, task = torch.tensor([1, 0, 2]), torch.tensor([0, 0, 1])
+    # without masking the padded slot wins sample 0: counted as a win and a would-win, and wrong
+    no_mask = padded_counts(Padded(unmasked, unmasked, valid, target), task, 2)
+    assert no_mask.tolist() == [[1, 2, 1, 1], [1, 1, 0, 0]]
+    assert rates(no_mask.tolist())["win_rate"] == pytest.approx(1 / 3)
+    # with masking it can never win, but it would have
+    masked = padded_counts(Padded(unmasked.masked_fill(~valid, float("-inf")), unmasked, valid, target), task, 2)
+    assert masked.tolist() == [[2, 2, 0, 1], [1, 1, 0, 0]]
+    assert rates(masked.tolist()) == {"accuracy": 1.0, "win_rate": 0.0, "would_win_rate": pytest.approx(1 / 3)}
+
+
+def test_router_padded_slots_never_win():
+    cfg = load_config(None, ["method=router", "router.n_v=4", "router.h=16", "logger.wandb=false"])
+    stream = build_stream(cfg.data, cfg.seed)
+    module = build_method(cfg, stream).eval()
+    for t in range(len(stream)):
+        module.memories[t].gates[0].data.normal_(0, 3)  # an untrained, arbitrary network
+        module.memories[t].values.data.normal_(0, 3)
+    b = {"x": torch.cat([t.x_test for t in stream.tasks]), "y": torch.cat([t.y_test for t in stream.tasks])}
+    b["task"] = torch.cat([torch.full((len(t.y_test),), t.id) for t in stream.tasks])
+    with torch.no_grad():
+        p = module.padded_logits(b)
+    counts = padded_counts(p, b["task"], len(stream)).sum(0).tolist()
+    assert (~p.valid).any(1).all()  # every task has 2 classes in 4 slots
+    assert counts[2] == 0 and counts[3] > 0  # padded slots would win, masked they never do
+
+
+def test_task_inference_confusion_by_hand():
+    class Module:
+        device = "cpu"
+
+        def infer_task(self, b):
+            return {0: torch.tensor([0, 0, 1]), 1: torch.tensor([1, 0, 1])}[int(b["task"][0])]
+
+    cb, module = TaskInference(2), Module()
+    t0, t1 = batch(0, [0, 1, 2], [0, 0, 1]), batch(1, [0, 1, 2], [2, 3, 3])
+    run_pass(cb, module, -1, [(t0, {}), (t1, {})])
+    run_pass(cb, module, 0, [(t0, {}), (t1, {})])  # only task 0 is learned: task 1 is not counted
+    run_pass(cb, module, 1, [(t0, {}), (t1, {})])
+    r = cb.results()
+    assert r["confusion_matrix"] == [[2, 1], [1, 2]]
+    assert r["accuracy"] == pytest.approx(4 / 6) and r["per_task"] == pytest.approx([2 / 3, 2 / 3])
+    assert r["accuracy_curve"] == pytest.approx([2 / 3, 4 / 6])

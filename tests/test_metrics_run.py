@@ -1,0 +1,50 @@
+"""The metric callbacks in a real router run: files and W&B outputs exist and agree, and two
+DDP processes (gloo, CPU) give exactly the single-process accuracy matrices and stability figures
+on test sets (71 or 72 samples per task, eval batch 16) that are not a multiple of 2 x batch."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from continual.cli.main import main
+from test_ddp import DDP, SMALL, child_env, comparable
+
+ROUTER = ["method=router", "scenario=class", "router.h=16", "optim.lr=1e-2", "metrics.probe_per_task=40"]
+
+
+@pytest.fixture(scope="module")
+def one(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("metrics") / "one"
+    assert main(["fit", f"output_dir={run_dir}", *ROUTER, *SMALL]) == 0  # W&B offline: its logging runs too
+    return run_dir
+
+
+def test_router_run_leaves_consistent_metric_files(one):
+    m = json.loads((one / "metrics.json").read_text())
+    for name in ("accuracy_matrix.png", "accuracy_curves.png", "mask_stability.png", "mask_stability.csv"):
+        assert (one / name).stat().st_size > 0
+    s, p, ti = m["mask_stability"], m["padded_class"], m["task_inference"]
+    rows = list(csv.DictReader((one / "mask_stability.csv").open()))
+    T = len(m["accuracy_matrix"])
+    assert len(rows) == 40 * T * (T + 1) // 2  # every learned task's probe at every boundary
+    final = [r for r in rows if int(r["after_task"]) == T - 1 and int(r["task"]) < T - 1]
+    assert s["samples"] == len(final) == 40 * (T - 1)
+    assert s["unchanged_fraction"] == sum(int(r["hamming"]) == 0 for r in final) / len(final)
+    assert s["threshold"] == 0.5 and s["repeat_identical_fraction"] == 1.0  # same sample, same mask
+    assert p["win_rate"] == 0.0 and 0.5 < p["accuracy"] <= 1.0
+    C = ti["confusion_matrix"]
+    assert sum(map(sum, C)) == sum(m["counts"]["total"][-1])  # every test sample of every task, once
+    assert ti["accuracy"] == sum(C[j][j] for j in range(T)) / sum(map(sum, C))
+    assert len(m["per_class"]["forgetting"]) == 10
+
+
+def test_two_processes_give_the_single_process_metrics(one, tmp_path):
+    two = tmp_path / "two"
+    cmd = [sys.executable, "-m", "continual.cli.main", "fit", f"output_dir={two}", "logger.wandb=false", *ROUTER, *SMALL, *DDP]
+    out = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert comparable(two) == comparable(one)  # accuracy matrices, stability, padded, task inference
+    assert (two / "mask_stability.csv").read_text() == (one / "mask_stability.csv").read_text()
