@@ -113,8 +113,11 @@ def cell_metrics(run_dir: Path) -> dict | None:
     return m if m.get("complete") else None
 
 
-def run_grid(grid: Grid) -> dict:
-    """Run every unfinished cell in turn; returns {(row, scenario, seed): metrics or error string}."""
+def run_grid(grid: Grid, shard: tuple[int, int] = (1, 1)) -> dict:
+    """Run every unfinished cell in turn; returns {(row, scenario, seed): metrics or error string}.
+
+    `shard=(i, n)` runs only every n-th cell, starting at the i-th, so n processes (or machines
+    sharing the folder) split the grid; cells of other shards are read from disk if finished."""
     from continual.config import load_config
     from continual.experiment import run
 
@@ -129,6 +132,8 @@ def run_grid(grid: Grid) -> dict:
             print(f"{label}: done earlier, skipped")
             results[cell] = done
             continue
+        if i % shard[1] != shard[0] - 1:
+            continue  # another shard's cell, not finished yet
         print(f"{label}: running")
         try:
             results[cell] = run(cfg)
@@ -253,11 +258,24 @@ def log_wandb(grid: Grid, rows: list[dict], project: str, mode: str | None) -> N
     run.finish()
 
 
-def compare(path: str, out: str | None = None, overrides: list[str] = (), wandb: bool = True) -> int:
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'2/3' -> (2, 3): the second of three shards."""
+    if text is None:
+        return 1, 1
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        i = n = 0
+    if not 1 <= i <= n:
+        raise ConfigError(f"--shard '{text}' is not I/N with 1 <= I <= N; e.g. --shard 1/2 and --shard 2/2 in two processes")
+    return i, n
+
+
+def compare(path: str, out: str | None = None, overrides: list[str] = (), wandb: bool = True, shard: str | None = None) -> int:
     """Run the grid (`overrides` added to every cell), write the reports; 1 if any cell failed."""
     grid = load_grid(path, out)
     grid.overrides += list(overrides)
-    results = run_grid(grid)
+    results = run_grid(grid, parse_shard(shard))
     rows = summarize(grid, results)
     write_reports(grid, rows)
     if wandb:

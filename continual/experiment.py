@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -122,6 +123,8 @@ def run(cfg: DictConfig) -> dict:
     from continual.metrics.suite import MetricSuite
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    # data.val_fraction=0 serves no validation loader on purpose; Lightning warns about it
+    warnings.filterwarnings("ignore", "Total length of `list` across ranks is zero")
     is_zero = rank_zero_only.rank == 0
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     stream = build_stream(cfg.data, cfg.seed)  # data and model errors surface before any file is written
@@ -169,6 +172,7 @@ def run(cfg: DictConfig) -> dict:
         elapsed = 0.0
     else:
         module.load_state_dict(state["module"])
+        module.carried_optim = state["optim"]
         guard.reference = state["guard"]
         suite.restore(state["metrics"])
         elapsed = state["wall_time_s"]
@@ -177,7 +181,8 @@ def run(cfg: DictConfig) -> dict:
     def save_state(complete: bool) -> None:
         if is_zero:
             resume.save_state(
-                run_dir, cfg, complete=complete, module=module.state_dict(), guard=guard.reference, metrics=suite.export(),
+                run_dir, cfg, complete=complete, module=module.state_dict(), optim=module.carried_optim, guard=guard.reference,
+                metrics=suite.export(),
                 wall_time_s=elapsed + time.perf_counter() - started,
                 wandb_id=logger.version if logger is not None else None,
             )

@@ -31,7 +31,7 @@ from continual.metrics.report import atomic_write
 
 STATE = "state.pt"
 LAST = "last"  # Lightning appends .ckpt
-FORMAT = 2  # 2: the metric callbacks' state (`metrics`) replaces the accuracy counts
+FORMAT = 3  # 2: the metric callbacks' state (`metrics`) replaces the accuracy counts; 3: + `optim`
 # Keys that may differ between the killed run and its resumption: they change where files go,
 # what is logged, or how many processes share the work (global batches keep the math the same).
 VOLATILE = (

@@ -63,3 +63,17 @@ def test_bad_compare_config_is_one_line(tmp_path, capsys):
     path.write_text("methods: [finetune]\nscenarios: [task]\nseedz: [0]\n")
     assert main(["compare", "--config", str(path)]) == 2
     assert "unknown key 'seedz'" in capsys.readouterr().err
+
+
+def test_shards_split_the_grid_and_together_fill_it(tmp_path, capsys):
+    path = write_grid(tmp_path, seeds=[0])
+    out = tmp_path / "grid"
+    assert main(["compare", "--config", str(path), "--shard", "2/2"]) == 0
+    ran = sorted(p.name for p in out.iterdir() if (p / "metrics.json").is_file())
+    assert ran == ["finetune__class__s0", "joint__class__s0"]  # cells 2 and 4 of 4
+    assert main(["compare", "--config", str(path), "--shard", "1/2"]) == 0
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert all(r["seeds"] == "1" for r in rows)  # the second shard's table holds every cell
+    capsys.readouterr()
+    assert main(["compare", "--config", str(path), "--shard", "3/2"]) == 2
+    assert "--shard '3/2' is not I/N" in capsys.readouterr().err

@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="run a grid of methods x scenarios x seeds and tabulate it")
     cmp.add_argument("--config", "-c", required=True, help="compare YAML, e.g. configs/compare/<name>.yaml")
     cmp.add_argument("--out", default=None, help="output folder (default: the config's 'out')")
+    cmp.add_argument("--shard", default=None, metavar="I/N", help="run only every N-th cell from the I-th (split the grid over N processes sharing --out)")
     cmp.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every cell, e.g. data.root=/data")
     cfg = sub.add_parser("config", help="inspect configs")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             from continual.compare import compare
 
-            return compare(args.config, args.out, args.overrides)
+            return compare(args.config, args.out, args.overrides, shard=args.shard)
         from continual.config import load_config
 
         cfg = load_config(args.config, args.overrides)

@@ -63,6 +63,9 @@ class OptimConfig:
     weight_decay: float = 0.0
     momentum: float = 0.0  # sgd only
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    # keep the optimizer's state (Adam's moments, SGD's momentum) from one task to the next instead
+    # of a fresh optimizer per task; van de Ven & Tolias 2019 keep it, and it changes forgetting a lot
+    carry_state: bool = False
 
 
 @dataclass

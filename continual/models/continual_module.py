@@ -37,6 +37,7 @@ class ContinualModule(L.LightningModule):
         self.n_tasks = len(task_classes)
         self.optim_cfg = optim
         self.current_task = 0
+        self.carried_optim: dict[str, dict] = {}  # parameter name -> optimizer state (optim.carry_state)
 
     # -- what a method provides -------------------------------------------------------------
     def logits(self, batch: dict) -> torch.Tensor:
@@ -95,8 +96,21 @@ class ContinualModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim_cfg
-        params = [p for p in self.parameters() if p.requires_grad]
+        named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        params = [p for _, p in named]
         if o.name == "sgd":
-            return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-        cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-        return cls(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        else:
+            cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+            opt = cls(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        for n, p in named:  # empty unless optim.carry_state; a mid-task checkpoint overrides it
+            if n in self.carried_optim:
+                opt.state[p] = {k: v.clone() for k, v in self.carried_optim[n].items()}
+        return opt
+
+    def on_fit_end(self) -> None:
+        """With `optim.carry_state`, remember the optimizer's per-parameter state for the next task."""
+        if self.optim_cfg.get("carry_state", False):
+            names = {p: n for n, p in self.named_parameters()}
+            state = self.trainer.optimizers[0].state
+            self.carried_optim = {names[p]: {k: v.detach().clone() for k, v in s.items()} for p, s in state.items()}
