@@ -79,7 +79,7 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path, digits):
 
 def test_pretraining_learns_and_warns_on_overlap(digits):
     c = cfg(backbone={"hidden": [32], "init": "pretrain", "pretrain": {"dataset": "digits", "epochs": 3}})
-    with pytest.warns(UserWarning, match="overlaps the stream's own classes"):
+    with pytest.warns(UserWarning, match="overlaps the stream's own later-task classes"):
         net = build_backbone(c, digits, 10)
     torch.manual_seed(0)
     random = MLP(64, [32], 10)
@@ -93,9 +93,10 @@ def test_pretraining_learns_and_warns_on_overlap(digits):
     assert probe(net.features) > probe(random.features)
 
 
-def test_pretraining_on_disjoint_classes_does_not_warn(digits):
-    stream = build_stream(cfg(data={"n_tasks": 2}).data, seed=0)  # classes 0..3
-    c = cfg(backbone={"hidden": [8], "init": "pretrain", "pretrain": {"dataset": "digits", "classes": [5, 6, 7]}})
+@pytest.mark.parametrize("classes", [[5, 6, 7], [0, 1]], ids=["disjoint", "first-task"])
+def test_pretraining_on_disjoint_or_first_task_classes_does_not_warn(digits, classes):
+    stream = build_stream(cfg(data={"n_tasks": 2}).data, seed=0)  # classes 0..3, task 1 = {0, 1}
+    c = cfg(backbone={"hidden": [8], "init": "pretrain", "pretrain": {"dataset": "digits", "classes": classes}})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         build_backbone(c, stream, 10)

@@ -35,9 +35,12 @@ def train_stream(overrides):
     return module, stream, backbone_hash, memory_hashes
 
 
+SPARSE = ["router.gate_init=0.2", "router.mask_sparsity=0.2", "optim.lr=1e-2"]  # gates that close, so masks differ
+
+
 @pytest.fixture(scope="module")
 def trained():
-    return train_stream(["trainer.max_epochs=2"])
+    return train_stream(["trainer.max_epochs=15", *SPARSE])
 
 
 def test_backbone_and_earlier_tasks_are_untouched(trained):
@@ -61,6 +64,8 @@ def test_same_sample_gets_the_same_mask_bit_for_bit(trained):
         b = module.route({"x": x})
         c = module.route({"x": x.flip(0)})
     assert torch.equal(a["mask"], b["mask"]) and torch.equal(a["task"], b["task"])
+    on = (a["mask"] > 0.5).float().mean(1)
+    assert 0.05 < on.mean() < 0.95 and on.std() > 0  # masks that switch units, and differ by sample
     # a different batch order does not change any sample's task or binarized mask
     assert torch.equal(a["task"], c["task"].flip(0))
     assert torch.equal(a["mask"] > 0.5, (c["mask"] > 0.5).flip(0))
@@ -108,3 +113,13 @@ def test_every_variant_learns_task_il_without_forgetting(tmp_path, tokens, atten
     m = run(load_config(None, [*QUICK, *overrides]))
     assert m["acc"] > 0.75  # chance is 0.5 on these 2-class tasks
     assert m["bwt"] == 0.0 and all(f == 0.0 for f in m["forgetting"][:-1])  # nothing learned is overwritten
+
+
+@pytest.mark.parametrize("mask", ["soft", "hard"])
+def test_mask_sparsity_closes_gates_and_still_learns(tmp_path, mask):
+    base = [*QUICK, f"router.mask={mask}", "router.gate_init=0.2", "optim.lr=1e-2", "trainer.max_epochs=3", "data.n_tasks=2"]
+    dense = run(load_config(None, [*base, "router.mask_sparsity=0", f"output_dir={tmp_path / 'dense'}"]))
+    sparse = run(load_config(None, [*base, "router.mask_sparsity=1", f"output_dir={tmp_path / 'sparse'}"]))
+    d, s = dense["mask_stability"]["mask_density"], sparse["mask_stability"]["mask_density"]
+    assert s < 0.5 * d  # the sparsity term switched most of the network off ...
+    assert sparse["acc"] > 0.85  # ... and the tasks are still learned (chance: 0.5)

@@ -97,6 +97,7 @@ class RouterConfig:
     unit_chunks: int = 16  # unit tokens: input groups per unit token
     task_loss_weight: float = 1.0  # weight of the task-id cross-entropy on the attention scores
     gate_init: float = 3.0  # initial gate logit (sigmoid(3) = 0.95: start with the full network)
+    mask_sparsity: float = 0.0  # weight of the mean mask density in the loss (0: gates need not close)
 
 
 @dataclass

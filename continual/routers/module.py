@@ -12,7 +12,9 @@ frozen and listed in `frozen_modules()`, which the FrozenBackboneGuard hashes ev
 
 Loss: cross-entropy on the padded logits, plus `task_loss_weight` x (cross-entropy of the
 task scores against the known task id + the negative log-likelihood of the query under its
-own task's keys, which keeps keys on their task's data even when only one task exists).
+own task's keys, which keeps keys on their task's data even when only one task exists), plus
+`mask_sparsity` x the mean mask density, so that a task keeps only the part of the network it
+needs (without it, gates have no reason to close).
 """
 
 from __future__ import annotations
@@ -142,29 +144,34 @@ class RouterModule(ContinualModule):
         alpha = scores[torch.arange(len(q), device=q.device), task].softmax(1)  # [B, S]
         logits, unmasked = x.new_empty(len(x), self.n_v), x.new_empty(len(x), self.n_v)
         mask = x.new_empty(len(x), sum(self.mlp.widths)) if self.cfg.gate == "units" else None
+        density = x.new_empty(len(x))
         groups = task.unique().tolist()
         for t in groups:  # one task per batch in training; a few at class-IL test time
             rows = slice(None) if len(groups) == 1 else (task == t).nonzero().squeeze(1)
-            out, m = self._task_forward(self.memories[t], x[rows], alpha[rows])
+            out, m, density[rows] = self._task_forward(self.memories[t], x[rows], alpha[rows])
             unmasked[rows] = out
             logits[rows] = out.masked_fill(self.class_table[t] < 0, float("-inf"))  # padded classes
             if mask is not None:
                 mask[rows] = m
-        return {"q": q, "task": task, "task_scores": tscores, "alpha": alpha, "logits": logits, "unmasked": unmasked, "mask": mask}
+        return {"q": q, "task": task, "task_scores": tscores, "alpha": alpha, "logits": logits, "unmasked": unmasked,
+                "mask": mask, "density": density}
 
     def _task_forward(self, memory: TaskMemory, x: torch.Tensor, alpha: torch.Tensor):
-        """Gate the frozen MLP with one task's slots mixed by `alpha`; its values give the logits."""
+        """Gate the frozen MLP with one task's slots mixed by `alpha`; its values give the logits.
+        Also returns the unit mask (units gating) and each sample's mask density."""
         hard = self.cfg.mask == "hard"
         if self.cfg.gate == "units":
             mask = gating.unit_masks(memory.gates[0], alpha, hard)
             feats = gating.forward_units(self.mlp, x, mask)
+            density = mask.mean(1)
         else:
             mask = None
-            feats = gating.forward_connections(
-                self.mlp, x, [gating.connection_masks(g, hard) for g in memory.gates], alpha
-            )
+            per_slot = [gating.connection_masks(g, hard) for g in memory.gates]
+            feats = gating.forward_connections(self.mlp, x, per_slot, alpha)
+            cells = sum(m[0].numel() for m in per_slot)
+            density = alpha @ (sum(m.flatten(1).sum(1) for m in per_slot) / cells)
         logits = torch.einsum("bs,svf,bf->bv", alpha, memory.values, feats) + alpha @ memory.value_bias
-        return logits, mask
+        return logits, mask, density
 
     # -- ContinualModule interface -----------------------------------------------------------
     def given_task(self, batch: dict) -> torch.Tensor | None:
@@ -210,9 +217,11 @@ class RouterModule(ContinualModule):
         # keys follow their task's queries (q detached, so queries cannot collapse onto keys)
         q, keys = out["q"].detach(), self.memories[self.current_task].keys
         key_nll = self.batch_mean(-(-torch.cdist(q, keys).square() / (2 * q.shape[1] ** 0.5)).logsumexp(1), batch)
-        loss = cls_loss + self.cfg.task_loss_weight * (task_ce + key_nll)
+        density = self.batch_mean(out["density"], batch)  # fraction of the network in use
+        loss = cls_loss + self.cfg.task_loss_weight * (task_ce + key_nll) + self.cfg.mask_sparsity * density
         self.log_train_step(
-            {"train/loss": loss, "train/cls_loss": cls_loss, "train/task_ce": task_ce, "train/key_nll": key_nll},
+            {"train/loss": loss, "train/cls_loss": cls_loss, "train/task_ce": task_ce, "train/key_nll": key_nll,
+             "train/mask_density": density},
             batch_size=len(q), sync_dist=True,
         )
         return loss
