@@ -45,6 +45,30 @@ def test_two_processes_give_the_single_process_metrics_and_one_writer(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no rank wrote elsewhere
 
 
+BASELINE = ["scenario=class", "data.n_tasks=3", "er.buffer_size=50", "ewc.lambda_=1e4", "si.c=10", "trainer.max_epochs=2", *SMALL[1:]]
+
+
+@pytest.fixture(scope="module")
+def finetune_metrics(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finetune") / "run"
+    assert main(["fit", f"output_dir={out}", "logger.wandb=false", "method=finetune", *BASELINE]) == 0
+    return comparable(out)
+
+
+@pytest.mark.parametrize("method", ["ewc", "si", "lwf", "er"])
+def test_baselines_with_extra_loss_terms_give_the_single_process_metrics(tmp_path, method, finetune_metrics):
+    """Penalties (EWC, SI), distillation (LwF) and replay (ER) are exact under DDP too."""
+    assert main(["fit", f"output_dir={tmp_path / 'one'}", "logger.wandb=false", f"method={method}", *BASELINE]) == 0
+    cmd = [sys.executable, "-m", "continual.cli.main", "fit", f"output_dir={tmp_path / 'two'}", "logger.wandb=false",
+           f"method={method}", *BASELINE, *DDP]
+    out = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    one, two = comparable(tmp_path / "one"), comparable(tmp_path / "two")
+    assert two == one
+    # the extra term changes what is learned, so a wrongly scaled term under DDP would show
+    assert one["counts"] != finetune_metrics["counts"]
+
+
 @pytest.mark.slow
 def test_torchrun_launch_gives_the_same_metrics(tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))

@@ -18,9 +18,9 @@ from continual.baselines.finetune import FineTune, past_weight
 
 
 def distill(new: torch.Tensor, old: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Cross-entropy of the new softened scores against the old ones, times T^2."""
+    """Per-sample cross-entropy of the new softened scores against the old ones, times T^2."""
     target = F.softmax(old / temperature, dim=1)
-    return -(target * F.log_softmax(new / temperature, dim=1)).sum(1).mean() * temperature**2
+    return -(target * F.log_softmax(new / temperature, dim=1)).sum(1) * temperature**2
 
 
 class LwF(FineTune):
@@ -43,13 +43,14 @@ class LwF(FineTune):
     def training_step(self, batch: dict, batch_idx: int):
         logits = self.logits(batch)
         allowed = self.labels.allowed(batch["task"], self.current_task)
-        loss = F.cross_entropy(logits.masked_fill(~allowed, float("-inf")), self.labels.targets(batch["y"]))
+        ce = F.cross_entropy(logits.masked_fill(~allowed, float("-inf")), self.labels.targets(batch["y"]), reduction="none")
+        loss = self.batch_mean(ce, batch)
         if self.old_net is not None and self.current_task > 0:
             with torch.no_grad():
                 old = self.old_net(batch["x"])
-            terms = [distill(logits[:, m], old[:, m], self.hp.temperature) for m in self.past_outputs()]
+            terms = torch.stack([distill(logits[:, m], old[:, m], self.hp.temperature) for m in self.past_outputs()])
             w = past_weight(self.hp.alpha, self.current_task)
-            loss = (1 - w) * loss + w * torch.stack(terms).mean()
+            loss = (1 - w) * loss + w * self.batch_mean(terms.mean(0), batch)
         self.log_train_step({"train/loss": loss}, batch_size=len(batch["y"]))
         return loss
 

@@ -29,13 +29,15 @@ class ExperienceReplay(FineTune):
         return cls(net, hp=cfg.er, batch_size=cfg.data.batch_size, seed=cfg.seed, **common)
 
     def loss_on(self, batch: dict):
-        return F.cross_entropy(self.masked_logits(batch), self.labels.targets(batch["y"]))
+        return F.cross_entropy(self.masked_logits(batch), self.labels.targets(batch["y"]), reduction="none")
 
     def training_step(self, batch: dict, batch_idx: int):
-        loss = self.loss_on(batch)
+        loss = self.batch_mean(self.loss_on(batch), batch)
         if len(self.buffer):
+            # every rank holds the same buffer and draws the same replay batch (one seeded
+            # generator), so DDP's gradient average leaves its gradient as one process has it
             w = past_weight(self.hp.weight, self.current_task)
-            loss = (1 - w) * loss + w * self.loss_on(self.buffer.sample(self.replay_batch))
+            loss = (1 - w) * loss + w * self.loss_on(self.buffer.sample(self.replay_batch)).mean()
         self.log_train_step({"train/loss": loss}, batch_size=len(batch["y"]))
         return loss
 
