@@ -43,7 +43,7 @@ def test_er_with_a_buffer_remembers_class_il(tmp_path):
 
 def _tiny_ewc():
     torch.manual_seed(0)
-    net = MLP(3, [4], 2)
+    net = MLP(3, [4, 5], 2)  # two hidden layers: deltas flow through an inner layer too
     hp = OmegaConf.structured(EWCConfig(lambda_=3.0))
     return EWC(net, hp=hp, task_classes=[[0, 1]], n_classes=2, scenario="task", optim=OmegaConf.structured(OptimConfig))
 
