@@ -9,8 +9,9 @@ from omegaconf import OmegaConf
 from continual.baselines.buffer import ReservoirBuffer
 from continual.baselines.ewc import EWC
 from continual.baselines.fisher import fisher_diagonal
+from continual.baselines.lwf import LwF
 from continual.cli.main import main
-from continual.config.schema import EWCConfig, OptimConfig
+from continual.config.schema import EWCConfig, LwFConfig, OptimConfig
 from continual.data.loader import TensorLoader
 from continual.models.mlp import MLP
 
@@ -114,3 +115,28 @@ def test_replay_buffer_holds_only_past_tasks(tmp_path, monkeypatch):
     for task, held, n in seen:
         assert max(held) < task and n <= 50
     assert set(seen[-1][1]) == {0, 1, 2, 3}  # a uniform sample of all past tasks
+
+
+@pytest.mark.parametrize("scenario", ["task", "class"])
+def test_lwf_loss_matches_hand_computation(scenario):
+    """Second of two 2-class tasks, T=2, alpha=1/2. Class-IL: the new softmax over all 4 outputs
+    against the old softmax over outputs 0-1, zero for 2-3 (van de Ven & Tolias's padding)."""
+    torch.manual_seed(0)
+    hp = OmegaConf.structured(LwFConfig(temperature=2.0, alpha=0.5))
+    m = LwF(MLP(3, [4], 4), hp=hp, task_classes=[[0, 1], [2, 3]], n_classes=4, scenario=scenario, optim=OmegaConf.structured(OptimConfig))
+    m.on_train_end()  # the old network: a copy of the current one ...
+    with torch.no_grad():
+        m.old_net.head.bias += torch.tensor([1.0, -1.0, 0.5, 0.0])  # ... made to differ
+    m.set_task(1)
+    x, y = torch.randn(5, 3), torch.tensor([2, 3, 2, 2, 3])
+    batch = {"x": x, "y": y, "task": torch.ones(5, dtype=torch.long), "global_size": 5}
+    new, old = m.net(x).detach(), m.old_net(x)
+    if scenario == "task":  # own outputs of task 2 for the CE, own outputs of task 1 for distillation
+        ce = torch.nn.functional.cross_entropy(new[:, 2:], y - 2)
+        q, p = (new[:, :2] / 2).log_softmax(1), (old[:, :2] / 2).softmax(1)
+    else:
+        ce = torch.nn.functional.cross_entropy(new, y)
+        q = (new / 2).log_softmax(1)
+        p = torch.cat([(old[:, :2] / 2).softmax(1), torch.zeros(5, 2)], 1)
+    kd = -(p * q).sum(1).mean() * 4
+    assert float(m.training_step(batch, 0).detach()) == pytest.approx(float(0.5 * ce + 0.5 * kd), rel=1e-5)
