@@ -125,6 +125,8 @@ def run(cfg: DictConfig) -> dict:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     # data.val_fraction=0 serves no validation loader on purpose; Lightning warns about it
     warnings.filterwarnings("ignore", "Total length of `list` across ranks is zero")
+    # the frozen backbone stays in eval mode on purpose (no dropout/batch-norm updates in it)
+    warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode at the start of training")
     is_zero = rank_zero_only.rank == 0
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     stream = build_stream(cfg.data, cfg.seed)  # data and model errors surface before any file is written

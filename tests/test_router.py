@@ -123,3 +123,17 @@ def test_mask_sparsity_closes_gates_and_still_learns(tmp_path, mask):
     d, s = dense["mask_stability"]["mask_density"], sparse["mask_stability"]["mask_density"]
     assert s < 0.5 * d  # the sparsity term switched most of the network off ...
     assert sparse["acc"] > 0.85  # ... and the tasks are still learned (chance: 0.5)
+
+
+def test_test_batch_query_memo_changes_no_number(tmp_path, monkeypatch):
+    """Predictions and metric callbacks share one query computation per test batch; every
+    number must be what separate computations give."""
+    overrides = [*QUICK, "scenario=class", "optim.lr=1e-2", "data.n_tasks=3", *SPARSE[:2]]
+    strip = lambda m: {k: v for k, v in m.items() if k not in ("wall_time_s", "provenance")}  # noqa: E731
+    memo = strip(run(load_config(None, [*overrides, f"output_dir={tmp_path / 'memo'}"])))
+    from continual.routers.module import RouterModule
+
+    monkeypatch.setattr(RouterModule, "on_test_batch_start", lambda self, *a, **k: None)  # memo off
+    plain = strip(run(load_config(None, [*overrides, f"output_dir={tmp_path / 'plain'}"])))
+    assert memo == plain
+    assert memo["task_inference"]["accuracy"] < 1.0  # some samples are misrouted: the shared query matters
