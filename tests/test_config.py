@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,24 @@ def test_console_script_prints_no_traceback():
         "choose one of: split_digits, split_mnist, permuted_mnist, rotated_mnist, split_fashion_mnist, "
         "split_cifar10, split_cifar100, custom"
     )
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+GRIDS = sorted((Path(__file__).resolve().parents[1] / "configs" / "compare").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    cfg = load_config(str(path), [])
+    assert cfg.method and cfg.data.stream
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.name)
+def test_every_cell_of_every_shipped_compare_grid_validates(path):
+    from continual.compare import load_grid
+
+    grid = load_grid(str(path))
+    cells = list(grid.cells())
+    assert cells
+    for cell in cells:
+        load_config(grid.base, grid.cell_overrides(*cell))
