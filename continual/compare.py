@@ -117,7 +117,8 @@ def run_grid(grid: Grid, shard: tuple[int, int] = (1, 1)) -> dict:
     """Run every unfinished cell in turn; returns {(row, scenario, seed): metrics or error string}.
 
     `shard=(i, n)` runs only every n-th cell, starting at the i-th, so n processes (or machines
-    sharing the folder) split the grid; cells of other shards are read from disk if finished."""
+    sharing the folder) split the grid; other shards' cells are read from disk once this shard is
+    done, so the last shard to finish tabulates every finished cell."""
     from continual.config import load_config
     from continual.experiment import run
 
@@ -142,6 +143,10 @@ def run_grid(grid: Grid, shard: tuple[int, int] = (1, 1)) -> dict:
             (grid.cell_dir(*cell) / "error.txt").write_text(traceback.format_exc())
             results[cell] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             print(f"{label}: FAILED ({results[cell]})")
+    for cell in configs.keys() - results.keys():  # other shards' cells that finished meanwhile
+        done = cell_metrics(grid.cell_dir(*cell))
+        if done is not None:
+            results[cell] = done
     return results
 
 

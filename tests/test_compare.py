@@ -77,3 +77,21 @@ def test_shards_split_the_grid_and_together_fill_it(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", "--config", str(path), "--shard", "3/2"]) == 2
     assert "--shard '3/2' is not I/N" in capsys.readouterr().err
+
+
+def test_the_last_shard_to_finish_tabulates_cells_other_shards_finished_meanwhile(tmp_path, monkeypatch):
+    import continual.experiment as experiment
+
+    path = write_grid(tmp_path, seeds=[0])
+    real_run, calls = experiment.run, []
+
+    def run_and_let_shard_2_finish_meanwhile(cfg):
+        calls.append(cfg.output_dir)
+        if len(calls) == 2:  # shard 1 is on its second cell; shard 2's cell 2 is already passed
+            assert main(["compare", "--config", str(path), "--shard", "2/2"]) == 0
+        return real_run(cfg)
+
+    monkeypatch.setattr(experiment, "run", run_and_let_shard_2_finish_meanwhile)
+    assert main(["compare", "--config", str(path), "--shard", "1/2"]) == 0
+    rows = list(csv.DictReader((tmp_path / "grid" / "compare.csv").open()))
+    assert all(r["seeds"] == "1" for r in rows)  # shard 1 finished last and saw all four cells
