@@ -110,7 +110,7 @@ class ContinualModule(L.LightningModule):
 
     def on_fit_end(self) -> None:
         """With `optim.carry_state`, remember the optimizer's per-parameter state for the next task."""
-        if self.optim_cfg.get("carry_state", False):
+        if self.optim_cfg.carry_state:
             names = {p: n for n, p in self.named_parameters()}
             state = self.trainer.optimizers[0].state
             self.carried_optim = {names[p]: {k: v.detach().clone() for k, v in s.items()} for p, s in state.items()}
