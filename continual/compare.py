@@ -49,12 +49,17 @@ class Grid:
     overrides: list[str] = field(default_factory=list)
     per_cell: dict[str, list[str]] = field(default_factory=dict)
     reference: dict[str, dict[str, float]] = field(default_factory=dict)
+    only: list[str] = field(default_factory=list)  # "row", "scenario" or "row/scenario"; empty: all
+
+    def selected(self, row: str, scenario: str) -> bool:
+        return not self.only or bool({row, scenario, f"{row}/{scenario}"} & set(self.only))
 
     def cells(self):
         for row in self.methods:
             for sc in self.scenarios:
-                for seed in self.seeds:
-                    yield row, sc, seed
+                if self.selected(row, sc):
+                    for seed in self.seeds:
+                        yield row, sc, seed
 
     def cell_dir(self, row: str, scenario: str, seed: int) -> Path:
         return self.out / f"{row}__{scenario}__s{seed}"
@@ -162,6 +167,8 @@ def summarize(grid: Grid, results: dict) -> list[dict]:
     rows = []
     for row in grid.methods:
         for sc in grid.scenarios:
+            if not grid.selected(row, sc):
+                continue
             got = [results.get((row, sc, s)) for s in grid.seeds]
             ok = [m for m in got if isinstance(m, dict)]
             errors = [m for m in got if isinstance(m, str)]
@@ -190,7 +197,10 @@ def to_markdown(grid: Grid, rows: list[dict]) -> str:
     for row in grid.methods:
         cells = [row]
         for sc in grid.scenarios:
-            r = by[(row, sc)]
+            r = by.get((row, sc))
+            if r is None:  # left out by --only
+                cells += ["—", ""] if grid.reference else ["—"]
+                continue
             cells.append(_fmt(r["acc_mean"], r["acc_std"]) if r["seeds"] else ("FAILED" if r["failed"] else "n/a"))
             if grid.reference:
                 ref = r["reference_acc"]
@@ -226,8 +236,8 @@ def plot(grid: Grid, rows: list[dict]):
     fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(names) * max(n_sc, 1) / 2, 3.5))
     width = 0.8 / n_sc
     for k, sc in enumerate(grid.scenarios):
-        mean = [100 * (by[(m, sc)]["acc_mean"] or math.nan) for m in names]
-        std = [100 * (by[(m, sc)]["acc_std"] or 0.0) for m in names]
+        mean = [100 * (by.get((m, sc), {}).get("acc_mean") or math.nan) for m in names]
+        std = [100 * (by.get((m, sc), {}).get("acc_std") or 0.0) for m in names]
         ax.bar([i + k * width for i in range(len(names))], mean, width, yerr=std, label=f"{sc}-IL", capsize=2)
     ax.set_xticks([i + width * (n_sc - 1) / 2 for i in range(len(names))], names, rotation=30, ha="right")
     ax.set_ylabel("ACC (%)")
@@ -276,10 +286,44 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def compare(path: str, out: str | None = None, overrides: list[str] = (), wandb: bool = True, shard: str | None = None) -> int:
+def parse_seeds(text: str) -> list[int]:
+    """'0-4,9' -> [0, 1, 2, 3, 4, 9]."""
+    seeds = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            seeds += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise ConfigError(f"--seeds '{text}' is not a list of seeds; e.g. --seeds 0-19 or --seeds 0,3,5")
+    return seeds
+
+
+def select(grid: Grid, only: str | None) -> None:
+    """Restrict the grid to the cells `only` names (comma-separated rows, scenarios or row/scenario)."""
+    if only is None:
+        return
+    grid.only = [k.strip() for k in only.split(",") if k.strip()]
+    known = {*grid.methods, *grid.scenarios, *(f"{r}/{s}" for r in grid.methods for s in grid.scenarios)}
+    unknown = [k for k in grid.only if k not in known]
+    if unknown or not grid.only:
+        raise ConfigError(
+            f"--only '{only}' names no cell of this grid ('{(unknown or [only])[0]}'); use rows "
+            f"({', '.join(grid.methods)}), scenarios ({', '.join(grid.scenarios)}) or row/scenario"
+        )
+
+
+def compare(
+    path: str, out: str | None = None, overrides: list[str] = (), wandb: bool = True, shard: str | None = None,
+    seeds: str | None = None, only: str | None = None,
+) -> int:
     """Run the grid (`overrides` added to every cell), write the reports; 1 if any cell failed."""
     grid = load_grid(path, out)
     grid.overrides += list(overrides)
+    if seeds is not None:
+        grid.seeds = parse_seeds(seeds)
+    select(grid, only)
     results = run_grid(grid, parse_shard(shard))
     rows = summarize(grid, results)
     write_reports(grid, rows)

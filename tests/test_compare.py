@@ -95,3 +95,20 @@ def test_the_last_shard_to_finish_tabulates_cells_other_shards_finished_meanwhil
     assert main(["compare", "--config", str(path), "--shard", "1/2"]) == 0
     rows = list(csv.DictReader((tmp_path / "grid" / "compare.csv").open()))
     assert all(r["seeds"] == "1" for r in rows)  # shard 1 finished last and saw all four cells
+
+
+def test_seeds_and_only_pick_the_cells_to_run(tmp_path, capsys):
+    path = write_grid(tmp_path, seeds=[0])
+    out = tmp_path / "grid"
+    assert main(["compare", "--config", str(path), "--seeds", "1-2,5", "--only", "joint/class,finetune"]) == 0
+    ran = sorted(p.name for p in out.iterdir() if (p / "metrics.json").is_file())
+    assert ran == sorted(f"{c}__s{s}" for c in ("joint__class", "finetune__task", "finetune__class") for s in (1, 2, 5))
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert [(r["method"], r["scenario"], r["seeds"]) for r in rows] == [
+        ("finetune", "task", "3"), ("finetune", "class", "3"), ("joint", "class", "3")]
+    assert "| joint | — |" in (out / "compare.md").read_text()  # joint/task left out, not n/a
+    capsys.readouterr()
+    assert main(["compare", "--config", str(path), "--only", "joint/domain"]) == 2
+    assert "--only 'joint/domain' names no cell of this grid" in capsys.readouterr().err
+    assert main(["compare", "--config", str(path), "--seeds", "1-x"]) == 2
+    assert "--seeds '1-x' is not a list of seeds" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -40,6 +41,16 @@ def test_class_order_fixed_and_shuffled_by_seed():
     assert a == b and a != c and sorted(sum(a, [])) == list(range(10))
     with pytest.raises(ConfigError, match="distinct classes"):
         build_stream(data_cfg(class_order=[1, 1, 2]), seed=0)
+
+
+@pytest.mark.parametrize("seed", [1, 7, 19])
+def test_shuffled_classes_cut_the_tasks_of_van_de_ven_code(seed):
+    """Their data.py: np.random.seed(seed); digit y gets label perm[y]; task t holds labels 2t, 2t+1
+    (in that order: in domain-IL label 2t is output 0)."""
+    np.random.seed(seed)
+    perm = np.random.permutation(list(range(10)))
+    theirs = [[[y for y in range(10) if perm[y] == label][0] for label in (2 * t, 2 * t + 1)] for t in range(5)]
+    assert build_stream(data_cfg(shuffle_classes=True), seed=seed).task_classes == theirs
 
 
 def test_split_mnist_matches_published_label_counts(mnist_root):

@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--config", "-c", required=True, help="compare YAML, e.g. configs/compare/<name>.yaml")
     cmp.add_argument("--out", default=None, help="output folder (default: the config's 'out')")
     cmp.add_argument("--shard", default=None, metavar="I/N", help="run only every N-th cell from the I-th (split the grid over N processes sharing --out)")
+    cmp.add_argument("--seeds", default=None, metavar="LIST", help="seeds instead of the config's, e.g. 0-19 or 0,3,5")
+    cmp.add_argument("--only", default=None, metavar="CELLS", help="run only these rows, scenarios or row/scenario, comma-separated, e.g. none/domain,lwf/class")
     cmp.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every cell, e.g. data.root=/data")
     cfg = sub.add_parser("config", help="inspect configs")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             from continual.compare import compare
 
-            return compare(args.config, args.out, args.overrides, shard=args.shard)
+            return compare(args.config, args.out, args.overrides, shard=args.shard, seeds=args.seeds, only=args.only)
         from continual.config import load_config
 
         cfg = load_config(args.config, args.overrides)

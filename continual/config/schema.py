@@ -29,7 +29,7 @@ class DataConfig:
     n_tasks: Optional[int] = None  # default: 5 for split streams, 10 for permuted
     classes_per_task: int = 2  # split streams only
     class_order: Optional[List[int]] = None  # fixed class order; overrides shuffle_classes
-    shuffle_classes: bool = False  # shuffle the class order with `seed`
+    shuffle_classes: bool = False  # shuffle the class order with `seed` (the orders of van de Ven & Tolias's code)
     val_fraction: float = 0.1  # per task, held out of the training split
     test_fraction: float = 0.2  # split_digits only: MNIST has its own test split
     batch_size: int = 128

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -67,10 +68,13 @@ def _class_order(cfg: DictConfig, n_source_classes: int, seed: int) -> list[int]
                 f"data.class_order={order} must list distinct classes in 0..{n_source_classes - 1}"
             )
         return order
-    order = list(range(n_source_classes))
-    if cfg.shuffle_classes:
-        order = torch.randperm(n_source_classes, generator=torch.Generator().manual_seed(seed)).tolist()
-    return order
+    if not cfg.shuffle_classes:
+        return list(range(n_source_classes))
+    # As van de Ven & Tolias's code (data.py): class c gets label perm[c] and task t holds labels
+    # t*k .. t*k+k-1, so seed s cuts the same tasks as their runs with --seed s (their seed 0
+    # alone keeps the natural order).
+    perm = np.random.RandomState(seed).permutation(n_source_classes)
+    return np.argsort(perm).tolist()
 
 
 def split_stream(name: str, arrays, cfg: DictConfig, seed: int, n_source_classes: int = 10) -> Stream:
