@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from continual.errors import ConfigError
+from continual.errors import ConfigError, Interrupted
 
 METRICS = ("acc", "bwt", "avg_forgetting", "wall_time_s")
 _KEYS = {"base", "out", "methods", "scenarios", "seeds", "overrides", "per_cell", "reference"}
@@ -143,6 +143,11 @@ def run_grid(grid: Grid, shard: tuple[int, int] = (1, 1)) -> dict:
         print(f"{label}: running")
         try:
             results[cell] = run(cfg)
+        except Interrupted:  # SIGTERM: stop the grid, not just this cell
+            raise Interrupted(
+                f"stopped by SIGTERM in cell {grid.cell_dir(*cell)}; run the same compare command again to "
+                "continue (finished cells are kept, this one starts over)"
+            ) from None
         except Exception as err:  # one broken cell must not stop the grid
             grid.cell_dir(*cell).mkdir(parents=True, exist_ok=True)
             (grid.cell_dir(*cell) / "error.txt").write_text(traceback.format_exc())

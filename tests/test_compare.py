@@ -112,3 +112,20 @@ def test_seeds_and_only_pick_the_cells_to_run(tmp_path, capsys):
     assert "--only 'joint/domain' names no cell of this grid" in capsys.readouterr().err
     assert main(["compare", "--config", str(path), "--seeds", "1-x"]) == 2
     assert "--seeds '1-x' is not a list of seeds" in capsys.readouterr().err
+
+
+def test_sigterm_stops_the_whole_grid(tmp_path, monkeypatch, capsys):
+    import continual.experiment as experiment
+    from continual.errors import Interrupted
+
+    path = write_grid(tmp_path, seeds=[0])
+    calls = []
+
+    def terminated(cfg):
+        calls.append(cfg.output_dir)
+        raise Interrupted("stopped by SIGTERM during task 1")
+
+    monkeypatch.setattr(experiment, "run", terminated)
+    assert main(["compare", "--config", str(path)]) == 143
+    assert len(calls) == 1  # the other three cells did not start
+    assert "run the same compare command again" in capsys.readouterr().err
