@@ -49,14 +49,18 @@ def target(scenario: str, y: torch.Tensor, t: int) -> torch.Tensor:
     return {"task": y - 2 * (t - 1), "domain": y % 2, "class": y}[scenario]
 
 
-def kd(scores: torch.Tensor, teacher: torch.Tensor, T: float = 2.0) -> torch.Tensor:
-    """Cross-entropy to the teacher's softened scores, zero-padded to the student's width, x T^2."""
+def kd(scores: torch.Tensor, teacher: torch.Tensor, T: float = 2.0, over_classes: str = "sum") -> torch.Tensor:
+    """Cross-entropy to the teacher's softened scores, zero-padded to the student's width, x T^2.
+    over_classes="mean" is their earlier `utils.loss_fn_kd` (`(-p * log q).mean()` over batch
+    and classes: the term divided by the number of outputs); "sum" their later one."""
     p = F.softmax(teacher / T, dim=1)
     p = torch.cat([p, p.new_zeros(len(p), scores.shape[1] - p.shape[1])], dim=1)
-    return -(p * F.log_softmax(scores / T, dim=1)).sum(1).mean() * T**2
+    per_sample = -(p * F.log_softmax(scores / T, dim=1))
+    per_sample = per_sample.sum(1) if over_classes == "sum" else per_sample.mean(1)
+    return per_sample.mean() * T**2
 
 
-def run(root: str, method: str, scenario: str, seed: int, shuffle: bool, iters: int, batch: int = 128) -> float:
+def run(root: str, method: str, scenario: str, seed: int, shuffle: bool, iters: int, batch: int = 128, kd_over_classes: str = "sum") -> float:
     np.random.seed(seed)
     torch.manual_seed(seed)
     (x_tr, y_tr), (x_te, y_te) = load(root, class_order(seed, shuffle))
@@ -79,9 +83,9 @@ def run(root: str, method: str, scenario: str, seed: int, shuffle: bool, iters: 
                     old = previous(x)
                 if scenario == "task":  # each past task's own outputs, one term per task
                     past = [outputs("task", k) for k in range(1, t)]
-                    distill = sum(kd(scores[:, o], old[:, o]) for o in past) / len(past)
+                    distill = sum(kd(scores[:, o], old[:, o], over_classes=kd_over_classes) for o in past) / len(past)
                 else:  # class-IL: the old net's past outputs against every active output
-                    distill = kd(scores[:, outputs(scenario, t)], old[:, outputs(scenario, t - 1)])
+                    distill = kd(scores[:, outputs(scenario, t)], old[:, outputs(scenario, t - 1)], over_classes=kd_over_classes)
                 loss = loss / t + (1 - 1 / t) * distill
             opt.zero_grad()
             loss.backward()
@@ -106,11 +110,12 @@ def main() -> None:
     ap.add_argument("--seeds", default="0", help="e.g. 0-4")
     ap.add_argument("--shuffle", action="store_true", help="their random class order per seed")
     ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--kd-over-classes", choices=["sum", "mean"], default="sum", help="mean: their earlier loss_fn_kd")
     args = ap.parse_args()
     lo, _, hi = args.seeds.partition("-")
     accs = []
     for seed in range(int(lo), int(hi or lo) + 1):
-        accs.append(100 * run(args.root, args.method, args.scenario, seed, args.shuffle, args.iters))
+        accs.append(100 * run(args.root, args.method, args.scenario, seed, args.shuffle, args.iters, kd_over_classes=args.kd_over_classes))
         print(f"{args.method} {args.scenario}-IL seed {seed}: ACC {accs[-1]:.2f}", flush=True)
     if len(accs) > 1:
         print(f"mean {statistics.fmean(accs):.2f} ± {statistics.stdev(accs):.2f} over {len(accs)} seeds")

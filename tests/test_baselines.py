@@ -117,12 +117,13 @@ def test_replay_buffer_holds_only_past_tasks(tmp_path, monkeypatch):
     assert set(seen[-1][1]) == {0, 1, 2, 3}  # a uniform sample of all past tasks
 
 
+@pytest.mark.parametrize("over_classes", ["sum", "mean"])
 @pytest.mark.parametrize("scenario", ["task", "class"])
-def test_lwf_loss_matches_hand_computation(scenario):
+def test_lwf_loss_matches_hand_computation(scenario, over_classes):
     """Second of two 2-class tasks, T=2, alpha=1/2. Class-IL: the new softmax over all 4 outputs
     against the old softmax over outputs 0-1, zero for 2-3 (van de Ven & Tolias's padding)."""
     torch.manual_seed(0)
-    hp = OmegaConf.structured(LwFConfig(temperature=2.0, alpha=0.5))
+    hp = OmegaConf.structured(LwFConfig(temperature=2.0, alpha=0.5, kd_over_classes=over_classes))
     m = LwF(MLP(3, [4], 4), hp=hp, task_classes=[[0, 1], [2, 3]], n_classes=4, scenario=scenario, optim=OmegaConf.structured(OptimConfig))
     m.on_train_end()  # the old network: a copy of the current one ...
     with torch.no_grad():
@@ -138,5 +139,5 @@ def test_lwf_loss_matches_hand_computation(scenario):
         ce = torch.nn.functional.cross_entropy(new, y)
         q = (new / 2).log_softmax(1)
         p = torch.cat([(old[:, :2] / 2).softmax(1), torch.zeros(5, 2)], 1)
-    kd = -(p * q).sum(1).mean() * 4
+    kd = -(p * q).sum(1).mean() * 4 / (1 if over_classes == "sum" else p.shape[1])  # "mean": / outputs
     assert float(m.training_step(batch, 0).detach()) == pytest.approx(float(0.5 * ce + 0.5 * kd), rel=1e-5)

@@ -9,6 +9,10 @@ Tolias's (`loss_fn_kd` pads the targets with zeros): the new network is told tha
 inputs are not of the new classes *as far as the old outputs are concerned*, which is what
 lifts LwF above fine-tuning in class-IL (distilling among the old outputs alone does not:
 measured 19.9% vs fine-tuning 19.9% on Split-MNIST, docs/reproduction.md).
+
+`kd_over_classes="mean"` averages the cross-entropy over the outputs instead of summing it, as
+the code behind their 2019 table did (`(-p * log q).mean()`): the term is then 1/n as strong with
+n outputs, which decides their LwF numbers (docs/reproduction.md).
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from torch.nn import functional as F
 from continual.baselines.finetune import FineTune, past_weight
 
 
-def distill(new: torch.Tensor, old: torch.Tensor, temperature: float) -> torch.Tensor:
+def distill(new: torch.Tensor, old: torch.Tensor, temperature: float, over_classes: str = "sum") -> torch.Tensor:
     """Per-sample cross-entropy of the new softened scores against the old ones, times T^2."""
     target = F.softmax(old / temperature, dim=1)
-    return -(target * F.log_softmax(new / temperature, dim=1)).sum(1) * temperature**2
+    ce = -(target * F.log_softmax(new / temperature, dim=1))
+    return (ce.sum(1) if over_classes == "sum" else ce.mean(1)) * temperature**2
 
 
 class LwF(FineTune):
@@ -57,7 +62,7 @@ class LwF(FineTune):
             with torch.no_grad():
                 old = self.old_net(batch["x"])
             terms = torch.stack([
-                distill(logits[:, s], old[:, s].masked_fill(~teacher[s], float("-inf")), self.hp.temperature)
+                distill(logits[:, s], old[:, s].masked_fill(~teacher[s], float("-inf")), self.hp.temperature, self.hp.kd_over_classes)
                 for s, teacher in self.past_outputs()
             ])
             w = past_weight(self.hp.alpha, self.current_task)

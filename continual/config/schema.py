@@ -130,6 +130,7 @@ class SIConfig:
 class LwFConfig:
     temperature: float = 2.0
     alpha: Optional[float] = None  # weight of the distillation loss; None: 1 - 1/t (current loss 1/t), t = tasks seen
+    kd_over_classes: str = choice("sum", ("sum", "mean"))  # "mean": divided by the outputs distilled over (van de Ven & Tolias 2019's code)
 
 
 @dataclass
