@@ -16,8 +16,9 @@ A compare config (YAML) names a base run config and the grid:
       finetune: {task: 87.2, class: 19.9}
 
 Each cell is an ordinary `continual fit` run into `<out>/<row>__<scenario>__s<seed>/`. A cell
-whose metrics.json says `complete` is not run again; a cell that fails is reported in the
-table and the exit code while the others still run.
+whose metrics.json says `complete` is not run again; if its config.yaml differs from what the
+grid now gives, the compare stops before running anything rather than mix two settings in one
+table. A cell that fails is reported in the table and the exit code while the others still run.
 """
 
 from __future__ import annotations
@@ -118,6 +119,27 @@ def cell_metrics(run_dir: Path) -> dict | None:
     return m if m.get("complete") else None
 
 
+def changed_since(run_dir: Path, cfg) -> str | None:
+    """How `cfg` differs from the config a finished cell was run with (None: unchanged or unfinished).
+
+    Skipping a finished cell is only right if it would be run the same way again; otherwise the
+    table would silently mix results of two settings. Keys added to the schema after the cell ran
+    take their defaults, which keep the earlier behaviour."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from continual import resume
+    from continual.config.schema import Config
+
+    if cell_metrics(run_dir) is None:
+        return None
+    try:
+        saved = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(run_dir / "config.yaml"))
+    except (OSError, yaml.YAMLError, OmegaConfBaseException) as err:
+        return f"its config.yaml cannot be read as a config: {str(err).splitlines()[0]}"
+    return resume.config_diff(resume.fingerprint(saved), cfg)
+
+
 def run_grid(grid: Grid, shard: tuple[int, int] = (1, 1)) -> dict:
     """Run every unfinished cell in turn; returns {(row, scenario, seed): metrics or error string}.
 
@@ -130,6 +152,12 @@ def run_grid(grid: Grid, shard: tuple[int, int] = (1, 1)) -> dict:
     grid.out.mkdir(parents=True, exist_ok=True)
     # validate every cell's config before running any, so a typo costs nothing
     configs = {cell: load_config(grid.base, grid.cell_overrides(*cell)) for cell in grid.cells()}
+    stale = [f"{grid.cell_dir(*cell)} ({diff})" for cell, cfg in configs.items() if (diff := changed_since(grid.cell_dir(*cell), cfg))]
+    if stale:
+        raise ConfigError(
+            f"{len(stale)} finished cell(s) were run with another config than this grid now gives, e.g. {stale[0]}; "
+            "delete those cell folders to rerun them, or pass --out <new folder>"
+        )
     results: dict = {}
     for i, (cell, cfg) in enumerate(configs.items()):
         done = cell_metrics(grid.cell_dir(*cell))

@@ -74,15 +74,22 @@ def config_hash(fp: dict) -> str:
     return hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def check_config(saved: dict, cfg: DictConfig, what: str, run_dir: Path) -> None:
+def config_diff(saved: dict, cfg: DictConfig) -> str | None:
+    """How `cfg` differs from the fingerprint `saved` in the keys that determine results, or None."""
     now = fingerprint(cfg)
     if config_hash(saved) == config_hash(now):
-        return
+        return None
     keys = sorted(k for k in saved.keys() | now.keys() if saved.get(k, "<unset>") != now.get(k, "<unset>"))
     shown = ", ".join(f"{k}: {saved.get(k, '<unset>')!r} -> {now.get(k, '<unset>')!r}" for k in keys[:5])
-    more = f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""
+    return shown + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+
+def check_config(saved: dict, cfg: DictConfig, what: str, run_dir: Path) -> None:
+    diff = config_diff(saved, cfg)
+    if diff is None:
+        return
     raise CheckpointError(
-        f"{what} was written with a different config ({shown}{more}); resume with the same settings, "
+        f"{what} was written with a different config ({diff}); resume with the same settings, "
         f"e.g. --config {Path(run_dir) / 'config.yaml'}, or start a new run without resume="
     )
 

@@ -129,3 +129,30 @@ def test_sigterm_stops_the_whole_grid(tmp_path, monkeypatch, capsys):
     assert main(["compare", "--config", str(path)]) == 143
     assert len(calls) == 1  # the other three cells did not start
     assert "run the same compare command again" in capsys.readouterr().err
+
+
+def test_a_finished_cell_run_with_another_config_stops_the_grid_before_anything_runs(tmp_path, capsys):
+    path = write_grid(tmp_path, scenarios=["task"], seeds=[0])
+    assert main(["compare", "--config", str(path)]) == 0
+    out = tmp_path / "grid"
+    stored = out / "finetune__task__s0" / "config.yaml"
+    # a key the cell's version did not have yet, at its default: the cell still counts as done
+    text = stored.read_text()
+    assert "  kd_over_classes: sum\n" in text
+    stored.write_text(text.replace("  kd_over_classes: sum\n", ""))
+    capsys.readouterr()
+    assert main(["compare", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.count("skipped") == 2
+    # a changed setting: refused with the cell, the key and the fix, and no cell is rerun
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")}
+    write_grid(tmp_path, scenarios=["task"], seeds=[0], per_cell={"joint": ["optim.lr=0.5"]})
+    assert main(["compare", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "joint__task__s0 (optim.lr:" in err and "-> 0.5" in err and "delete those cell folders" in err
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")} == mtimes
+    # a config.yaml that is not a config counts as changed, never as done
+    stored.write_text("no_such_key: 1\n")
+    write_grid(tmp_path, scenarios=["task"], seeds=[0])
+    assert main(["compare", "--config", str(path)]) == 2
+    assert "finetune__task__s0 (its config.yaml cannot be read as a config" in capsys.readouterr().err

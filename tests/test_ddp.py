@@ -80,6 +80,22 @@ def test_torchrun_launch_gives_the_same_metrics(tmp_path):
     assert comparable(tmp_path / "tr") == comparable(tmp_path / "one")
 
 
+def test_a_finished_command_destroys_the_process_group_and_a_failed_one_leaves_it(tmp_path):
+    """Gloo's threads left to interpreter shutdown abort a finished rank (SIGABRT); an error must
+    not tear the group down under a rank that may still be in a collective."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert main(["config", "show", "no_such_key=1"]) == 2
+        assert dist.is_initialized()
+        assert main(["config", "show", "seed=3"]) == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_externally_launched_ranks_agree_on_the_run_directory(monkeypatch):
     cfg = load_config(None, [])
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -48,8 +48,29 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def release_process_group() -> None:
+    """Destroy the DDP process group before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's worker threads can abort a rank ("terminate called
+    without an active exception", SIGABRT), which fails a run that has finished its work.
+    Called on success only: after an error another rank may still be in a collective.
+    """
+    if "torch" not in sys.modules:  # `config show` never imports torch: nothing to release
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    code = _dispatch(parser().parse_args(argv))
+    if code == 0:
+        release_process_group()
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     import warnings
 
     from continual.errors import ContinualError
