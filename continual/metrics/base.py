@@ -27,6 +27,11 @@ class StreamCallback(Callback):
     def active(self, module) -> bool:
         return all(supports(module, name) for name in self.needs)
 
+    def store(self, rows: list, row) -> None:
+        """Make `row` the entry of the pass after task `after`: a repeated pass (resume) replaces its row."""
+        del rows[self.after:]
+        rows.append(row)
+
     @staticmethod
     def sum_ranks(trainer, t: torch.Tensor) -> torch.Tensor:
         if trainer.world_size > 1:

@@ -44,8 +44,7 @@ class Forgetting(StreamCallback):
         if self.after < 0:
             self.initial = record
         else:
-            del self.rows[self.after:]  # a repeated pass (resume) replaces its row
-            self.rows.append(record)
+            self.store(self.rows, record)
 
     def export(self) -> dict:
         return {"initial": self.initial, "rows": self.rows}

@@ -53,8 +53,7 @@ class PaddedClass(StreamCallback):
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         if self.after >= 0:
-            del self.rows[self.after:]
-            self.rows.append(self.sum_ranks(trainer, self._counts).tolist())
+            self.store(self.rows, self.sum_ranks(trainer, self._counts).tolist())
 
     def export(self) -> dict:
         return {"rows": self.rows}

@@ -35,8 +35,7 @@ class TaskInference(StreamCallback):
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         if self.after >= 0:
-            del self.confusions[self.after:]
-            self.confusions.append(self.sum_ranks(trainer, self._confusion).tolist())
+            self.store(self.confusions, self.sum_ranks(trainer, self._confusion).tolist())
 
     def export(self) -> dict:
         return {"confusions": self.confusions}
