@@ -124,17 +124,16 @@ def changed_since(run_dir: Path, cfg) -> str | None:
 
     Skipping a finished cell is only right if it would be run the same way again; otherwise the
     table would silently mix results of two settings. Keys added to the schema after the cell ran
-    take their defaults, which keep the earlier behaviour."""
+    take their defaults, which keep the earlier behaviour (`resume.config_diff`, the resume rule)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     from continual import resume
-    from continual.config.schema import Config
 
     if cell_metrics(run_dir) is None:
         return None
     try:
-        saved = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(run_dir / "config.yaml"))
+        saved = OmegaConf.load(run_dir / "config.yaml")
     except (OSError, yaml.YAMLError, OmegaConfBaseException) as err:
         return f"its config.yaml cannot be read as a config: {str(err).splitlines()[0]}"
     return resume.config_diff(resume.fingerprint(saved), cfg)

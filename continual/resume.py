@@ -2,23 +2,25 @@
 
 Two files under `<run dir>/checkpoints/`, both written atomically by rank 0:
 
-* `state.pt`, rewritten after the initial test pass and after every task: the module's weights,
-  the metric callbacks' state (accuracy counts, probe masks), the RNG states and the config fingerprint. Everything a
-  finished task produced survives a kill at any moment.
+* `state.pt`, rewritten after the initial test pass and after every task: the module's state
+  (weights and everything the method carries across tasks, `ContinualModule.task_state`), the
+  stream callbacks' state (accuracy counts, probe masks, frozen-module hashes), the RNG states
+  and the config fingerprint. Everything a finished task produced survives a kill at any moment.
 * `last.ckpt`, a Lightning checkpoint of the task in progress (model, optimizer, loop and
   data-loader position, RNG), every `checkpoint_every_n_steps` steps and on SIGTERM; resumed
   with `trainer.fit(ckpt_path=...)`, so a resumed task takes exactly the remaining steps.
 
 Both load with `weights_only=True`. A checkpoint written under a different config is refused,
 naming the keys that differ; keys that cannot change results (where files go, logging, how many
-processes) may differ.
+processes) may differ. The same rule (`config_diff`) decides whether `continual compare` may
+skip a finished cell: keys the schema gained after a run was made take their defaults there
+(defaults keep the earlier behaviour), and keys the schema no longer has (or that configure
+another method) are ignored.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import random
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from continual.metrics.report import atomic_write
 
 STATE = "state.pt"
 LAST = "last"  # Lightning appends .ckpt
-FORMAT = 3  # 2: the metric callbacks' state (`metrics`) replaces the accuracy counts; 3: + `optim`
+FORMAT = 4  # 4: method state inside `module`, callback states in `callbacks`
 # Keys that may differ between the killed run and its resumption: they change where files go,
 # what is logged, or how many processes share the work (global batches keep the math the same).
 VOLATILE = (
@@ -70,17 +72,23 @@ def fingerprint(cfg: DictConfig) -> dict:
     return {k: v for k, v in sorted(flat.items()) if not any(k == p or (p.endswith(".") and k.startswith(p)) for p in VOLATILE)}
 
 
-def config_hash(fp: dict) -> str:
-    return hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def config_diff(saved: dict, cfg: DictConfig) -> str | None:
-    """How `cfg` differs from the fingerprint `saved` in the keys that determine results, or None."""
+    """How `cfg` differs from the fingerprint `saved` in the keys that determine results, or None.
+
+    A key `saved` lacks takes its schema default; a key only `saved` has counts only if the
+    schema still has it (Trainer arguments are free-form: they always count)."""
+    from continual.config.load import schema
+    from continual.methods import method_class
+
     now = fingerprint(cfg)
-    if config_hash(saved) == config_hash(now):
+    defaults = fingerprint(schema(method_class(cfg.method)))
+    known = now.keys() | {k for k in saved if k in defaults or k.startswith("trainer.")}
+    unset = "<unset>"
+    before = {k: saved.get(k, defaults.get(k, unset)) for k in known}
+    keys = sorted(k for k in known if before[k] != now.get(k, unset))
+    if not keys:
         return None
-    keys = sorted(k for k in saved.keys() | now.keys() if saved.get(k, "<unset>") != now.get(k, "<unset>"))
-    shown = ", ".join(f"{k}: {saved.get(k, '<unset>')!r} -> {now.get(k, '<unset>')!r}" for k in keys[:5])
+    shown = ", ".join(f"{k}: {before[k]!r} -> {now.get(k, unset)!r}" for k in keys[:5])
     return shown + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
 
 
@@ -129,7 +137,7 @@ def save_state(run_dir: Path, cfg: DictConfig, **state) -> None:
     """Write the task-boundary state atomically (rank 0 only)."""
     fp = fingerprint(cfg)
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, "config": fp, "config_hash": config_hash(fp), "rng": rng_state(), **state}, buf)
+    torch.save({"format": FORMAT, "config": fp, "rng": rng_state(), **state}, buf)
     atomic_write(checkpoint_dir(run_dir) / STATE, buf.getvalue())
 
 

@@ -11,7 +11,7 @@ from continual.baselines.ewc import EWC
 from continual.baselines.fisher import fisher_diagonal
 from continual.baselines.lwf import LwF
 from continual.cli.main import main
-from continual.config.schema import EWCConfig, LwFConfig, OptimConfig
+from continual.config.schema import OptimConfig
 from continual.data.loader import TensorLoader
 from continual.models.mlp import MLP
 
@@ -45,7 +45,7 @@ def test_er_with_a_buffer_remembers_class_il(tmp_path):
 def _tiny_ewc():
     torch.manual_seed(0)
     net = MLP(3, [4, 5], 2)  # two hidden layers: deltas flow through an inner layer too
-    hp = OmegaConf.structured(EWCConfig(lambda_=3.0))
+    hp = OmegaConf.structured(EWC.Config(lambda_=3.0))
     return EWC(net, hp=hp, task_classes=[[0, 1]], n_classes=2, scenario="task", optim=OmegaConf.structured(OptimConfig))
 
 
@@ -65,8 +65,7 @@ def test_ewc_penalty_matches_hand_computation():
 def test_fisher_equals_mean_squared_per_sample_gradient(label):
     m = _tiny_ewc()
     x, y = torch.randn(10, 3), torch.randint(0, 2, (10,))
-    loader = TensorLoader(x, y, 0, 4, train=False)
-    got = fisher_diagonal(m, loader, label, None, batch_size=4)
+    got = fisher_diagonal(m, TensorLoader(x, y, 0, 4, train=False), label, None)
     expected = {n: torch.zeros_like(p) for n, p in m.net.named_parameters()}
     for i in range(10):  # the slow way, one sample at a time
         logits = m.net(x[i : i + 1])
@@ -77,7 +76,7 @@ def test_fisher_equals_mean_squared_per_sample_gradient(label):
             expected[n] += p.grad**2 / 10
     for n in expected:
         assert torch.allclose(got[n], expected[n], atol=1e-6)
-    assert set(fisher_diagonal(m, loader, label, 3, batch_size=2)) == set(expected)  # capped sample count runs
+    assert set(fisher_diagonal(m, TensorLoader(x, y, 0, 2, train=False), label, 3)) == set(expected)  # capped sample count runs
 
 
 def test_reservoir_never_exceeds_size_and_samples_uniformly():
@@ -123,9 +122,9 @@ def test_lwf_loss_matches_hand_computation(scenario, over_classes):
     """Second of two 2-class tasks, T=2, alpha=1/2. Class-IL: the new softmax over all 4 outputs
     against the old softmax over outputs 0-1, zero for 2-3 (van de Ven & Tolias's padding)."""
     torch.manual_seed(0)
-    hp = OmegaConf.structured(LwFConfig(temperature=2.0, alpha=0.5, kd_over_classes=over_classes))
+    hp = OmegaConf.structured(LwF.Config(temperature=2.0, alpha=0.5, kd_over_classes=over_classes))
     m = LwF(MLP(3, [4], 4), hp=hp, task_classes=[[0, 1], [2, 3]], n_classes=4, scenario=scenario, optim=OmegaConf.structured(OptimConfig))
-    m.on_train_end()  # the old network: a copy of the current one ...
+    m.on_task_end(None)  # the old network: a copy of the current one ...
     with torch.no_grad():
         m.old_net.head.bias += torch.tensor([1.0, -1.0, 0.5, 0.0])  # ... made to differ
     m.set_task(1)

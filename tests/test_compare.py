@@ -138,8 +138,8 @@ def test_a_finished_cell_run_with_another_config_stops_the_grid_before_anything_
     stored = out / "finetune__task__s0" / "config.yaml"
     # a key the cell's version did not have yet, at its default: the cell still counts as done
     text = stored.read_text()
-    assert "  kd_over_classes: sum\n" in text
-    stored.write_text(text.replace("  kd_over_classes: sum\n", ""))
+    assert "  carry_state: false\n" in text
+    stored.write_text(text.replace("  carry_state: false\n", ""))
     capsys.readouterr()
     assert main(["compare", "--config", str(path)]) == 0
     assert capsys.readouterr().out.count("skipped") == 2
@@ -152,7 +152,10 @@ def test_a_finished_cell_run_with_another_config_stops_the_grid_before_anything_
     assert "joint__task__s0 (optim.lr:" in err and "-> 0.5" in err and "delete those cell folders" in err
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")} == mtimes
     # a config.yaml that is not a config counts as changed, never as done
-    stored.write_text("no_such_key: 1\n")
+    stored.write_text("data: [unclosed\n")
     write_grid(tmp_path, scenarios=["task"], seeds=[0])
     assert main(["compare", "--config", str(path)]) == 2
     assert "finetune__task__s0 (its config.yaml cannot be read as a config" in capsys.readouterr().err
+    stored.write_text("no_such_key: 1\n")  # a mapping, but not this cell's settings: changed, never done
+    assert main(["compare", "--config", str(path)]) == 2
+    assert "finetune__task__s0 (" in capsys.readouterr().err

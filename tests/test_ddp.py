@@ -18,7 +18,8 @@ import pytest
 from continual.cli.main import main
 from continual.config import load_config
 from continual.errors import ConfigError
-from continual.experiment import resolve_run_dir
+from continual.methods import builtin
+from continual.run_directory import resolve_run_dir
 
 SMALL = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "data.eval_batch_size=16"]
 DDP = ["trainer.devices=2", "trainer.strategy=ddp"]
@@ -45,27 +46,34 @@ def test_two_processes_give_the_single_process_metrics_and_one_writer(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no rank wrote elsewhere
 
 
-BASELINE = ["scenario=class", "data.n_tasks=3", "er.buffer_size=50", "ewc.lambda_=1e4", "si.c=10", "trainer.max_epochs=2", *SMALL[1:]]
+METHODS = builtin()
+BASELINE = ["data.n_tasks=3", "trainer.max_epochs=2", *SMALL[1:]]
+EXTRA = {"er": ["er.buffer_size=50"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
+
+
+def method_run(method: str) -> list[str]:
+    scenario = "class" if "class" in METHODS[method].scenarios else "task"
+    return ["logger.wandb=false", f"method={method}", f"scenario={scenario}", *EXTRA.get(method, []), *BASELINE]
 
 
 @pytest.fixture(scope="module")
 def finetune_metrics(tmp_path_factory):
     out = tmp_path_factory.mktemp("finetune") / "run"
-    assert main(["fit", f"output_dir={out}", "logger.wandb=false", "method=finetune", *BASELINE]) == 0
+    assert main(["fit", f"output_dir={out}", *method_run("finetune")]) == 0
     return comparable(out)
 
 
-@pytest.mark.parametrize("method", ["ewc", "si", "lwf", "er"])
-def test_baselines_with_extra_loss_terms_give_the_single_process_metrics(tmp_path, method, finetune_metrics):
-    """Penalties (EWC, SI), distillation (LwF) and replay (ER) are exact under DDP too."""
-    assert main(["fit", f"output_dir={tmp_path / 'one'}", "logger.wandb=false", f"method={method}", *BASELINE]) == 0
-    cmd = [sys.executable, "-m", "continual.cli.main", "fit", f"output_dir={tmp_path / 'two'}", "logger.wandb=false",
-           f"method={method}", *BASELINE, *DDP]
+@pytest.mark.parametrize("method", sorted(set(METHODS) - {"finetune"}))
+def test_every_method_gives_the_single_process_metrics(tmp_path, method, finetune_metrics):
+    """Penalties (EWC, SI), distillation (LwF), replay (ER), gates, pruning and the router are
+    exact under DDP too (parametrized from the registry: a new method is covered)."""
+    assert main(["fit", f"output_dir={tmp_path / 'one'}", *method_run(method)]) == 0
+    cmd = [sys.executable, "-m", "continual.cli.main", "fit", f"output_dir={tmp_path / 'two'}", *method_run(method), *DDP]
     out = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     one, two = comparable(tmp_path / "one"), comparable(tmp_path / "two")
     assert two == one
-    # the extra term changes what is learned, so a wrongly scaled term under DDP would show
+    # the method changes what is learned, so a wrongly scaled term under DDP would show
     assert one["counts"] != finetune_metrics["counts"]
 
 

@@ -11,7 +11,7 @@ from continual.data.streams import build_stream
 from continual.experiment import build_method
 from continual.metrics.forgetting import Forgetting
 from continual.metrics.padded import padded_counts, rates
-from continual.metrics.protocol import Padded
+from continual.metrics.protocol import Padded, Probe
 from continual.metrics.stability import MaskStability, compare
 from continual.metrics.stream import forgetting_of
 from continual.metrics.task_inference import TaskInference
@@ -68,41 +68,38 @@ def test_hamming_and_jaccard_by_hand():
     assert jaccard == pytest.approx([1 / 3, 1.0, 1.0])  # |{0}| / |{0, 1, 3}|; two empty masks agree
 
 
-class MaskModule:
-    """Masks per sample index, set by the test; optionally a different mask on every call."""
-
-    device = "cpu"
-
-    def __init__(self):
-        self.table, self.flaky = {}, False
-
-    def masks(self, b):
-        m = torch.stack([self.table[(int(t), int(i))] for t, i in zip(b["task"], b["index"])])
-        if self.flaky:
-            m = m + torch.rand(len(m), 1) * 0.01
-        return m
+def probe_out(b: dict, masks: dict, routed: dict, K: int = 2) -> dict:
+    """A test step's `probe` output: the masks and routed tasks of the batch's probe rows (index < K)."""
+    rows = [(int(b["task"][0]), int(i)) for i in b["index"] if i < K]
+    return {"probe": Probe(torch.stack([masks[r] for r in rows]), torch.tensor([routed[r] for r in rows]))}
 
 
 def test_mask_stability_by_hand():
-    cb, module = MaskStability(2, probe_per_task=2), MaskModule()
+    cb, module = MaskStability(2, probe_per_task=2), SimpleNamespace(device="cpu")
     t0, t1 = batch(0, [0, 1, 2], [0, 0, 1]), batch(1, [0, 1, 2], [2, 3, 3])  # index 2 is not in the probe
-    module.table = {(0, 0): torch.tensor([0.9, 0.8, 0.1]), (0, 1): torch.tensor([0.9, 0.2, 0.2]), (0, 2): torch.tensor([0.0, 0.0, 0.0])}
-    run_pass(cb, module, -1, [(t0, {}), (t1, {})])  # nothing learned yet: nothing recorded
-    run_pass(cb, module, 0, [(t0, {}), (t1, {})])
-    # after task 1: sample 0 of task 0 keeps its binarized mask (0.6 > 0.5), sample 1 gains unit 2
-    module.table.update({(0, 0): torch.tensor([0.6, 0.7, 0.4]), (0, 1): torch.tensor([0.9, 0.2, 0.7]),
-                         (1, 0): torch.tensor([1.0, 1.0, 1.0]), (1, 1): torch.tensor([0.0, 0.0, 1.0]), (1, 2): torch.tensor([1.0, 0.0, 0.0])})
-    module.flaky = True  # a small jitter: binarized masks agree, repeated masks do not
-    run_pass(cb, module, 1, [(t0, {}), (t1, {})])
+    for b in (t0, t1):
+        b["probe"] = b["index"] < 2
+    masks = {(0, 0): torch.tensor([0.9, 0.8, 0.1]), (0, 1): torch.tensor([0.9, 0.2, 0.2]),
+             (1, 0): torch.tensor([0.0, 0.0, 0.0]), (1, 1): torch.tensor([0.0, 0.0, 0.0])}
+    routed = {(0, 0): 0, (0, 1): 0, (1, 0): 1, (1, 1): 1}
+    run_pass(cb, module, -1, [(t0, probe_out(t0, masks, routed)), (t1, probe_out(t1, masks, routed))])  # nothing learned
+    run_pass(cb, module, 0, [(t0, probe_out(t0, masks, routed)), (t1, probe_out(t1, masks, routed))])
+    # after task 1: sample 0 of task 0 keeps its binarized mask (0.6 > 0.5); sample 1 gains unit 2
+    # and is now routed to task 1
+    masks.update({(0, 0): torch.tensor([0.6, 0.7, 0.4]), (0, 1): torch.tensor([0.9, 0.2, 0.7]),
+                  (1, 0): torch.tensor([1.0, 1.0, 1.0]), (1, 1): torch.tensor([0.0, 0.0, 1.0])})
+    routed[(0, 1)] = 1
+    run_pass(cb, module, 1, [(t0, probe_out(t0, masks, routed)), (t1, probe_out(t1, masks, routed))])
     assert cb.rows == [
-        [0, 0, 0, 0, 1.0, 1, 1], [0, 0, 1, 0, 1.0, 1, 1],
-        [1, 0, 0, 0, 1.0, 1, 0], [1, 0, 1, 1, 0.5, 0, 0],  # {0} vs {0, 2}: Hamming 1, Jaccard 1/2
+        [0, 0, 0, 0, 1.0, 1, 0], [0, 0, 1, 0, 1.0, 1, 0],
+        [1, 0, 0, 0, 1.0, 1, 0], [1, 0, 1, 1, 0.5, 0, 1],  # {0} vs {0, 2}: Hamming 1, Jaccard 1/2, rerouted
         [1, 1, 0, 0, 1.0, 1, 0], [1, 1, 1, 0, 1.0, 1, 0],
     ]
     r = cb.results()
-    assert (r["unchanged_fraction"], r["mean_hamming"], r["mean_jaccard"]) == (0.5, 0.5, 0.75)  # task 0 after task 1
-    assert r["repeat_identical_fraction"] == pytest.approx(2 / 6) and r["threshold"] == 0.5
-    assert r["unchanged_curve"] == [None, 0.5]
+    assert (r["unchanged_fraction"], r["mean_hamming"], r["mean_jaccard"], r["rerouted_fraction"]) == (0.5, 0.5, 0.75, 0.5)
+    # cells on: after task 0, 3 of task 0's 6; after task 1, 4 of task 0's 6 + 4 of task 1's 6
+    assert r["density_curve"] == pytest.approx([3 / 6, 8 / 12]) and r["mask_density"] == pytest.approx(8 / 12)
+    assert r["unchanged_curve"] == [None, 0.5] and r["threshold"] == 0.5
 
 
 def test_padded_counts_and_win_rates_by_hand():
@@ -129,25 +126,21 @@ def test_router_padded_slots_never_win():
         module.memories[t].values.data.normal_(0, 3)
     b = {"x": torch.cat([t.x_test for t in stream.tasks]), "y": torch.cat([t.y_test for t in stream.tasks])}
     b["task"] = torch.cat([torch.full((len(t.y_test),), t.id) for t in stream.tasks])
+    b["probe"] = torch.zeros(len(b["y"]), dtype=torch.bool)
     with torch.no_grad():
-        p = module.padded_logits(b)
+        p = module.evaluate(b)["padded"]
     counts = padded_counts(p, b["task"], len(stream)).sum(0).tolist()
     assert (~p.valid).any(1).all()  # every task has 2 classes in 4 slots
     assert counts[2] == 0 and counts[3] > 0  # padded slots would win, masked they never do
 
 
 def test_task_inference_confusion_by_hand():
-    class Module:
-        device = "cpu"
-
-        def infer_task(self, b):
-            return {0: torch.tensor([0, 0, 1]), 1: torch.tensor([1, 0, 1])}[int(b["task"][0])]
-
-    cb, module = TaskInference(2), Module()
+    cb, module = TaskInference(2), SimpleNamespace(device="cpu")
     t0, t1 = batch(0, [0, 1, 2], [0, 0, 1]), batch(1, [0, 1, 2], [2, 3, 3])
-    run_pass(cb, module, -1, [(t0, {}), (t1, {})])
-    run_pass(cb, module, 0, [(t0, {}), (t1, {})])  # only task 0 is learned: task 1 is not counted
-    run_pass(cb, module, 1, [(t0, {}), (t1, {})])
+    inferred = [(t0, {"task": torch.tensor([0, 0, 1])}), (t1, {"task": torch.tensor([1, 0, 1])})]
+    run_pass(cb, module, -1, inferred)
+    run_pass(cb, module, 0, inferred)  # only task 0 is learned: task 1 is not counted
+    run_pass(cb, module, 1, inferred)
     r = cb.results()
     assert r["confusion_matrix"] == [[2, 1], [1, 2]]
     assert r["accuracy"] == pytest.approx(4 / 6) and r["per_task"] == pytest.approx([2 / 3, 2 / 3])

@@ -49,7 +49,7 @@ def test_carried_state_survives_in_the_task_boundary_checkpoint(tmp_path):
     assert main(["fit", f"output_dir={out}", "logger.wandb=false", "optim.carry_state=true", "trainer.max_steps=2",
                  "trainer.enable_progress_bar=false"]) == 0
     state = torch.load(out / "checkpoints" / "state.pt", weights_only=True)
-    steps = {int(s["step"]) for s in state["optim"].values()}
+    steps = {int(s["step"]) for s in state["module"]["_extra_state"]["optim"].values()}
     assert steps == {5 * 2}  # every parameter's Adam state counted the steps of all 5 tasks
 
 
@@ -59,4 +59,4 @@ def test_only_carry_state_stores_optimizer_state(tmp_path, carry):
     flag = f"optim.carry_state={str(carry).lower()}"
     assert main(["fit", f"output_dir={out}", "logger.wandb=false", flag, "trainer.max_steps=1", "trainer.enable_progress_bar=false"]) == 0
     state = torch.load(out / "checkpoints" / "state.pt", weights_only=True)
-    assert bool(state["optim"]) is carry
+    assert bool(state["module"]["_extra_state"]["optim"]) is carry

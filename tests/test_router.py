@@ -30,7 +30,9 @@ def train_stream(overrides):
     for t in range(len(stream)):
         dm.set_task(t)
         module.set_task(t)
+        module.on_task_start(dm.task_data())
         L.Trainer(**cfg.trainer, logger=False).fit(module, datamodule=dm)
+        module.on_task_end(dm.task_data())
         memory_hashes.append(state_hash(module.memories[t]))
     return module, stream, backbone_hash, memory_hashes
 
@@ -60,9 +62,9 @@ def test_same_sample_gets_the_same_mask_bit_for_bit(trained):
     module.eval()
     x = torch.cat([t.x_test for t in stream.tasks])
     with torch.no_grad():
-        a = module.route({"x": x})
-        b = module.route({"x": x})
-        c = module.route({"x": x.flip(0)})
+        a = module.route(x)
+        b = module.route(x)
+        c = module.route(x.flip(0))
     assert torch.equal(a["mask"], b["mask"]) and torch.equal(a["task"], b["task"])
     on = (a["mask"] > 0.5).float().mean(1)
     assert 0.05 < on.mean() < 0.95 and on.std() > 0  # masks that switch units, and differ by sample
@@ -85,7 +87,7 @@ def test_padded_classes_are_never_predicted(tmp_path):
     module.eval()
     x = torch.cat([t.x_test for t in stream.tasks])
     with torch.no_grad():
-        out = module.route({"x": x})
+        out = module.route(x)
     assert out["logits"].shape[1] == 5
     assert torch.isneginf(out["logits"][:, 2:]).all()  # every task has 2 classes: slots 2..4 padded
     assert (out["logits"].argmax(1) < 2).all()

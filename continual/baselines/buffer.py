@@ -38,6 +38,13 @@ class ReservoirBuffer:
             self.data[k][slots.to(v.device)] = v[winners.to(v.device)]
         self.seen += n
 
+    def state_dict(self) -> dict:
+        return {"seen": self.seen, "generator": self.gen.get_state(), "data": self.data}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seen, self.data = state["seen"], dict(state["data"])
+        self.gen.set_state(state["generator"].cpu())
+
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         idx = torch.randint(len(self), (n,), generator=self.gen)
         return {k: v[idx.to(v.device)] for k, v in self.data.items()}

@@ -8,19 +8,48 @@ Fisher, `F = gamma * F_old + F_new`, anchored at the latest weights, and penaliz
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 from omegaconf import DictConfig
 
 from continual.baselines.finetune import FineTune
 from continual.baselines.fisher import fisher_diagonal
+from continual.config.schema import choice
+from continual.data.task_data import TaskData
+from continual.errors import ConfigError
+from continual.methods import register
 
 
+@register("ewc")
 class EWC(FineTune):
-    config_key = "ewc"
+    @dataclass
+    class Config:
+        lambda_: float = 100.0  # penalty weight: loss + lambda_/2 * sum F (theta - theta*)^2
+        online: bool = False  # one running Fisher (gamma-decayed) instead of one penalty per task
+        gamma: float = 1.0  # online only: decay of the old Fisher
+        fisher: str = choice("predicted", ("predicted", "empirical", "sampled"))  # label used in the Fisher
+        fisher_samples: Optional[int] = None  # None: the task's whole training set
+        fisher_batch_size: int = 256  # per-sample gradients computed this many at a time
+
+    @classmethod
+    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
+        for key in ("lambda_", "gamma"):
+            if hp[key] < 0:
+                raise ConfigError(f"ewc.{key}={hp[key]} must be non-negative")
+        if hp.fisher_batch_size < 1 or (hp.fisher_samples is not None and hp.fisher_samples < 1):
+            raise ConfigError("ewc.fisher_batch_size and ewc.fisher_samples must be positive integers")
 
     def __init__(self, net, hp: DictConfig, **kwargs):
         super().__init__(net, **kwargs)
         self.hp = hp
         self.anchors: list[tuple[dict, dict]] = []  # (Fisher, theta*) per task; one entry if online
+
+    def task_state(self) -> dict:
+        return {"anchors": self.anchors}
+
+    def load_task_state(self, state: dict) -> None:
+        self.anchors = list(state["anchors"])
 
     def penalty(self):
         total = 0.0
@@ -36,9 +65,9 @@ class EWC(FineTune):
             loss = loss + self.hp.lambda_ * self.penalty()
         return loss
 
-    def on_train_end(self) -> None:
+    def on_task_end(self, data: TaskData) -> None:
         h = self.hp
-        fisher = fisher_diagonal(self, self.trainer.train_dataloader, h.fisher, h.fisher_samples, h.fisher_batch_size)
+        fisher = fisher_diagonal(self, data.batches(h.fisher_batch_size), h.fisher, h.fisher_samples)
         theta = {n: p.detach().clone() for n, p in self.net.named_parameters()}
         if h.online and self.anchors:
             old = self.anchors[0][0]

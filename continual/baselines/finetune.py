@@ -1,16 +1,17 @@
-"""Fine-tuning and joint training: the lower and upper bounds every continual method sits between.
+"""Fine-tuning: the whole MLP trained on each task in turn; nothing protects old tasks (the lower bound).
 
-Fine-tuning trains the whole MLP on each task in turn; nothing protects old tasks. Joint
-training is the same model and loss fed every task's data at once (the datamodule serves the
-union on the first task and nothing afterwards, see `TaskStreamDataModule`).
+Also the base class of the baselines that train the MLP itself (`self.net`), and
+`past_weight`, the weight of past tasks' loss those baselines share.
 """
 
 from __future__ import annotations
 
+from continual.methods import register
 from continual.models.continual_module import ContinualModule
 from continual.models.mlp import MLP
 
 
+@register("finetune")
 class FineTune(ContinualModule):
     def __init__(self, net: MLP, **kwargs):
         super().__init__(**kwargs)
@@ -18,14 +19,6 @@ class FineTune(ContinualModule):
 
     def logits(self, batch: dict):
         return self.net(batch["x"])
-
-
-class Joint(FineTune):
-    joint = True
-
-    def set_task(self, t: int) -> None:
-        """Every task is learned at once: class-IL outputs span the whole stream from the start."""
-        self.current_task = self.n_tasks - 1
 
 
 def past_weight(weight: float | None, task: int) -> float:

@@ -27,16 +27,16 @@ def _linear_layers(net: nn.Module) -> dict[str, nn.Linear]:
     return layers
 
 
-def fisher_diagonal(module, loader: TensorLoader, label: str, max_samples: int | None, batch_size: int) -> dict:
+def fisher_diagonal(module, data: TensorLoader, label: str, max_samples: int | None) -> dict:
+    """The mean over `data`'s batches (each rank's share, summed over ranks) of the squared gradients."""
     net = module.net
     layers = _linear_layers(net)
     total = {n: torch.zeros_like(p) for n, p in net.named_parameters()}
     seen = 0
-    data = TensorLoader(loader.x, loader.y, loader.task_id, batch_size, train=False, task=loader.task)
     for batch in data:
         if max_samples is not None:
             batch = {k: v[: max_samples - seen] if torch.is_tensor(v) else v for k, v in batch.items()}
-        allowed = module.labels.allowed(batch["task"], module.current_task)
+        allowed = module.allowed(batch)
         io: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         hooks = [m.register_forward_hook(lambda m, a, out, name=name: io.__setitem__(name, (a[0], out))) for name, m in layers.items()]
         try:

@@ -5,23 +5,40 @@ Gate `a_t = sigmoid(s * e_t)` with the slope s annealed from 1/smax to smax over
 steps (smax at test). Gradients of weights that past tasks' gates use are scaled by
 `1 - min(a_<t[out], a_<t[in])`, so those weights stay put; a regularizer `c * sum a_t (1 - a_<t)
 / sum (1 - a_<t)` keeps the new gates sparse. The gate is chosen by the task id, so HAT is a
-task-incremental method (scenario=task).
+task-incremental method (scenario=task). The gates past tasks use (`used`) are state.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from continual.baselines.finetune import FineTune
+from continual.data.task_data import TaskData
+from continual.errors import ConfigError
+from continual.methods import register
 
 EMBED_CLAMP = 6.0  # |e| bound, as in the paper's code
 SLOPE_CLAMP = 50.0  # bound on s * e inside the gradient compensation's cosh
 
 
+@register("hat")
 class HAT(FineTune):
-    config_key = "hat"
+    scenarios = ("task",)  # the gate is chosen by the task id
+
+    @dataclass
+    class Config:
+        smax: float = 400.0  # final slope of the gate sigmoid
+        c: float = 0.75  # mask-sparsity regularizer weight
+        clip: float = 10000.0  # gradient-norm clip (HAT's default)
+
+    @classmethod
+    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
+        if hp.smax <= 0 or hp.c < 0 or hp.clip <= 0:
+            raise ConfigError(f"hat.smax={hp.smax} and hat.clip={hp.clip} must be positive, hat.c={hp.c} non-negative")
 
     def __init__(self, net, hp: DictConfig, **kwargs):
         super().__init__(net, **kwargs)
@@ -29,6 +46,12 @@ class HAT(FineTune):
         self.embed = nn.ParameterList(nn.Parameter(torch.randn(self.n_tasks, w)) for w in net.widths)
         self.used: list[torch.Tensor] | None = None  # per layer: max of past tasks' gates
         self.s = hp.smax
+
+    def task_state(self) -> dict:
+        return {"used": self.used}
+
+    def load_task_state(self, state: dict) -> None:
+        self.used = state["used"]
 
     def gates(self, task: torch.Tensor, s: float) -> list[torch.Tensor]:
         return [torch.sigmoid(s * e[task]) for e in self.embed]
@@ -67,7 +90,7 @@ class HAT(FineTune):
             for e in self.embed:
                 e.clamp_(-EMBED_CLAMP, EMBED_CLAMP)
 
-    def on_train_end(self) -> None:
+    def on_task_end(self, data: TaskData) -> None:
         with torch.no_grad():
             gates = self.gates(torch.tensor([self.current_task], device=self.device), self.hp.smax)
         self.used = gates if self.used is None else [torch.maximum(u, g) for u, g in zip(self.used, gates)]

@@ -13,17 +13,26 @@ measured 19.9% vs fine-tuning 19.9% on Split-MNIST, docs/reproduction.md).
 `kd_over_classes="mean"` averages the cross-entropy over the outputs instead of summing it, as
 the code behind their 2019 table did (`(-p * log q).mean()`): the term is then 1/n as strong with
 n outputs, which decides their LwF numbers (docs/reproduction.md).
+
+The teacher is a submodule from the start (`has_teacher` says whether it holds a past task's
+network yet), so it is saved and restored with the weights like everything else.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from omegaconf import DictConfig
 from torch.nn import functional as F
 
 from continual.baselines.finetune import FineTune, past_weight
+from continual.config.schema import choice
+from continual.data.task_data import TaskData
+from continual.errors import ConfigError
+from continual.methods import register
 
 
 def distill(new: torch.Tensor, old: torch.Tensor, temperature: float, over_classes: str = "sum") -> torch.Tensor:
@@ -33,13 +42,26 @@ def distill(new: torch.Tensor, old: torch.Tensor, temperature: float, over_class
     return (ce.sum(1) if over_classes == "sum" else ce.mean(1)) * temperature**2
 
 
+@register("lwf")
 class LwF(FineTune):
-    config_key = "lwf"
+    @dataclass
+    class Config:
+        temperature: float = 2.0
+        alpha: Optional[float] = None  # weight of the distillation loss; None: 1 - 1/t (current loss 1/t), t = tasks seen
+        kd_over_classes: str = choice("sum", ("sum", "mean"))  # "mean": divided by the outputs distilled over (van de Ven & Tolias 2019's code)
+
+    @classmethod
+    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
+        if hp.temperature <= 0:
+            raise ConfigError(f"lwf.temperature={hp.temperature} must be positive")
+        if hp.alpha is not None and not 0.0 <= hp.alpha <= 1.0:
+            raise ConfigError(f"lwf.alpha={hp.alpha} must be in [0, 1] (or null for 1 - 1/tasks seen)")
 
     def __init__(self, net, hp: DictConfig, **kwargs):
         super().__init__(net, **kwargs)
         self.hp = hp
-        self.old_net = None
+        self.old_net = copy.deepcopy(net).requires_grad_(False).eval()
+        self.register_buffer("has_teacher", torch.tensor(False))
 
     def past_outputs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(student, teacher) boolean output masks, one pair per distillation term: the new
@@ -55,10 +77,10 @@ class LwF(FineTune):
 
     def training_step(self, batch: dict, batch_idx: int):
         logits = self.logits(batch)
-        allowed = self.labels.allowed(batch["task"], self.current_task)
+        allowed = self.allowed(batch)
         ce = F.cross_entropy(logits.masked_fill(~allowed, float("-inf")), self.labels.targets(batch["y"]), reduction="none")
         loss = self.batch_mean(ce, batch)
-        if self.old_net is not None and self.current_task > 0:
+        if self.has_teacher and self.current_task > 0:
             with torch.no_grad():
                 old = self.old_net(batch["x"])
             terms = torch.stack([
@@ -70,5 +92,6 @@ class LwF(FineTune):
         self.log_train_step({"train/loss": loss}, batch_size=len(batch["y"]))
         return loss
 
-    def on_train_end(self) -> None:
-        self.old_net = copy.deepcopy(self.net).requires_grad_(False).eval()
+    def on_task_end(self, data: TaskData) -> None:
+        self.old_net.load_state_dict(self.net.state_dict())
+        self.has_teacher.fill_(True)

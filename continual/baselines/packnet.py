@@ -5,22 +5,39 @@ smallest-magnitude `prune` fraction of those is released (set to zero, left for 
 the rest become the task's own and are retrained alone. Task j is evaluated with the weights
 of tasks 0..j only, so its accuracy never changes afterwards. Biases are learned on the first
 task and then fixed; the head is protected by the task-IL label masking. The weights used are
-chosen by the task id, so PackNet is a task-incremental method (scenario=task).
+chosen by the task id, so PackNet is a task-incremental method (scenario=task). Owners and whether the task in progress is pruned
+yet are state, so a task resumed after its pruning step does not prune again.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
 from torch.nn import functional as F
 
 from continual.baselines.finetune import FineTune
+from continual.data.task_data import TaskData
+from continual.errors import ConfigError
+from continual.methods import register
 
 FREE = -1
 
 
+@register("packnet")
 class PackNet(FineTune):
-    config_key = "packnet"
+    scenarios = ("task",)  # the weights used are chosen by the task id
+
+    @dataclass
+    class Config:
+        prune: float = 0.75  # fraction of a task's free weights released for later tasks
+        retrain_fraction: float = 0.25  # last fraction of a task's steps: retrain the kept weights after pruning
+
+    @classmethod
+    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
+        if not 0.0 <= hp.prune < 1.0 or not 0.0 <= hp.retrain_fraction < 1.0:
+            raise ConfigError("packnet.prune and packnet.retrain_fraction must be in [0, 1)")
 
     def __init__(self, net, hp: DictConfig, **kwargs):
         super().__init__(net, **kwargs)
@@ -46,8 +63,13 @@ class PackNet(FineTune):
             out[rows] = part
         return out
 
-    def on_fit_start(self) -> None:
-        self.owner = [o.to(self.device) for o in self.owner]
+    def task_state(self) -> dict:
+        return {"owner": self.owner, "pruned": self.pruned}
+
+    def load_task_state(self, state: dict) -> None:
+        self.owner, self.pruned = list(state["owner"]), state["pruned"]
+
+    def on_task_start(self, data: TaskData) -> None:
         self.pruned = False
 
     def prune(self) -> None:
@@ -82,6 +104,6 @@ class PackNet(FineTune):
                 for layer, own in zip(self.net.hidden, self.owner):
                     layer.weight[own == FREE] = 0.0
 
-    def on_train_end(self) -> None:
+    def on_task_end(self, data: TaskData) -> None:
         if not self.pruned:
             self.prune()

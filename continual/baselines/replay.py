@@ -3,20 +3,38 @@
 At the end of each task its training set is offered to the reservoir, so while task t is
 learned the buffer holds a uniform sample of tasks 0..t-1 only. Each step mixes the current
 batch's loss with the loss on a replayed batch; replayed samples keep their own task id, so
-each is scored in its own task's label space.
+each is scored in its own task's label space. The buffer (samples, count, generator) is state.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
 
 from omegaconf import DictConfig
 from torch.nn import functional as F
 
 from continual.baselines.buffer import ReservoirBuffer
 from continual.baselines.finetune import FineTune, past_weight
+from continual.data.task_data import TaskData
+from continual.errors import ConfigError
+from continual.methods import register
 
 
+@register("er")
 class ExperienceReplay(FineTune):
-    config_key = "er"
+    @dataclass
+    class Config:
+        buffer_size: int = 1000  # reservoir over every training sample seen so far
+        batch_size: Optional[int] = None  # replayed samples per step; None: data.batch_size
+        weight: Optional[float] = None  # weight of the replay loss; None: 1 - 1/t, t = tasks seen
+
+    @classmethod
+    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
+        if hp.buffer_size < 1 or (hp.batch_size is not None and hp.batch_size < 1):
+            raise ConfigError("er.buffer_size and er.batch_size must be positive integers")
+        if hp.weight is not None and not 0.0 <= hp.weight <= 1.0:
+            raise ConfigError(f"er.weight={hp.weight} must be in [0, 1] (or null for 1 - 1/tasks seen)")
 
     def __init__(self, net, hp: DictConfig, batch_size: int, seed: int = 0, **kwargs):
         super().__init__(net, **kwargs)
@@ -27,6 +45,12 @@ class ExperienceReplay(FineTune):
     @classmethod
     def from_config(cls, net, cfg, **common):
         return cls(net, hp=cfg.er, batch_size=cfg.data.batch_size, seed=cfg.seed, **common)
+
+    def task_state(self) -> dict:
+        return self.buffer.state_dict()
+
+    def load_task_state(self, state: dict) -> None:
+        self.buffer.load_state_dict(state)
 
     def loss_on(self, batch: dict):
         return F.cross_entropy(self.masked_logits(batch), self.labels.targets(batch["y"]), reduction="none")
@@ -41,6 +65,5 @@ class ExperienceReplay(FineTune):
         self.log_train_step({"train/loss": loss}, batch_size=len(batch["y"]))
         return loss
 
-    def on_train_end(self) -> None:
-        data = self.trainer.train_dataloader
-        self.buffer.add(x=data.x, y=data.y, task=data.task if data.task is not None else data.y.new_full(data.y.shape, data.task_id))
+    def on_task_end(self, data: TaskData) -> None:
+        self.buffer.add(x=data.x, y=data.y, task=data.task)

@@ -16,6 +16,12 @@ class FrozenBackboneGuard(L.Callback):
     def __init__(self) -> None:
         self.reference: dict[str, str] = {}
 
+    def state_dict(self) -> dict:
+        return {"reference": self.reference}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.reference = dict(state["reference"])
+
     def check(self, pl_module: L.LightningModule, when: str) -> None:
         for name, module in pl_module.frozen_modules().items():
             trainable = [n for n, p in module.named_parameters() if p.requires_grad]

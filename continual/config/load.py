@@ -2,6 +2,11 @@
 
 Every problem becomes a one-line `ConfigError` naming the key, what is wrong and the fix
 (the nearest valid key or the valid choices), never an OmegaConf traceback.
+
+The schema is `Config` plus the selected method's section (its class's `Config`, under its
+name): only that section is part of a run's config. A file may carry sections of other built-in
+methods (a stored run's config.yaml of an earlier version, a base for several methods): they
+are dropped. An override of another method's key is refused: it would do nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from continual.config.schema import Config
@@ -51,22 +56,32 @@ def _suggest(word: str, options: Iterable[str]) -> str:
     return f"{hint}; valid keys: {', '.join(sorted(options))}"
 
 
-def _keys_at(full_key: str) -> tuple[str, list[str]]:
+def _sections(method) -> dict[str, type]:
+    """Top-level config sections -> their dataclass, the method's own included."""
+    out = {f.name: type(f.default_factory()) for f in dataclasses.fields(Config)
+           if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory())}
+    if method is not None and method.Config is not None:
+        out[method.name] = method.Config
+    return out
+
+
+def _keys_at(full_key: str, method) -> tuple[str, list[str]]:
     """The parent path of a dotted key and the valid field names there."""
     parts = full_key.split(".")
-    node: type = Config
-    for part in parts[:-1]:
-        fields = {f.name: f for f in dataclasses.fields(node)}
-        if part not in fields or not dataclasses.is_dataclass(fields[part].default_factory()):
-            return ".".join(parts[:-1]), []
-        node = type(fields[part].default_factory())
-    return ".".join(parts[:-1]), [f.name for f in dataclasses.fields(node)]
+    if len(parts) == 1:
+        return "", [f.name for f in dataclasses.fields(Config)] + ([method.name] if method is not None and method.Config else [])
+    node = _sections(method).get(parts[0])
+    for part in parts[1:-1]:
+        fields = {f.name: f for f in dataclasses.fields(node)} if node else {}
+        sub = fields[part].default_factory() if part in fields and fields[part].default_factory is not dataclasses.MISSING else None
+        node = type(sub) if dataclasses.is_dataclass(sub) else None
+    return ".".join(parts[:-1]), [f.name for f in dataclasses.fields(node)] if node else []
 
 
-def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
+def _explain(err: OmegaConfBaseException, source: str, method=None) -> ConfigError:
     key = getattr(err, "full_key", None) or ""
     if isinstance(err, ConfigKeyError) and key:
-        parent, valid = _keys_at(key)
+        parent, valid = _keys_at(key, method)
         name = key.split(".")[-1]
         where = f" under '{parent}'" if parent else ""
         return ConfigError(f"unknown config key '{key}' in {source}{where}" + _suggest(name, valid))
@@ -76,11 +91,11 @@ def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
     return ConfigError(f"bad config in {source}: {msg}")
 
 
-def _merge(base: DictConfig, other, source: str) -> DictConfig:
+def _merge(base: DictConfig, other, source: str, method=None) -> DictConfig:
     try:
         return OmegaConf.merge(base, other)
     except OmegaConfBaseException as err:
-        raise _explain(err, source) from None
+        raise _explain(err, source, method) from None
 
 
 def parse_overrides(overrides: Sequence[str]) -> DictConfig:
@@ -93,7 +108,7 @@ def parse_overrides(overrides: Sequence[str]) -> DictConfig:
         raise ConfigError(f"cannot parse overrides {list(overrides)}: {str(err).splitlines()[0]}") from None
 
 
-def _check_choices(cfg: DictConfig, node: type = Config, prefix: str = "") -> None:
+def _check_choices(cfg: DictConfig, node: type, prefix: str = "") -> None:
     for f in dataclasses.fields(node):
         value = cfg[f.name]
         key = prefix + f.name
@@ -142,32 +157,38 @@ def _check_values(cfg: DictConfig) -> None:
         raise ConfigError(f"checkpoint_every_n_steps={cfg.checkpoint_every_n_steps} must be >= 0 (0: checkpoint only at task ends)")
     if cfg.metrics.probe_per_task < 1:
         raise ConfigError(f"metrics.probe_per_task={cfg.metrics.probe_per_task} must be a positive integer")
-    _check_methods(cfg)
     if cfg.logger.mode not in (None, "online", "offline", "disabled"):
         raise ConfigError(f"logger.mode='{cfg.logger.mode}' is not valid; choose one of: online, offline, disabled")
 
 
-TASK_ID_METHODS = ("hat", "packnet")  # pick weights/gates by task id: task-IL only
+def schema(method) -> DictConfig:
+    """The typed defaults of a run of `method` (a ContinualModule class)."""
+    cfg = OmegaConf.structured(Config)
+    if method.Config is not None:
+        with open_dict(cfg):
+            cfg[method.name] = OmegaConf.structured(method.Config)
+    return cfg
 
 
-def _check_methods(cfg: DictConfig) -> None:
-    if cfg.method in TASK_ID_METHODS and cfg.scenario != "task":
+def _method_spec(raw: dict, overrides: DictConfig) -> str:
+    spec = overrides.get("method", raw.get("method", Config.method))
+    if not isinstance(spec, str):
+        raise ConfigError(f"method={spec!r} is not a method name; give a built-in name or <module>:<Class>")
+    return spec
+
+
+def _other_sections(data, method, names: Iterable[str]) -> list[str]:
+    own = method.name if method.Config is not None else None
+    return [k for k in data if k in names and k != own and k not in _sections(None)]
+
+
+def _check_method(cfg: DictConfig, method) -> None:
+    if cfg.scenario not in method.scenarios:
         raise ConfigError(
-            f"method={cfg.method} selects its weights by task id, which scenario={cfg.scenario} does not give "
-            f"at test; use scenario=task"
+            f"method={cfg.method} supports scenario={'|'.join(method.scenarios)} only (it picks its weights or gates by "
+            f"what the task id gives at test), not scenario={cfg.scenario}; use scenario={method.scenarios[0]}"
         )
-    for key in ("ewc.lambda_", "ewc.gamma", "si.c", "si.xi", "lwf.temperature", "hat.smax", "hat.c"):
-        section, name = key.split(".")
-        if cfg[section][name] < 0 or (name in ("temperature", "smax", "xi") and cfg[section][name] == 0):
-            raise ConfigError(f"{key}={cfg[section][name]} must be {'positive' if name in ('temperature', 'smax', 'xi') else 'non-negative'}")
-    for key in ("lwf.alpha", "er.weight"):
-        section, name = key.split(".")
-        if cfg[section][name] is not None and not 0.0 <= cfg[section][name] <= 1.0:
-            raise ConfigError(f"{key}={cfg[section][name]} must be in [0, 1] (or null for 1 - 1/tasks seen)")
-    if cfg.er.buffer_size < 1 or (cfg.er.batch_size is not None and cfg.er.batch_size < 1):
-        raise ConfigError("er.buffer_size and er.batch_size must be positive integers")
-    if not 0.0 <= cfg.packnet.prune < 1.0 or not 0.0 <= cfg.packnet.retrain_fraction < 1.0:
-        raise ConfigError("packnet.prune and packnet.retrain_fraction must be in [0, 1)")
+    method.check(cfg[method.name] if method.Config is not None else None, cfg)
 
 
 def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:
@@ -183,14 +204,27 @@ def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> DictC
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config file '{file}' must hold a mapping of keys, not {type(raw).__name__}")
-    cfg = OmegaConf.structured(Config)
-    cfg = _merge(cfg, OmegaConf.create(raw), f"'{file}'")
-    cfg = _merge(cfg, parse_overrides(overrides), "overrides")
+    from continual.methods import builtin, method_class
+
+    over = parse_overrides(overrides)
+    method = method_class(_method_spec(raw, over))
+    names = builtin()
+    for key in _other_sections(over, method, names):
+        raise ConfigError(
+            f"override '{key}.{next(iter(over[key]), '')}' configures method={key}, but method={method.name}; "
+            f"drop it or add method={key}"
+        )
+    raw = {k: v for k, v in raw.items() if k not in _other_sections(raw, method, names)}
+    cfg = _merge(schema(method), OmegaConf.create(raw), f"'{file}'", method)
+    cfg = _merge(cfg, over, "overrides", method)
     try:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:
-        raise _explain(err, f"'{file}'") from None
-    _check_choices(cfg)
+        raise _explain(err, f"'{file}'", method) from None
+    _check_choices(cfg, Config)
+    if method.Config is not None:
+        _check_choices(cfg[method.name], method.Config, method.name + ".")
     _check_trainer(cfg)
     _check_values(cfg)
+    _check_method(cfg, method)
     return cfg

@@ -1,4 +1,6 @@
-"""The typed config schema. Every key a YAML file or a `key=value` override may set is here.
+"""The typed config schema: every key a YAML file or a `key=value` override may set, except
+the selected method's own section, which its class carries (`<Method>.Config`, see
+continual/methods.py) and the loader adds under the method's name.
 
 Fields with a fixed set of values carry `choices` metadata; `continual.config.load` checks
 them and names the valid ones in the error.
@@ -9,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-METHODS = ("finetune", "router", "joint", "ewc", "si", "lwf", "er", "hat", "packnet")
 SCENARIOS = ("task", "class", "domain")
 STREAMS = (
     "split_digits", "split_mnist", "permuted_mnist", "rotated_mnist", "split_fashion_mnist", "split_cifar10", "split_cifar100", "custom",
@@ -78,29 +79,6 @@ class LoggerConfig:
 
 
 @dataclass
-class RouterConfig:
-    """The task-signature attention router (method=router); see continual/routers/."""
-
-    tokens: str = choice("layer", ("layer", "unit", "patch"))  # how the signature X is cut into rows
-    # dot is the default: on Split-MNIST class-IL it infers tasks best (docs/router.md)
-    attention: str = choice("dot", ("learned", "dot", "perceiver", "local"))
-    gate: str = choice("units", ("units", "connections"))  # what the mask switches
-    mask: str = choice("soft", ("soft", "hard"))  # sigmoid gates, or binary with straight-through
-    h: int = 64  # head size
-    heads: int = 1
-    n_v: Optional[int] = None  # padded within-task classes; None: the largest task's class count
-    memories: int = 32  # memory slots per task (keys + gate + value rows)
-    positional: bool = False  # learned token-position embeddings
-    window: int = 1  # local attention: a token sees tokens within +-window
-    latents: int = 8  # perceiver: m latents
-    patch_size: Optional[int] = None  # patch tokens: input features per patch (None: sqrt(n_in))
-    unit_chunks: int = 16  # unit tokens: input groups per unit token
-    task_loss_weight: float = 1.0  # weight of the task-id cross-entropy on the attention scores
-    gate_init: float = 3.0  # initial gate logit (sigmoid(3) = 0.95: start with the full network)
-    mask_sparsity: float = 0.0  # weight of the mean mask density in the loss (0: gates need not close)
-
-
-@dataclass
 class MetricsConfig:
     """Continual-learning metric callbacks (continual/metrics/); the accuracy matrix is always on."""
 
@@ -111,51 +89,8 @@ class MetricsConfig:
 
 
 @dataclass
-class EWCConfig:
-    lambda_: float = 100.0  # penalty weight: loss + lambda_/2 * sum F (theta - theta*)^2
-    online: bool = False  # one running Fisher (gamma-decayed) instead of one penalty per task
-    gamma: float = 1.0  # online only: decay of the old Fisher
-    fisher: str = choice("predicted", ("predicted", "empirical", "sampled"))  # label used in the Fisher
-    fisher_samples: Optional[int] = None  # None: the task's whole training set
-    fisher_batch_size: int = 256  # per-sample gradients computed this many at a time
-
-
-@dataclass
-class SIConfig:
-    c: float = 0.1  # surrogate-loss weight
-    xi: float = 0.1  # damping of omega = W / (delta^2 + xi)
-
-
-@dataclass
-class LwFConfig:
-    temperature: float = 2.0
-    alpha: Optional[float] = None  # weight of the distillation loss; None: 1 - 1/t (current loss 1/t), t = tasks seen
-    kd_over_classes: str = choice("sum", ("sum", "mean"))  # "mean": divided by the outputs distilled over (van de Ven & Tolias 2019's code)
-
-
-@dataclass
-class ReplayConfig:
-    buffer_size: int = 1000  # reservoir over every training sample seen so far
-    batch_size: Optional[int] = None  # replayed samples per step; None: data.batch_size
-    weight: Optional[float] = None  # weight of the replay loss; None: 1 - 1/t, t = tasks seen
-
-
-@dataclass
-class HATConfig:
-    smax: float = 400.0  # final slope of the gate sigmoid
-    c: float = 0.75  # mask-sparsity regularizer weight
-    clip: float = 10000.0  # gradient-norm clip (HAT's default)
-
-
-@dataclass
-class PackNetConfig:
-    prune: float = 0.75  # fraction of a task's free weights released for later tasks
-    retrain_fraction: float = 0.25  # last fraction of a task's steps: retrain the kept weights after pruning
-
-
-@dataclass
 class Config:
-    method: str = choice("finetune", METHODS)
+    method: str = "finetune"  # a built-in method's name, or <module>:<Class> (continual/methods.py)
     scenario: str = choice("task", SCENARIOS)
     seed: int = 0
     output_dir: Optional[str] = None  # the run directory itself; None: runs/<name>
@@ -165,16 +100,9 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    router: RouterConfig = field(default_factory=RouterConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    # Baseline hyperparameters: each section is read only by its method.
-    ewc: EWCConfig = field(default_factory=EWCConfig)
-    si: SIConfig = field(default_factory=SIConfig)
-    lwf: LwFConfig = field(default_factory=LwFConfig)
-    er: ReplayConfig = field(default_factory=ReplayConfig)
-    hat: HATConfig = field(default_factory=HATConfig)
-    packnet: PackNetConfig = field(default_factory=PackNetConfig)
+    # + the selected method's section, `<method name>: <Method>.Config`, added by the loader
     # Passed to lightning.Trainer as-is, once per task: max_epochs is epochs per task.
     trainer: Dict[str, Any] = field(
         default_factory=lambda: {

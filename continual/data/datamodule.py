@@ -7,6 +7,9 @@ forward-transfer entries come from a single test pass.
 With `joint=True` (the `joint` upper bound) the first task's fit sees the union of every
 task's training data, each sample with its own task id, and later fits see no data: the
 model is unchanged after task 1, so every row of the accuracy matrix equals the first.
+
+`task_data()` is what the task loop hands to a method's task hooks: the training data the
+current task is fit on. Test batches flag the first `probe_per_task` samples of each task (`batch["probe"]`).
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import torch
 
 from continual.data.loader import TensorLoader
 from continual.data.streams import Stream
+from continual.data.task_data import TaskData
 
 
 class TaskStreamDataModule(L.LightningDataModule):
-    def __init__(self, stream: Stream, batch_size: int, eval_batch_size: int, seed: int = 0, joint: bool = False):
+    def __init__(
+        self, stream: Stream, batch_size: int, eval_batch_size: int, seed: int = 0, joint: bool = False, probe_per_task: int = 0
+    ):
         super().__init__()
-        self.stream, self.joint = stream, joint
+        self.stream, self.joint, self.probe_per_task = stream, joint, probe_per_task
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.task = 0
 
@@ -40,7 +46,13 @@ class TaskStreamDataModule(L.LightningDataModule):
     def _loader(self, t: int, split: str, train: bool) -> TensorLoader:
         x, y = self.stream.tasks[t].split(split)
         size = self.batch_size if train else self.eval_batch_size
-        return TensorLoader(x, y, t, size, train=train, seed=self.seed)
+        return TensorLoader(x, y, t, size, train=train, seed=self.seed, probe=0 if train else self.probe_per_task)
+
+    def task_data(self) -> TaskData:
+        """The training data the current task is fit on (joint: the union on task 0, nothing later)."""
+        loader = self.train_dataloader()
+        task = loader.task if loader.task is not None else torch.full_like(loader.y, self.task)
+        return TaskData(self.task, loader.x, loader.y, task)
 
     def _union(self, split: str, train: bool) -> TensorLoader:
         """Every task's `split` in one loader (joint training); empty after the first task."""

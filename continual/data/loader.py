@@ -40,10 +40,13 @@ class TensorLoader:
         train: bool,
         seed: int = 0,
         task: torch.Tensor | None = None,
+        probe: int = 0,
     ):
-        """`task`: per-sample task ids, for a loader over several tasks at once (joint training)."""
+        """`task`: per-sample task ids, for a loader over several tasks at once (joint training).
+        `probe`: evaluation batches flag their samples with index < probe (`batch["probe"]`), the
+        fixed probe set whose masks the mask-stability metric follows."""
         self.x, self.y, self.task_id = x, y, task_id
-        self.task = task
+        self.task, self.probe = task, probe
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.epoch = 0  # the epoch the next iteration serves
         self._skip = 0  # batches of that epoch already served before a resume
@@ -75,7 +78,10 @@ class TensorLoader:
             i = i.to(device)
             global_size = min(self.batch_size, n - k * self.batch_size) if self.train else len(i)
             task = self.task.to(device)[i] if self.task is not None else torch.full((len(i),), self.task_id, device=device)
-            yield {"x": self.x[i], "y": self.y[i], "task": task, "index": i, "global_size": global_size}
+            batch = {"x": self.x[i], "y": self.y[i], "task": task, "index": i, "global_size": global_size}
+            if not self.train:
+                batch["probe"] = i < self.probe
+            yield batch
 
     def state_dict(self) -> dict:
         epoch, served = self._served

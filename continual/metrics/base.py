@@ -2,8 +2,11 @@
 
 The driver hands the same callback objects to every task's Trainer and calls `begin(t)` before
 each test pass (`t = -1`: the pass before any training, `t >= 0`: after training task t), so
-state spans the stream. Counts are integer tensors summed over processes (`sum_ranks`), never
-averages of averages; the evaluation loader shards without padding, so no sample counts twice.
+state spans the stream. Each reads what the method's test step returned (`outputs`, see
+`continual.metrics.protocol`), never calls the method. Counts are integer tensors summed over
+processes (`sum_ranks`), never averages of averages; the evaluation loader shards without
+padding, so no sample counts twice. `state_dict`/`load_state_dict` (Lightning's callback
+state) hold the stream so far, for the resume file and Lightning's checkpoints.
 """
 
 from __future__ import annotations
@@ -11,12 +14,10 @@ from __future__ import annotations
 import torch
 from lightning.pytorch import Callback
 
-from continual.metrics.protocol import supports
-
 
 class StreamCallback(Callback):
     key: str  # the metrics.json entry
-    needs: tuple[str, ...] = ()  # protocol methods the module must have (continual.metrics.protocol)
+    reads: str | None = None  # the optional `evaluate` output it needs (continual.metrics.protocol)
 
     def __init__(self) -> None:
         self.after = -1  # the task the current test pass follows
@@ -25,7 +26,7 @@ class StreamCallback(Callback):
         self.after = after
 
     def active(self, module) -> bool:
-        return all(supports(module, name) for name in self.needs)
+        return self.reads is None or self.reads in module.eval_outputs
 
     def store(self, rows: list, row) -> None:
         """Make `row` the entry of the pass after task `after`: a repeated pass (resume) replaces its row."""
@@ -38,11 +39,11 @@ class StreamCallback(Callback):
             torch.distributed.all_reduce(t)
         return t
 
-    # stream state, for the driver's resume file (tensors and plain lists only: loaded weights_only)
-    def export(self) -> dict:
+    # stream state (tensors and plain lists only: loaded weights_only)
+    def state_dict(self) -> dict:
         raise NotImplementedError
 
-    def restore(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         raise NotImplementedError
 
     def results(self):

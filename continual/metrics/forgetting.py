@@ -46,13 +46,17 @@ class Forgetting(StreamCallback):
         else:
             self.store(self.rows, record)
 
-    def export(self) -> dict:
+    def state_dict(self) -> dict:
         return {"initial": self.initial, "rows": self.rows}
 
-    def restore(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.initial, self.rows = state["initial"], state["rows"]
 
     # -- what the driver and metrics.json read ------------------------------------------------
+    @property
+    def tasks_done(self) -> int:
+        return len(self.rows)
+
     def matrix(self) -> list[list[float]]:
         return [[c / n for c, n in zip(r["correct"], r["total"])] for r in self.rows]
 

@@ -37,7 +37,7 @@ def rates(counts: list[list[int]]) -> dict:
 
 class PaddedClass(StreamCallback):
     key = "padded_class"
-    needs = ("padded_logits",)
+    reads = "padded"
 
     def __init__(self, n_tasks: int, n_v: int):
         super().__init__()
@@ -49,16 +49,16 @@ class PaddedClass(StreamCallback):
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self.after >= 0:
-            self._counts += padded_counts(pl_module.padded_logits(batch), batch["task"], self.n_tasks)
+            self._counts += padded_counts(outputs["padded"], batch["task"], self.n_tasks)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         if self.after >= 0:
             self.store(self.rows, self.sum_ranks(trainer, self._counts).tolist())
 
-    def export(self) -> dict:
+    def state_dict(self) -> dict:
         return {"rows": self.rows}
 
-    def restore(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.rows = state["rows"]
 
     def results(self) -> dict:

@@ -1,13 +1,18 @@
-"""What a method may expose so that the mask, padded-class and task-inference metrics can read it.
+"""The optional outputs of `ContinualModule.evaluate` that the metric callbacks read.
 
-Every method is optional: a callback whose method the module lacks skips itself and its entry in
-metrics.json is null. Each is called on a test batch (a dict with `x`, `y`, `task`, `index`) and
-must be a pure function of the batch: the callbacks call them outside the method's own test step.
+`evaluate(batch)` always returns `pred` and `target`. A method that names a key below in its
+`eval_outputs` returns it too, and the callback that reads it is attached; otherwise that
+callback's metrics.json entry is null. Callbacks only read these outputs: the batch is
+evaluated once, by the method, in its test step.
+
+* `task`: [B] long, the task the method infers for each sample, without being told.
+* `probe`: `Probe`, the gating masks of the batch's probe rows (`batch["probe"]`).
+* `padded`: `Padded`, the `N_v` within-task logits routed by each sample's true task.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import torch
 
@@ -21,20 +26,8 @@ class Padded(NamedTuple):
     target: torch.Tensor  # [B] the target's index among the N_v slots
 
 
-class MaskSource(Protocol):
-    def masks(self, batch: dict) -> torch.Tensor:
-        """[B, M] in [0, 1]: the gating mask each sample is evaluated with (task given or inferred,
-        as the scenario says)."""
+class Probe(NamedTuple):
+    """The masks of a batch's probe rows (`batch["probe"]`, in batch order)."""
 
-
-class PaddedSource(Protocol):
-    def padded_logits(self, batch: dict) -> Padded: ...
-
-
-class TaskSource(Protocol):
-    def infer_task(self, batch: dict) -> torch.Tensor:
-        """[B] the task the method infers for each sample, without being told."""
-
-
-def supports(module, name: str) -> bool:
-    return callable(getattr(module, name, None))
+    mask: torch.Tensor  # [P, M] in [0, 1]: the gating mask each probe sample is evaluated with
+    task: torch.Tensor  # [P] the task whose memory gave that mask (given or inferred, as the scenario says)

@@ -147,6 +147,6 @@ def format_summary(metrics: dict) -> str:
         m = metrics["mask_stability"]
         lines.append(
             f"mask stability (probe masks of earlier tasks, threshold {m['threshold']}): unchanged {_pct(m['unchanged_fraction'])}   "
-            f"mean Jaccard {_pct(m['mean_jaccard'])}   repeat-identical {_pct(m['repeat_identical_fraction'])}"
+            f"mean Jaccard {_pct(m['mean_jaccard'])}   rerouted {_pct(m['rerouted_fraction'])}   mask density {_pct(m['mask_density'])}"
         )
     return "\n".join(lines)

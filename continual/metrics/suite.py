@@ -1,16 +1,15 @@
 """The metric callbacks of a run, built from `cfg.metrics`, and what they leave behind.
 
 The accuracy matrix (`Forgetting`) is always measured. The other callbacks are attached only
-if enabled and the method exposes what they read (`continual.metrics.protocol`); otherwise
-their metrics.json entry is null. The driver passes `callbacks` to every task's Trainer,
-calls `begin(t)` before each test pass, and stores `export()` in its resume state.
+if enabled and the method's `evaluate` returns what they read (`continual.metrics.protocol`);
+otherwise their metrics.json entry is null. The task loop passes `callbacks` to every task's
+Trainer, calls `begin(t)` before each test pass, and stores `state_dict()` in its resume state.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
 from continual.metrics import plots, report
 from continual.metrics.forgetting import Forgetting
@@ -37,12 +36,16 @@ class MetricSuite:
         for cb in self.callbacks:
             cb.begin(after)
 
-    def export(self) -> dict:
-        return {cb.key: cb.export() for cb in self.callbacks}
+    def state_dict(self) -> dict:
+        return {cb.key: cb.state_dict() for cb in self.callbacks}
 
-    def restore(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         for cb in self.callbacks:
-            cb.restore(state[cb.key])
+            cb.load_state_dict(state[cb.key])
+
+    @property
+    def tasks_done(self) -> int:
+        return self.forgetting.tasks_done
 
     def results(self) -> dict:
         return {**self.forgetting.results(), **{k: cb.results() if cb else None for k, cb in self.optional.items()}}
@@ -55,20 +58,22 @@ class MetricSuite:
         return self.optional[MaskStability.key]
 
     # -- files and W&B at the end of a run ---------------------------------------------------
-    def write(self, run_dir: Path, metrics: dict) -> dict[str, Path]:
-        """Per-sample CSV and the PNGs beyond the heatmap; returns the PNGs by W&B key."""
+    def files(self, metrics: dict) -> dict:
+        """File name -> content (CSV text, or a matplotlib figure for a .png) beyond the heatmap."""
         title = report.run_title(metrics)
-        pngs = {"accuracy_curves": report.save_png(plots.accuracy_curves(metrics["accuracy_matrix"], title), run_dir / "accuracy_curves.png")}
+        out = {"accuracy_curves.png": plots.accuracy_curves(metrics["accuracy_matrix"], title)}
         if self.stability:
             buf = io.StringIO()
             csv.writer(buf).writerows([COLUMNS, *self.stability.rows])
-            report.atomic_write(run_dir / STABILITY_CSV, buf.getvalue())
+            out[STABILITY_CSV] = buf.getvalue()
             final = self.stability.final_rows()
-            fig = plots.stability_histograms([r[3] for r in final], [r[4] for r in final], f"mask stability after the last task: {title}")
-            pngs["mask_stability_histograms"] = report.save_png(fig, run_dir / "mask_stability.png")
-        return pngs
+            out["mask_stability.png"] = plots.stability_histograms(
+                [r[3] for r in final], [r[4] for r in final], f"mask stability after the last task: {title}"
+            )
+        return out
 
-    def log(self, logger, metrics: dict, pngs: dict[str, Path]) -> None:
+    def log(self, logger, metrics: dict) -> None:
+        """Tables and histograms of the finished stream (the W&B logger's `finish` calls this)."""
         import wandb
 
         flat = {}
@@ -87,4 +92,3 @@ class MetricSuite:
             C = metrics["task_inference"]["confusion_matrix"]
             logger.log_table(key="task_confusion", columns=["true_task"] + [f"inferred_T{j + 1}" for j in range(len(C))],
                              data=[[i + 1, *row] for i, row in enumerate(C)])
-        logger.experiment.log({k: wandb.Image(str(p)) for k, p in pngs.items()})

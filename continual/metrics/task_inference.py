@@ -18,7 +18,7 @@ def accuracy(confusion: list[list[int]]) -> float | None:
 
 class TaskInference(StreamCallback):
     key = "task_inference"
-    needs = ("infer_task",)
+    reads = "task"
 
     def __init__(self, n_tasks: int):
         super().__init__()
@@ -30,17 +30,17 @@ class TaskInference(StreamCallback):
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if 0 <= self.after and dataloader_idx <= self.after:
-            flat = batch["task"] * self.n_tasks + pl_module.infer_task(batch)
+            flat = batch["task"] * self.n_tasks + outputs["task"]
             self._confusion.view(-1).index_add_(0, flat, torch.ones_like(flat))
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         if self.after >= 0:
             self.store(self.confusions, self.sum_ranks(trainer, self._confusion).tolist())
 
-    def export(self) -> dict:
+    def state_dict(self) -> dict:
         return {"confusions": self.confusions}
 
-    def restore(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.confusions = state["confusions"]
 
     def results(self) -> dict:

@@ -1,11 +1,18 @@
-"""`ContinualModule`: the LightningModule every method subclasses.
+"""`ContinualModule`: the LightningModule every method subclasses (how to write one: docs/methods.md).
 
 It owns what all methods share: the scenario's targets and output masks, the training loss,
-validation accuracy on the current task, and exact test counts per task. A method supplies
-`logits(batch)` (and may override `training_step` to add its own loss terms).
+validation accuracy on the current task, the test pass's outputs and the optimizer. A method
+supplies `logits(batch)` and, as needed:
 
-`test_step` returns the predictions; the metric callbacks (`continual.metrics`) count them,
-summed over processes: never an average of averages, and the loaders do not pad under DDP.
+* `Config` (a dataclass: its hyperparameters, the config section named like the method, handed
+  in as `hp`), `scenarios` (the scenarios it supports) and `check(hp, cfg)` (value checks);
+* the task hooks `on_task_start(data)` / `on_task_end(data)`, called by the task loop before and
+  after each task with that task's training data (`TaskData`), on the device training runs on;
+* `task_state()` / `load_task_state(state)`: everything it carries from task to task that is not
+  a parameter or buffer. It is saved with the weights (`get_extra_state`), in every checkpoint,
+  so a resumed run continues with exactly what the killed one had;
+* `evaluate(batch)`: one test batch's outputs for the metric callbacks (`eval_outputs` names the
+  optional ones it returns); the callbacks only read them, never call back into the method.
 
 Training losses are averaged over the *global* batch (`batch_mean`), so that DDP's gradient
 average over ranks equals the single-process gradient on the same batch (see `TensorLoader`).
@@ -14,22 +21,45 @@ Methods that add loss terms should reduce per-sample terms with `batch_mean` too
 
 from __future__ import annotations
 
-import torch
+from typing import ClassVar
+
 import lightning as L
+import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from continual.data.task_data import TaskData
+from continual.config.schema import SCENARIOS
 from continual.scenarios import LabelSpace
 
 
+def move(obj, device):
+    """`obj` (tensors in dicts, lists and tuples) with every tensor on `device`."""
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: move(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(move(v, device) for v in obj)
+    return obj
+
+
 class ContinualModule(L.LightningModule):
-    config_key: str | None = None  # the config section holding this method's hyperparameters
-    joint = False  # True: train once on the union of all tasks
+    name: ClassVar[str]  # set by @register (continual.methods); the config section's name
+    Config: ClassVar[type | None] = None  # hyperparameter dataclass; None: the method has none
+    scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
+    joint: ClassVar[bool] = False  # True: train once on the union of all tasks
+    # optional `evaluate` outputs (continual.metrics.protocol): "task", "probe", "padded"
+    eval_outputs: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def check(cls, hp: DictConfig | None, cfg: DictConfig) -> None:
+        """Raise `ConfigError` for hyperparameter values this method cannot run with."""
 
     @classmethod
     def from_config(cls, net, cfg: DictConfig, **common) -> "ContinualModule":
         """Build from the whole config: the method's own section arrives as `hp`."""
-        return cls(net, hp=cfg[cls.config_key], **common) if cls.config_key else cls(net, **common)
+        return cls(net, hp=cfg[cls.name], **common) if cls.Config is not None else cls(net, **common)
 
     def __init__(self, task_classes: list[list[int]], n_classes: int, scenario: str, optim: DictConfig):
         super().__init__()
@@ -48,13 +78,45 @@ class ContinualModule(L.LightningModule):
         return {}
 
     def set_task(self, t: int) -> None:
-        """Called by the stream driver before task t is trained."""
+        """The task loop's cursor: task t is the one learned next (or being learned)."""
         self.current_task = t
 
+    def on_task_start(self, data: TaskData) -> None:
+        """Before task `data.id` is trained (also when a killed task is resumed: the checkpoint's
+        state then replaces what this set up)."""
+
+    def on_task_end(self, data: TaskData) -> None:
+        """After task `data.id` is trained, before its test pass."""
+
+    def task_state(self) -> dict:
+        """What the method carries across tasks besides parameters and buffers (tensors, numbers,
+        lists and dicts of them: checkpoints load with `weights_only`)."""
+        return {}
+
+    def load_task_state(self, state: dict) -> None:
+        """Restore what `task_state` returned."""
+
+    # -- state: saved with the weights in every checkpoint -------------------------------------
+    def get_extra_state(self) -> dict:
+        return {"current_task": self.current_task, "optim": self.carried_optim, "method": self.task_state()}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.current_task, self.carried_optim = state["current_task"], state["optim"]
+        self.load_task_state(state["method"])
+
+    def on_fit_start(self) -> None:
+        """Checkpoints load onto the CPU: bring the carried state to the training device."""
+        state = self.task_state()
+        if state:
+            self.load_task_state(move(state, self.device))
+
     # -- shared machinery -------------------------------------------------------------------
+    def allowed(self, batch: dict) -> torch.Tensor:
+        """[B, n_out] bool: the outputs each sample may be assigned now (the scenario's rule)."""
+        return self.labels.allowed(batch["task"], self.current_task)
+
     def masked_logits(self, batch: dict) -> torch.Tensor:
-        allowed = self.labels.allowed(batch["task"], self.current_task)
-        return self.logits(batch).masked_fill(~allowed, float("-inf"))
+        return self.logits(batch).masked_fill(~self.allowed(batch), float("-inf"))
 
     def predict(self, batch: dict) -> torch.Tensor:
         """Predicted output index (in the scenario's target space)."""
@@ -90,9 +152,14 @@ class ContinualModule(L.LightningModule):
         correct = (self.predict(batch) == self.labels.targets(batch["y"])).float()
         self.log("val/acc", correct.mean(), prog_bar=True, sync_dist=True, batch_size=len(correct))
 
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        """Predictions and targets for the metric callbacks' `on_test_batch_end`."""
+    def evaluate(self, batch: dict) -> dict:
+        """One test batch's outputs: `pred` and `target` (scenario target space), plus the optional
+        `eval_outputs` a method adds (continual.metrics.protocol)."""
         return {"pred": self.predict(batch), "target": self.labels.targets(batch["y"])}
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        """The batch is evaluated once; the metric callbacks read these outputs in `on_test_batch_end`."""
+        return self.evaluate(batch)
 
     def configure_optimizers(self):
         o = self.optim_cfg
@@ -105,7 +172,7 @@ class ContinualModule(L.LightningModule):
             opt = cls(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         for n, p in named:  # empty unless optim.carry_state; a mid-task checkpoint overrides it
             if n in self.carried_optim:
-                opt.state[p] = {k: v.clone() for k, v in self.carried_optim[n].items()}
+                opt.state[p] = {k: v.to(p.device).clone() for k, v in self.carried_optim[n].items()}
         return opt
 
     def on_fit_end(self) -> None:

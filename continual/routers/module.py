@@ -19,12 +19,18 @@ needs (without it, gates have no reason to close).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from continual.config.schema import choice
+from continual.data.task_data import TaskData
 from continual.errors import ConfigError
-from continual.metrics.protocol import Padded
+from continual.methods import register
+from continual.metrics.protocol import Padded, Probe
 from continual.models.backbone import freeze
 from continual.models.continual_module import ContinualModule
 from continual.models.mlp import MLP
@@ -47,8 +53,39 @@ def check_n_v(n_v: int | None, task_classes: list[list[int]]) -> int:
     return n_v
 
 
+@register("router")
 class RouterModule(ContinualModule):
-    config_key = "router"
+    eval_outputs = ("task", "probe", "padded")
+
+    @dataclass
+    class Config:
+        tokens: str = choice("layer", ("layer", "unit", "patch"))  # how the signature X is cut into rows
+        # dot is the default: on Split-MNIST class-IL it infers tasks best (docs/router.md)
+        attention: str = choice("dot", ("learned", "dot", "perceiver", "local"))
+        gate: str = choice("units", ("units", "connections"))  # what the mask switches
+        mask: str = choice("soft", ("soft", "hard"))  # sigmoid gates, or binary with straight-through
+        h: int = 64  # head size
+        heads: int = 1
+        n_v: Optional[int] = None  # padded within-task classes; None: the largest task's class count
+        memories: int = 32  # memory slots per task (keys + gate + value rows)
+        positional: bool = False  # learned token-position embeddings
+        window: int = 1  # local attention: a token sees tokens within +-window
+        latents: int = 8  # perceiver: m latents
+        patch_size: Optional[int] = None  # patch tokens: input features per patch (None: sqrt(n_in))
+        unit_chunks: int = 16  # unit tokens: input groups per unit token
+        task_loss_weight: float = 1.0  # weight of the task-id cross-entropy on the attention scores
+        gate_init: float = 3.0  # initial gate logit (sigmoid(3) = 0.95: start with the full network)
+        mask_sparsity: float = 0.0  # weight of the mean mask density in the loss (0: gates need not close)
+
+    @classmethod
+    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
+        for key in ("h", "heads", "memories", "latents", "unit_chunks"):
+            if hp[key] < 1:
+                raise ConfigError(f"router.{key}={hp[key]} must be a positive integer")
+        if hp.window < 0 or hp.task_loss_weight < 0 or hp.mask_sparsity < 0:
+            raise ConfigError("router.window, router.task_loss_weight and router.mask_sparsity must be non-negative")
+        if hp.patch_size is not None and hp.patch_size < 1:
+            raise ConfigError(f"router.patch_size={hp.patch_size} must be a positive integer (or null for sqrt(inputs))")
 
     def __init__(self, mlp: MLP, hp: DictConfig, **kwargs):
         super().__init__(**kwargs)
@@ -77,7 +114,6 @@ class RouterModule(ContinualModule):
             within[torch.tensor(classes)] = torch.arange(len(classes))
         self.register_buffer("class_table", table, persistent=False)  # [T, n_v] global ids, -1 = padding
         self.register_buffer("within_task", within, persistent=False)  # global id -> index in its task
-        self._test_memo: list | None = None  # [(x, queries)] of the current test batch, see `query`
         self.set_task(0)
 
     # -- which parameters task t may change ------------------------------------------------
@@ -94,50 +130,33 @@ class RouterModule(ContinualModule):
         frozen.update({f"memory[{k}]": self.memories[k] for k in range(self.current_task)})
         return frozen
 
-    def _task_queries(self) -> torch.Tensor:
+    def _task_queries(self, data: TaskData) -> torch.Tensor:
         """Queries of up to 4096 training samples of the current task (a fixed, seeded draw)."""
-        x = self.trainer.datamodule.train_dataloader().x
         gen = torch.Generator().manual_seed(int(torch.initial_seed()) % 2**31 + self.current_task)
         with torch.no_grad():
-            return self.query(x[torch.randperm(len(x), generator=gen)[:4096].to(x.device)])
+            return self.query(data.x[torch.randperm(len(data.x), generator=gen)[:4096].to(data.x.device)])
 
-    def on_train_start(self) -> None:
-        """Start task t's keys at k-means centres of its queries (once: kept across resumes)."""
+    def on_task_start(self, data: TaskData) -> None:
+        """Start task t's keys at k-means centres of its queries (once: a resumed task's
+        checkpoint then restores the keys it had)."""
         memory = self.memories[self.current_task]
         if not bool(memory.initialized):
             gen = torch.Generator().manual_seed(int(torch.initial_seed()) % 2**31)
-            memory.fit_keys(self._task_queries(), gen)
+            memory.fit_keys(self._task_queries(data), gen)
 
-    def on_train_end(self) -> None:
+    def on_task_end(self, data: TaskData) -> None:
         """If the token attention trained in this task (task 1), its queries moved under the
         keys: refit the keys to the final queries before everything of the task is frozen."""
         if self.current_task == 0 and any(True for _ in self.encoder.parameters()):
-            self.memories[0].fit_keys(self._task_queries(), torch.Generator(), warm=True)
+            self.memories[0].fit_keys(self._task_queries(data), torch.Generator(), warm=True)
 
     # -- the forward pass --------------------------------------------------------------------
     def query(self, x: torch.Tensor) -> torch.Tensor:
         """[B, d] queries, in chunks so that a token-attention map never exceeds ~2^26 entries
-        (unit tokens: a 8192-sample test batch would otherwise need a [8192, 800, 800] map).
-
-        In a test batch the prediction and every metric callback ask for the queries of the
-        same `x` tensor: they are computed once per batch (`_test_memo`, cleared at each test
-        batch's start and end, so nothing is ever reused across batches or parameter changes)."""
-        memo = self._test_memo
-        for seen, q in memo or ():
-            if seen is x:
-                return q
+        (unit tokens: a 8192-sample test batch would otherwise need a [8192, 800, 800] map)."""
         n = self.signature.n_tokens
         chunk = max(1, 2**26 // (n * n * self.cfg.heads))
-        q = torch.cat([self.query_norm(self.encoder(self.signature(part))) for part in x.split(chunk)])
-        if memo is not None:
-            memo.append((x, q))
-        return q
-
-    def on_test_batch_start(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._test_memo = []  # memoize this batch's queries
-
-    def on_test_batch_end(self, outputs, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._test_memo = None  # runs after the metric callbacks' hooks (Lightning's order)
+        return torch.cat([self.query_norm(self.encoder(self.signature(part))) for part in x.split(chunk)])
 
     def scores(self, q: torch.Tensor) -> torch.Tensor:
         """[B, T, S] slot attention logits for every task."""
@@ -151,10 +170,10 @@ class RouterModule(ContinualModule):
         ready = torch.stack([m.initialized for m in self.memories])
         return scores.amax(2).masked_fill(~ready, float("-inf"))
 
-    def route(self, batch: dict, task: torch.Tensor | None = None) -> dict:
-        """Per-sample task, padded logits and the quantities behind them."""
-        x = batch["x"]
-        q = self.query(x)
+    def route(self, x: torch.Tensor, task: torch.Tensor | None = None, q: torch.Tensor | None = None) -> dict:
+        """Per-sample task (`task`, or inferred if None), padded logits and the quantities behind
+        them; `q`: the queries of `x` if already computed."""
+        q = self.query(x) if q is None else q
         scores = self.scores(q)
         tscores = self.task_scores(scores)
         if task is None:
@@ -196,38 +215,45 @@ class RouterModule(ContinualModule):
         """The task id the scenario gives at test time (task-IL), else None: inferred."""
         return batch["task"] if self.labels.scenario == "task" else None
 
-    def predict(self, batch: dict) -> torch.Tensor:
-        out = self.route(batch, self.given_task(batch))
+    def _label(self, out: dict) -> torch.Tensor:
+        """The predicted output index from a routing: within-task (domain-IL) or global class."""
         j = out["logits"].argmax(1)
-        if self.labels.scenario == "domain":
-            return j
-        return self.class_table[out["task"], j]
+        return j if self.labels.scenario == "domain" else self.class_table[out["task"], j]
 
-    def infer_task(self, batch: dict) -> torch.Tensor:
-        return self.task_scores(self.scores(self.query(batch["x"]))).argmax(1)
+    def predict(self, batch: dict) -> torch.Tensor:
+        return self._label(self.route(batch["x"], self.given_task(batch)))
 
-    # -- what the metric callbacks read (continual.metrics.protocol) -----------------------------
-    def masks(self, batch: dict) -> torch.Tensor:
-        """[B, M] the mask each sample is evaluated with: its unit mask, or for connection gating
-        the alpha-weighted mixture of its task's per-slot connection masks, flattened."""
-        out = self.route(batch, self.given_task(batch))
+    def _probe_masks(self, out: dict, rows: torch.Tensor) -> torch.Tensor:
+        """[P, M] the mask each probe row is evaluated with: its unit mask, or for connection
+        gating the alpha-weighted mixture of its task's per-slot connection masks, flattened."""
         if out["mask"] is not None:
-            return out["mask"]
-        task, alpha = out["task"], out["alpha"]
+            return out["mask"][rows]
+        task, alpha = out["task"][rows], out["alpha"][rows]
         mask = alpha.new_empty(len(alpha), sum(g[0].numel() for g in self.memories[0].gates))
         for t in task.unique().tolist():
-            rows = task == t
+            sel = task == t
             per_slot = [gating.connection_masks(g, self.cfg.mask == "hard").flatten(1) for g in self.memories[t].gates]
-            mask[rows] = torch.cat([alpha[rows] @ m for m in per_slot], 1)
+            mask[sel] = torch.cat([alpha[sel] @ m for m in per_slot], 1)
         return mask
 
-    def padded_logits(self, batch: dict) -> Padded:
-        out = self.route(batch, batch["task"])
-        valid = self.class_table[batch["task"]] >= 0
-        return Padded(out["logits"], out["unmasked"], valid, self.within_task[batch["y"]])
+    def evaluate(self, batch: dict) -> dict:
+        """One query computation serves the prediction (task given or inferred, as the scenario
+        says), the inferred task, the probe masks and the padded logits routed by the true task."""
+        x, true = batch["x"], batch["task"]
+        q = self.query(x)
+        out = self.route(x, self.given_task(batch), q)
+        by_true = out if self.labels.scenario == "task" else self.route(x, true, q)
+        probe = batch["probe"].nonzero().squeeze(1)
+        return {
+            "pred": self._label(out),
+            "target": self.labels.targets(batch["y"]),
+            "task": out["task_scores"].argmax(1),
+            "probe": Probe(self._probe_masks(out, probe), out["task"][probe]),
+            "padded": Padded(by_true["logits"], by_true["unmasked"], self.class_table[true] >= 0, self.within_task[batch["y"]]),
+        }
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        out = self.route(batch, batch["task"])
+        out = self.route(batch["x"], batch["task"])
         ce = nn.functional.cross_entropy
         cls_loss = self.batch_mean(ce(out["logits"], self.within_task[batch["y"]], reduction="none"), batch)
         tscores = out["task_scores"][:, : self.current_task + 1]

@@ -76,7 +76,7 @@ def candidate_values(name: str, p: dict) -> list:
 
 def validate(spec: dict, check_schema: bool = True) -> None:
     """Raise a one-line ConfigError for the first problem in `spec`."""
-    from continual.experiment import FINAL_KEYS
+    from continual.run_logger import FINAL_KEYS
 
     name = spec.get("name", "sweep")
     if spec.get("method") not in METHODS:

@@ -1,0 +1,129 @@
+"""`RunDirectory`: the one writer of a run's folder.
+
+Everything a run leaves goes through it: `config.yaml`, `metrics.json` (after every task, with
+`"complete": false` until the end), `metrics.csv`, the plots, the stream metrics' own files and
+`checkpoints/` (`continual.resume`). Under DDP only rank 0 writes (`writer=False` elsewhere:
+every write is then a no-op), so the task loop calls it the same way on every rank.
+`load_run` reads a run back: its config, stream and trained module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
+
+from omegaconf import DictConfig, OmegaConf
+
+from continual import resume
+from continual.errors import ConfigError
+from continual.metrics import report
+
+RUN_DIR_ENV = "CONTINUAL_RUN_DIR"  # set by rank 0 so processes launched later agree on it
+
+
+def _launcher_job_id() -> str | None:
+    """An id every process of an externally launched job shares (srun, torchrun --rdzv-id)."""
+    if os.environ.get("SLURM_JOB_ID"):
+        return "slurm" + os.environ.get("SLURM_ARRAY_JOB_ID", os.environ["SLURM_JOB_ID"]) + os.environ.get("SLURM_ARRAY_TASK_ID", "")
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    return None if run_id == "none" else run_id
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    if cfg.resume:
+        if cfg.output_dir and Path(cfg.output_dir) != Path(cfg.resume):
+            raise ConfigError(f"resume={cfg.resume} and output_dir={cfg.output_dir} differ; resume continues in its own run directory: drop output_dir")
+        return Path(cfg.resume)
+    if cfg.output_dir:
+        return Path(cfg.output_dir)
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    stamp = _launcher_job_id()
+    if stamp is None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun / fabric run: ranks cannot agree on a time
+            raise ConfigError("this job was started by a multi-process launcher; pass output_dir=<run dir> so every rank writes to the same place")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    method = str(cfg.method).replace(":", ".")
+    return Path("runs") / f"{stamp}_{method}_{cfg.data.stream}_{cfg.scenario}_s{cfg.seed}"
+
+
+class RunDirectory:
+    def __init__(self, cfg: DictConfig, writer: bool):
+        self.cfg, self.writer = cfg, writer
+        self.path = resolve_run_dir(cfg)
+        os.environ[RUN_DIR_ENV] = str(self.path)
+        if writer:
+            if (self.path / "metrics.json").exists() and not cfg.overwrite and not cfg.resume:
+                raise ConfigError(
+                    f"output_dir '{self.path}' already holds a metrics.json; choose another output_dir or pass overwrite=true"
+                )
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    # -- resume -------------------------------------------------------------------------------
+    def load_state(self) -> dict | None:
+        return resume.load_state(self.path, self.cfg) if self.cfg.resume else None
+
+    def save_state(self, **state) -> None:
+        if self.writer:
+            resume.save_state(self.path, self.cfg, **state)
+
+    def mid_task_checkpoint(self, task: int) -> Path | None:
+        return resume.mid_task_checkpoint(self.path, task, self.cfg) if self.cfg.resume else None
+
+    def read_metrics(self) -> dict:
+        return json.loads((self.path / "metrics.json").read_text())
+
+    # -- results ------------------------------------------------------------------------------
+    def write_config(self) -> None:
+        if self.writer:
+            report.atomic_write(self.path / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
+
+    def task_done(self, metrics: dict) -> None:
+        """A task's results are in `metrics` and the state: the partial metrics.json survives a crash,
+        and the task's mid-task checkpoint is no longer needed."""
+        if self.writer:
+            if not metrics["complete"]:
+                report.write_metrics_json(self.path, metrics)
+            (resume.checkpoint_dir(self.path) / f"{resume.LAST}.ckpt").unlink(missing_ok=True)
+
+    def finish(self, metrics: dict, suite) -> dict[str, Path]:
+        """The final files; returns the PNGs by W&B key."""
+        if not self.writer:
+            return {}
+        report.write_metrics_json(self.path, metrics)
+        report.write_metrics_csv(self.path, metrics)
+        pngs = {"accuracy_matrix_heatmap": report.save_accuracy_matrix_png(self.path, metrics)}
+        for name, content in suite.files(metrics).items():
+            if name.endswith(".png"):
+                pngs[name[:-4]] = report.save_png(content, self.path / name)
+            else:
+                report.atomic_write(self.path / name, content)
+        return pngs
+
+
+class LoadedRun(NamedTuple):
+    cfg: DictConfig
+    stream: object  # continual.data.streams.Stream
+    module: object  # the ContinualModule, in eval mode, as the run left it
+    metrics: dict
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    """A finished (or partly finished) run read back from its directory: its config, its stream
+    (rebuilt from the config: the data must be where `data.root` says) and its trained module."""
+    from continual.config import load_config
+    from continual.data.streams import build_stream
+    from continual.experiment import build_method
+
+    path = Path(path)
+    if not (path / "config.yaml").is_file() or not (resume.checkpoint_dir(path) / resume.STATE).is_file():
+        raise ConfigError(f"'{path}' is not a run directory (no config.yaml and checkpoints/{resume.STATE}); give the folder `continual fit` printed")
+    cfg = load_config(str(path / "config.yaml"), ["resume=null", "output_dir=null"])
+    state = resume.load_state(path, cfg)
+    stream = build_stream(cfg.data, cfg.seed)
+    module = build_method(cfg, stream)
+    module.load_state_dict(state["module"])
+    return LoadedRun(cfg, stream, module.eval(), json.loads((path / "metrics.json").read_text()))
