@@ -36,7 +36,15 @@ import yaml
 
 from continual.errors import ConfigError, Interrupted
 
-METRICS = ("acc", "bwt", "avg_forgetting", "wall_time_s")
+METRICS = ("acc", "bwt", "avg_forgetting", "wall_time_s", "trainable_per_task", "stored_floats", "mask_density")
+
+
+def metric(m: dict, key: str):
+    """A cell's value of `key` (trainable_per_task: the mean over its tasks); None where a run has none."""
+    if key == "trainable_per_task":
+        per_task = m.get("trainable_params_per_task")
+        return statistics.fmean(per_task) if per_task else None
+    return m.get(key)
 _KEYS = {"base", "out", "methods", "scenarios", "seeds", "overrides", "per_cell", "reference"}
 
 
@@ -206,7 +214,7 @@ def summarize(grid: Grid, results: dict) -> list[dict]:
             errors = [m for m in got if isinstance(m, str)]
             entry = {"method": row, "scenario": sc, "seeds": len(ok), "failed": len(errors), "error": errors[0] if errors else ""}
             for key in METRICS:
-                entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std([m[key] for m in ok])
+                entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std([metric(m, key) for m in ok])
             entry["reference_acc"] = grid.reference.get(row, {}).get(sc)
             rows.append(entry)
     return rows
@@ -218,9 +226,18 @@ def _fmt(mean, std, scale: float = 100.0, digits: int = 1) -> str:
     return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
+def _count(v) -> str:
+    """A parameter or float count: 512k, 1.2M."""
+    if v is None:
+        return "n/a"
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.1f}k" if v >= 1e3 else f"{v:.0f}"
+
+
 def to_markdown(grid: Grid, rows: list[dict]) -> str:
     seeds = ", ".join(map(str, grid.seeds))
-    lines = [f"# compare: {grid.out.name}", "", f"Mean ± std over seeds [{seeds}]. ACC, BWT and forgetting in %, wall time in s.", ""]
+    lines = [f"# compare: {grid.out.name}", "", f"Mean ± std over seeds [{seeds}]. ACC, BWT, forgetting and mask density in %, "
+             "wall time in s; memory: trainable parameters per task and the floats the method keeps besides its "
+             "frozen backbone (stored floats, continual/metrics/memory.py).", ""]
     by = {(r["method"], r["scenario"]): r for r in rows}
     head = ["method", *[f"{sc}-IL ACC" for sc in grid.scenarios]]
     if grid.reference:
@@ -238,12 +255,15 @@ def to_markdown(grid: Grid, rows: list[dict]) -> str:
                 ref = r["reference_acc"]
                 cells.append("" if ref is None else f"{ref:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| method | scenario | seeds | ACC | BWT | forgetting | wall time (s) | status |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| method | scenario | seeds | ACC | BWT | forgetting | trainable/task | stored floats | mask density | wall time (s) | status |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         status = f"{r['failed']} failed: {r['error']}" if r["failed"] else "ok"
         lines.append(
             f"| {r['method']} | {r['scenario']} | {r['seeds']} | {_fmt(r['acc_mean'], r['acc_std'])} | "
             f"{_fmt(r['bwt_mean'], r['bwt_std'])} | {_fmt(r['avg_forgetting_mean'], r['avg_forgetting_std'])} | "
+            f"{_count(r['trainable_per_task_mean'])} | {_count(r['stored_floats_mean'])} | "
+            f"{_fmt(r['mask_density_mean'], r['mask_density_std'])} | "
             f"{_fmt(r['wall_time_s_mean'], r['wall_time_s_std'], 1.0, 0)} | {status} |"
         )
     return "\n".join(lines) + "\n"

@@ -81,7 +81,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     run_dir.write_config()
     dm = TaskStreamDataModule(
         stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed, joint=module.joint,
-        probe_per_task=cfg.metrics.probe_per_task,
+        probe_per_task=cfg.metrics.probe_per_task, eval_split=cfg.data.eval_split,
     )
     wandb = RunLogger(cfg, run_dir.path, state["wandb_id"] if state else None)
     guard = FrozenBackboneGuard()
@@ -133,6 +133,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
         "method": cfg.method,
         "scenario": cfg.scenario,
         "seed": cfg.seed,
+        "eval_split": cfg.data.eval_split,
         "stream": stream.name,
         "tasks": stream.task_classes,
         "task_labels": [t.labels for t in stream.tasks],
@@ -150,7 +151,8 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
         if ckpt is not None and is_zero:
             print(f"resuming task {t + 1} mid-way from {ckpt}")
         try:
-            tr.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+            if any(p.requires_grad for p in module.parameters()):  # statistics methods learn in their hooks
+                tr.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
         except SIGTERMException:
             raise Interrupted(
                 f"stopped by SIGTERM during task {t + 1}; its checkpoint is {run_dir.path}/checkpoints/last.ckpt: "

@@ -3,7 +3,9 @@
 * task-incremental: one output per class of the stream; a sample may only be assigned one of
   its own task's classes (the task id is given, train and test).
 * class-incremental: one output per class; a sample may be assigned any class of the tasks
-  learned so far (plus its own task's, when a not-yet-learned task is evaluated for FWT).
+  learned so far, and nothing else: a task not learned yet is evaluated without its own
+  classes (its task id would be a hint class-IL does not give), so FWT is 0 for any method
+  that cannot predict unseen classes.
 * domain-incremental: one output per within-task class (`max classes per task`), shared by
   every task; the target is the class's index inside its task.
 """
@@ -39,5 +41,5 @@ class LabelSpace(nn.Module):
         if self.scenario == "task":
             return self.own[task]
         if self.scenario == "class":
-            return self.upto[task.clamp(min=current)]
+            return self.upto[current].expand(len(task), -1)
         return torch.ones(len(task), self.n_out, dtype=torch.bool, device=task.device)

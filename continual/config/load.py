@@ -142,6 +142,8 @@ def _check_values(cfg: DictConfig) -> None:
     d = cfg.data
     if not 0.0 <= d.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction={d.val_fraction} must be in [0, 1)")
+    if d.eval_split == "val" and d.val_fraction == 0:
+        raise ConfigError("data.eval_split=val needs a validation split: set data.val_fraction>0 (e.g. 0.1)")
     if not 0.0 < d.test_fraction < 1.0:
         raise ConfigError(f"data.test_fraction={d.test_fraction} must be in (0, 1)")
     for key in ("batch_size", "eval_batch_size", "classes_per_task"):

@@ -32,6 +32,8 @@ class DataConfig:
     class_order: Optional[List[int]] = None  # fixed class order; overrides shuffle_classes
     shuffle_classes: bool = False  # shuffle the class order with `seed` (the orders of van de Ven & Tolias's code)
     val_fraction: float = 0.1  # per task, held out of the training split
+    # the split every test pass evaluates: choose hyperparameters with `val`, report `test` once
+    eval_split: str = choice("test", ("test", "val"))
     test_fraction: float = 0.2  # split_digits only: MNIST has its own test split
     batch_size: int = 128
     eval_batch_size: int = 8192

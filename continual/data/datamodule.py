@@ -1,7 +1,7 @@
 """`TaskStreamDataModule`: the stream as a LightningDataModule that serves one task at a time.
 
 `set_task(t)` picks the task that `train_dataloader`/`val_dataloader` serve; `test_dataloader`
-always serves every task (one loader each, in task order) so the accuracy matrix row and the
+always serves every task's `eval_split` (`test`, or `val` to choose hyperparameters) (one loader each, in task order) so the accuracy matrix row and the
 forward-transfer entries come from a single test pass.
 
 With `joint=True` (the `joint` upper bound) the first task's fit sees the union of every
@@ -24,10 +24,11 @@ from continual.data.task_data import TaskData
 
 class TaskStreamDataModule(L.LightningDataModule):
     def __init__(
-        self, stream: Stream, batch_size: int, eval_batch_size: int, seed: int = 0, joint: bool = False, probe_per_task: int = 0
+        self, stream: Stream, batch_size: int, eval_batch_size: int, seed: int = 0, joint: bool = False, probe_per_task: int = 0,
+        eval_split: str = "test",
     ):
         super().__init__()
-        self.stream, self.joint, self.probe_per_task = stream, joint, probe_per_task
+        self.stream, self.joint, self.probe_per_task, self.eval_split = stream, joint, probe_per_task, eval_split
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.task = 0
 
@@ -72,4 +73,5 @@ class TaskStreamDataModule(L.LightningDataModule):
         return loader if len(loader.y) else []  # data.val_fraction=0: no validation
 
     def test_dataloader(self) -> list[TensorLoader]:
-        return [self._loader(t, "test", train=False) for t in range(len(self.stream))]
+        """Every task's evaluation split: `test`, or `val` while hyperparameters are chosen."""
+        return [self._loader(t, self.eval_split, train=False) for t in range(len(self.stream))]

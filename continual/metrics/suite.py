@@ -1,6 +1,6 @@
 """The metric callbacks of a run, built from `cfg.metrics`, and what they leave behind.
 
-The accuracy matrix (`Forgetting`) is always measured. The other callbacks are attached only
+The accuracy matrix (`Forgetting`) and the method's cost (`Memory`) are always measured. The other callbacks are attached only
 if enabled and the method's `evaluate` returns what they read (`continual.metrics.protocol`);
 otherwise their metrics.json entry is null. The task loop passes `callbacks` to every task's
 Trainer, calls `begin(t)` before each test pass, and stores `state_dict()` in its resume state.
@@ -13,6 +13,7 @@ import io
 
 from continual.metrics import plots, report
 from continual.metrics.forgetting import Forgetting
+from continual.metrics.memory import Memory
 from continual.metrics.padded import PaddedClass
 from continual.metrics.stability import COLUMNS, MaskStability
 from continual.metrics.task_inference import TaskInference
@@ -23,14 +24,14 @@ STABILITY_CSV = "mask_stability.csv"
 class MetricSuite:
     def __init__(self, cfg, stream, module):
         T = len(stream)
-        self.forgetting = Forgetting(stream.task_classes, stream.n_classes)
+        self.forgetting, self.memory = Forgetting(stream.task_classes, stream.n_classes), Memory()
         optional = {
             MaskStability.key: cfg.metrics.mask_stability and MaskStability(T, cfg.metrics.probe_per_task),
             PaddedClass.key: cfg.metrics.padded_class and PaddedClass(T, getattr(module, "n_v", None)),
             TaskInference.key: cfg.metrics.task_inference and TaskInference(T),
         }
         self.optional = {k: cb if cb and cb.active(module) else None for k, cb in optional.items()}
-        self.callbacks = [self.forgetting, *(cb for cb in self.optional.values() if cb)]
+        self.callbacks = [self.forgetting, self.memory, *(cb for cb in self.optional.values() if cb)]
 
     def begin(self, after: int) -> None:
         for cb in self.callbacks:
@@ -48,7 +49,9 @@ class MetricSuite:
         return self.forgetting.tasks_done
 
     def results(self) -> dict:
-        return {**self.forgetting.results(), **{k: cb.results() if cb else None for k, cb in self.optional.items()}}
+        optional = {k: cb.results() if cb else None for k, cb in self.optional.items()}
+        density = optional[MaskStability.key]["mask_density"] if optional[MaskStability.key] else None
+        return {**self.forgetting.results(), **self.memory.results(), "mask_density": density, **optional}
 
     def scalars(self) -> dict:
         return {k: v for cb in self.callbacks for k, v in cb.scalars().items()}

@@ -73,6 +73,10 @@ class ContinualModule(L.LightningModule):
     def logits(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
+    def backbone(self) -> nn.Module | None:
+        """The frozen network every task shares (not counted in the method's memory), if any."""
+        return None
+
     def frozen_modules(self) -> dict[str, nn.Module]:
         """Modules that must not change while tasks are learned (checked by FrozenBackboneGuard)."""
         return {}

@@ -62,7 +62,8 @@ class RouterModule(ContinualModule):
         tokens: str = choice("layer", ("layer", "unit", "patch"))  # how the signature X is cut into rows
         # dot is the default: on Split-MNIST class-IL it infers tasks best (docs/router.md)
         attention: str = choice("dot", ("learned", "dot", "perceiver", "local"))
-        gate: str = choice("units", ("units", "connections"))  # what the mask switches
+        # what the mask switches; none: no gating, value heads on the ungated features (the ablation)
+        gate: str = choice("units", ("units", "connections", "none"))
         mask: str = choice("soft", ("soft", "hard"))  # sigmoid gates, or binary with straight-through
         h: int = 64  # head size
         heads: int = 1
@@ -99,10 +100,8 @@ class RouterModule(ContinualModule):
             router.positional, router.window, router.latents,
         )
         self.query_norm = nn.LayerNorm(self.encoder.out_dim, elementwise_affine=False)
-        if router.gate == "units":
-            shapes = [(sum(mlp.widths),)]
-        else:
-            shapes = [tuple(layer.weight.shape) for layer in mlp.hidden]
+        shapes = {"units": [(sum(mlp.widths),)], "connections": [tuple(layer.weight.shape) for layer in mlp.hidden], "none": []}[router.gate]
+        self.eval_outputs = ("task", "padded") if router.gate == "none" else ("task", "probe", "padded")
         self.memories = nn.ModuleList(
             TaskMemory(router.memories, self.encoder.out_dim, shapes, mlp.widths[-1], self.n_v, router.gate_init)
             for _ in task_classes
@@ -122,6 +121,9 @@ class RouterModule(ContinualModule):
         for k, memory in enumerate(self.memories):
             memory.requires_grad_(k == t)
         self.encoder.requires_grad_(t == 0)
+
+    def backbone(self) -> nn.Module:
+        return self.mlp
 
     def frozen_modules(self) -> dict[str, nn.Module]:
         frozen = {"backbone": self.mlp}
@@ -197,7 +199,9 @@ class RouterModule(ContinualModule):
         """Gate the frozen MLP with one task's slots mixed by `alpha`; its values give the logits.
         Also returns the unit mask (units gating) and each sample's mask density."""
         hard = self.cfg.mask == "hard"
-        if self.cfg.gate == "units":
+        if self.cfg.gate == "none":
+            mask, feats, density = None, self.mlp.features(x), x.new_ones(len(x))
+        elif self.cfg.gate == "units":
             mask = gating.unit_masks(memory.gates[0], alpha, hard)
             feats = gating.forward_units(self.mlp, x, mask)
             density = mask.mean(1)
@@ -243,14 +247,16 @@ class RouterModule(ContinualModule):
         q = self.query(x)
         out = self.route(x, self.given_task(batch), q)
         by_true = out if self.labels.scenario == "task" else self.route(x, true, q)
-        probe = batch["probe"].nonzero().squeeze(1)
-        return {
+        result = {
             "pred": self._label(out),
             "target": self.labels.targets(batch["y"]),
             "task": out["task_scores"].argmax(1),
-            "probe": Probe(self._probe_masks(out, probe), out["task"][probe]),
             "padded": Padded(by_true["logits"], by_true["unmasked"], self.class_table[true] >= 0, self.within_task[batch["y"]]),
         }
+        if "probe" in self.eval_outputs:
+            probe = batch["probe"].nonzero().squeeze(1)
+            result["probe"] = Probe(self._probe_masks(out, probe), out["task"][probe])
+        return result
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self.route(batch["x"], batch["task"])

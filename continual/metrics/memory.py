@@ -1,0 +1,70 @@
+"""What a method costs: trainable parameters per task and the floats it keeps.
+
+`stored_floats` counts everything in the method's state besides its frozen backbone (the
+network every task shares, `ContinualModule.backbone()`): parameters, persistent buffers and
+the task state it carries (anchors, replay buffers, prototypes, teachers, keys, masks). A
+bool tensor counts 1/32 per entry (a bit), integers count like floats. The optimizer state
+carried with `optim.carry_state` is training machinery, not the method's memory: not counted.
+Every row of a comparison is read at this cost (README, docs/router.md).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from continual.metrics.base import StreamCallback
+
+
+def _floats(obj) -> float:
+    if torch.is_tensor(obj):
+        return obj.numel() / 32 if obj.dtype == torch.bool else float(obj.numel())
+    if isinstance(obj, dict):
+        return sum(_floats(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_floats(v) for v in obj)
+    return 0.0
+
+
+def stored_floats(module) -> float:
+    backbone = module.backbone()
+    # every path to the backbone (the router's signature holds it too)
+    prefixes = tuple(f"{name}." for name, m in module.named_modules(remove_duplicate=False) if m is backbone)
+    total = 0.0
+    for key, value in module.state_dict().items():
+        if backbone is not None and key.startswith(prefixes):
+            continue
+        total += _floats(value["method"]) if key.endswith("_extra_state") else _floats(value)
+    return total
+
+
+def trainable_params(module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class Memory(StreamCallback):
+    """After each task: the parameters that task could change, and what the method keeps."""
+
+    key = "memory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trainable: list[int] = []
+        self.stored: list[float] = []
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        if self.after >= 0:  # the requires_grad flags are still those of the task just learned
+            self.store(self.trainable, trainable_params(pl_module))
+            self.store(self.stored, stored_floats(pl_module))
+
+    def state_dict(self) -> dict:
+        return {"trainable": self.trainable, "stored": self.stored}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trainable, self.stored = list(state["trainable"]), list(state["stored"])
+
+    def results(self) -> dict:
+        return {"trainable_params_per_task": self.trainable, "stored_floats": self.stored[-1] if self.stored else None,
+                "stored_floats_curve": self.stored}
+
+    def scalars(self) -> dict:
+        return {"memory/stored_floats": self.stored[-1]} if self.stored else {}
