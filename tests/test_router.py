@@ -139,3 +139,30 @@ def test_test_batch_query_memo_changes_no_number(tmp_path, monkeypatch):
     plain = strip(run(load_config(None, [*overrides, f"output_dir={tmp_path / 'plain'}"])))
     assert memo == plain
     assert memo["task_inference"]["accuracy"] < 1.0  # some samples are misrouted: the shared query matters
+
+
+def test_gaussian_task_inference_by_hand():
+    from continual.routers.memory import TaskMemory, gaussian_scores
+
+    torch.manual_seed(0)
+    q, keys, log_var = torch.randn(5, 3), torch.randn(4, 3), torch.randn(4, 3) * 0.3
+    by_hand = torch.tensor([[-0.5 * float(((qi - k) ** 2 / lv.exp() + lv).sum()) for k, lv in zip(keys, log_var)] for qi in q])
+    assert torch.allclose(gaussian_scores(q, keys, log_var), by_hand, atol=1e-5)
+    # variances: slot 0 gets the two points near it, slot 1 one point; shrunk towards the overall
+    memory = TaskMemory(2, 2, [], 4, 2, 0.0, gaussian=True)
+    memory.keys.data = torch.tensor([[0.0, 0.0], [10.0, 10.0]])
+    pts = torch.tensor([[1.0, 0.0], [-1.0, 2.0], [10.0, 13.0]])
+    memory.fit_variances(pts, prior=2.0)
+    sq = torch.tensor([[1.0, 0.0], [1.0, 4.0], [0.0, 9.0]])
+    overall = sq.mean(0)
+    expected = torch.stack([(sq[0] + sq[1] + 2 * overall) / 4, (sq[2] + 2 * overall) / 3])
+    assert torch.allclose(memory.log_var.exp(), expected, atol=1e-6)
+
+
+def test_gaussian_inference_is_used_at_test_and_not_in_training(tmp_path):
+    m = run(load_config(None, [*QUICK, "scenario=class", "optim.lr=1e-2", "router.task_inference=gaussian", "trainer.max_epochs=1",
+                               f"output_dir={tmp_path / 'g'}"]))
+    n = run(load_config(None, [*QUICK, "scenario=class", "optim.lr=1e-2", "trainer.max_epochs=1", f"output_dir={tmp_path / 'n'}"]))
+    # same training (the losses use nearest-key scores either way), another task choice at test
+    assert m["padded_class"] == n["padded_class"]
+    assert m["task_inference"]["confusion_matrix"] != n["task_inference"]["confusion_matrix"]

@@ -24,9 +24,12 @@ def slot_scores(q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
 
 
 class TaskMemory(nn.Module):
-    def __init__(self, slots: int, key_dim: int, gate_shapes: list[tuple[int, ...]], feat_dim: int, n_v: int, gate_init: float):
+    def __init__(self, slots: int, key_dim: int, gate_shapes: list[tuple[int, ...]], feat_dim: int, n_v: int, gate_init: float,
+                 gaussian: bool = False):
         super().__init__()
         self.keys = nn.Parameter(torch.zeros(slots, key_dim))
+        if gaussian:  # per-slot diagonal variances of the task's queries, fit when the task ends
+            self.register_buffer("log_var", torch.zeros(slots, key_dim))
         self.gates = nn.ParameterList(nn.Parameter(torch.full((slots, *s), gate_init)) for s in gate_shapes)
         self.values = nn.Parameter(torch.randn(slots, n_v, feat_dim) / math.sqrt(feat_dim))
         self.value_bias = nn.Parameter(torch.zeros(slots, n_v))
@@ -55,3 +58,23 @@ class TaskMemory(nn.Module):
             centers[filled] = sums[filled] / counts[filled].unsqueeze(1).to(q.dtype)
         self.keys.copy_(centers)
         self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def fit_variances(self, q: torch.Tensor, prior: float = 10.0, floor: float = 1e-4) -> None:
+        """Each slot's per-dimension variance of the queries nearest to its key, shrunk towards
+        the task's overall variance as if `prior` samples had it (a slot with few samples keeps
+        about the task's spread instead of collapsing)."""
+        assign = torch.cdist(q, self.keys).argmin(1)
+        sq = (q - self.keys[assign]) ** 2
+        counts = torch.bincount(assign, minlength=len(self.keys)).to(q.dtype).unsqueeze(1)
+        sums = torch.zeros_like(self.keys).index_add_(0, assign, sq)
+        overall = sq.mean(0, keepdim=True)
+        self.log_var.copy_(((sums + prior * overall) / (counts + prior)).clamp(min=floor).log())
+
+
+def gaussian_scores(q: torch.Tensor, keys: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """[B, d] queries x [S, d] keys with diagonal variances -> [B, S] Gaussian log densities (up
+    to a constant): -1/2 sum_d ((q_d - k_d)^2 / var_d + log var_d), as three matmuls."""
+    iv = (-log_var).exp()
+    quad = (q * q) @ iv.T - 2 * q @ (keys * iv).T + (keys * keys * iv).sum(1)
+    return -0.5 * (quad + log_var.sum(1))

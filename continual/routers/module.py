@@ -36,7 +36,7 @@ from continual.models.continual_module import ContinualModule
 from continual.models.mlp import MLP
 from continual.routers import gating
 from continual.routers.attention import TokenAttention
-from continual.routers.memory import TaskMemory, slot_scores
+from continual.routers.memory import TaskMemory, gaussian_scores, slot_scores
 from continual.routers.signature import Signature
 
 
@@ -75,6 +75,9 @@ class RouterModule(ContinualModule):
         patch_size: Optional[int] = None  # patch tokens: input features per patch (None: sqrt(n_in))
         unit_chunks: int = 16  # unit tokens: input groups per unit token
         task_loss_weight: float = 1.0  # weight of the task-id cross-entropy on the attention scores
+        # how a task is inferred at test: the nearest key, or the most likely slot under per-slot
+        # diagonal Gaussians of the task's queries (variances fit when the task ends)
+        task_inference: str = choice("nearest", ("nearest", "gaussian"))
         gate_init: float = 3.0  # initial gate logit (sigmoid(3) = 0.95: start with the full network)
         mask_sparsity: float = 0.0  # weight of the mean mask density in the loss (0: gates need not close)
 
@@ -103,7 +106,8 @@ class RouterModule(ContinualModule):
         shapes = {"units": [(sum(mlp.widths),)], "connections": [tuple(layer.weight.shape) for layer in mlp.hidden], "none": []}[router.gate]
         self.eval_outputs = ("task", "padded") if router.gate == "none" else ("task", "probe", "padded")
         self.memories = nn.ModuleList(
-            TaskMemory(router.memories, self.encoder.out_dim, shapes, mlp.widths[-1], self.n_v, router.gate_init)
+            TaskMemory(router.memories, self.encoder.out_dim, shapes, mlp.widths[-1], self.n_v, router.gate_init,
+                       gaussian=router.task_inference == "gaussian")
             for _ in task_classes
         )
         table = torch.full((len(task_classes), self.n_v), -1, dtype=torch.long)
@@ -151,6 +155,8 @@ class RouterModule(ContinualModule):
         keys: refit the keys to the final queries before everything of the task is frozen."""
         if self.current_task == 0 and any(True for _ in self.encoder.parameters()):
             self.memories[0].fit_keys(self._task_queries(data), torch.Generator(), warm=True)
+        if self.cfg.task_inference == "gaussian":
+            self.memories[self.current_task].fit_variances(self._task_queries(data))
 
     # -- the forward pass --------------------------------------------------------------------
     def query(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,12 +178,22 @@ class RouterModule(ContinualModule):
         ready = torch.stack([m.initialized for m in self.memories])
         return scores.amax(2).masked_fill(~ready, float("-inf"))
 
+    def inferred_task_scores(self, q: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """[B, T] the scores a test-time task choice uses: `task_scores`, or with
+        `task_inference=gaussian` each task's most likely slot (in training, and for a task whose
+        variances are not fit yet, the nearest-key scores the losses are defined on)."""
+        if self.training or self.cfg.task_inference == "nearest":
+            return self.task_scores(scores)
+        ready = torch.stack([m.initialized for m in self.memories])
+        dens = torch.stack([gaussian_scores(q, m.keys, m.log_var).amax(1) for m in self.memories], 1)
+        return dens.masked_fill(~ready, float("-inf"))
+
     def route(self, x: torch.Tensor, task: torch.Tensor | None = None, q: torch.Tensor | None = None) -> dict:
         """Per-sample task (`task`, or inferred if None), padded logits and the quantities behind
         them; `q`: the queries of `x` if already computed."""
         q = self.query(x) if q is None else q
         scores = self.scores(q)
-        tscores = self.task_scores(scores)
+        tscores = self.inferred_task_scores(q, scores)
         if task is None:
             task = tscores.argmax(1)
         alpha = scores[torch.arange(len(q), device=q.device), task].softmax(1)  # [B, S]
