@@ -22,7 +22,8 @@ RUN = ["logger.wandb=false", "trainer.enable_progress_bar=false", "trainer.max_e
 EXTRA = {"er": ["er.buffer_size=60"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
 
 # A run that kills itself with SIGKILL: mid-task (step 5 of `task`, after the step-3 checkpoint)
-# or at a task boundary (as `task` starts, its predecessor's state saved).
+# or at a task boundary (as `task`'s Trainer starts, its predecessor's state saved): its fit, or
+# for a method with nothing to train, whose fit the task loop skips, its test pass.
 KILLER = """
 import os, signal, sys
 import lightning as L
@@ -31,7 +32,7 @@ from continual import load_config, run
 task, when = int(sys.argv[1]), sys.argv[2]
 
 class Kill(L.Callback):
-    def on_fit_start(self, trainer, pl_module):
+    def setup(self, trainer, pl_module, stage):
         if when == "boundary" and pl_module.current_task == task:
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -73,6 +74,8 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(tmp_path, uninterrup
     full = uninterrupted(method)
     # joint learns everything in its first fit: that is the task to kill it in
     task = {"mid": 0 if METHODS[method].joint else 1, "boundary": 2}[when]
+    if when == "mid" and json.loads((full / "metrics.json").read_text())["trainable_params_per_task"][task] == 0:
+        pytest.skip(f"{method} has nothing to train in task {task + 1}: no fit, so no step to kill it at")
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "WANDB_MODE": "offline"}
     proc = subprocess.run([sys.executable, "-c", KILLER, str(task), when, f"output_dir={killed}", *overrides(method)],
