@@ -64,7 +64,10 @@ class RouterModule(ContinualModule):
         attention: str = choice("dot", ("learned", "dot", "perceiver", "local"))
         # what the mask switches; none: no gating, value heads on the ungated features (the ablation)
         gate: str = choice("units", ("units", "connections", "none"))
-        mask: str = choice("soft", ("soft", "hard"))  # sigmoid gates, or binary with straight-through
+        # binary gates (straight-through) that start just above the threshold and are pushed to close
+        # by `mask_sparsity`, so each task keeps part of the network (soft gates at sigmoid(3) never
+        # closed: mask_density 1.0)
+        mask: str = choice("hard", ("soft", "hard"))  # sigmoid gates, or binary with straight-through
         h: int = 64  # head size
         heads: int = 1
         n_v: Optional[int] = None  # padded within-task classes; None: the largest task's class count
@@ -78,8 +81,8 @@ class RouterModule(ContinualModule):
         # how a task is inferred at test: the nearest key, or the most likely slot under per-slot
         # diagonal Gaussians of the task's queries (variances fit when the task ends)
         task_inference: str = choice("nearest", ("nearest", "gaussian"))
-        gate_init: float = 3.0  # initial gate logit (sigmoid(3) = 0.95: start with the full network)
-        mask_sparsity: float = 0.0  # weight of the mean mask density in the loss (0: gates need not close)
+        gate_init: float = 0.2  # initial gate logit (just above 0, the hard threshold: the full network, close to closing)
+        mask_sparsity: float = 0.2  # weight of the mean mask density in the loss (0: gates need not close)
 
     @classmethod
     def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
