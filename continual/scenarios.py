@@ -43,3 +43,15 @@ class LabelSpace(nn.Module):
         if self.scenario == "class":
             return self.upto[current].expand(len(task), -1)
         return torch.ones(len(task), self.n_out, dtype=torch.bool, device=task.device)
+
+
+def within_task_tables(task_classes: list[list[int]], n_classes: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For methods whose every task uses the same `width` outputs, output j being its task's j-th
+    class: `[T, width]` the global class of each task's output (-1 past its classes), and
+    `[n_classes]` each class's output within its task."""
+    table = torch.full((len(task_classes), width), -1, dtype=torch.long)
+    within = torch.full((n_classes,), -1, dtype=torch.long)
+    for t, classes in enumerate(task_classes):
+        table[t, : len(classes)] = torch.tensor(classes)
+        within[torch.tensor(classes)] = torch.arange(len(classes))
+    return table, within

@@ -61,10 +61,10 @@ class BackboneConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = choice("adam", ("adam", "sgd", "adamw"))
+    name: str = choice("adam", ("adam", "sgd", "adamw", "rmsprop"))
     lr: float = 1e-3
     weight_decay: float = 0.0
-    momentum: float = 0.0  # sgd only
+    momentum: float = 0.0  # sgd and rmsprop
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     # keep the optimizer's state (Adam's moments, SGD's momentum) from one task to the next instead
     # of a fresh optimizer per task; van de Ven & Tolias 2019 keep it, and it changes forgetting a lot

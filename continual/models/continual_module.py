@@ -171,6 +171,8 @@ class ContinualModule(L.LightningModule):
         params = [p for _, p in named]
         if o.name == "sgd":
             opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        elif o.name == "rmsprop":  # PyTorch's defaults otherwise (alpha 0.99), as SupSup's MNIST runs use it
+            opt = torch.optim.RMSprop(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         else:
             cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
             opt = cls(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)

@@ -38,6 +38,7 @@ from continual.routers import gating
 from continual.routers.attention import TokenAttention
 from continual.routers.memory import TaskMemory, gaussian_scores, slot_scores
 from continual.routers.signature import Signature
+from continual.scenarios import within_task_tables
 
 
 def check_n_v(n_v: int | None, task_classes: list[list[int]]) -> int:
@@ -113,11 +114,7 @@ class RouterModule(ContinualModule):
                        gaussian=router.task_inference == "gaussian")
             for _ in task_classes
         )
-        table = torch.full((len(task_classes), self.n_v), -1, dtype=torch.long)
-        within = torch.full((kwargs["n_classes"],), -1, dtype=torch.long)
-        for t, classes in enumerate(task_classes):
-            table[t, : len(classes)] = torch.tensor(classes)
-            within[torch.tensor(classes)] = torch.arange(len(classes))
+        table, within = within_task_tables(task_classes, kwargs["n_classes"], self.n_v)
         self.register_buffer("class_table", table, persistent=False)  # [T, n_v] global ids, -1 = padding
         self.register_buffer("within_task", within, persistent=False)  # global id -> index in its task
         self.set_task(0)
