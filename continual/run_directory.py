@@ -50,6 +50,10 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     return Path("runs") / f"{stamp}_{method}_{cfg.data.stream}_{cfg.scenario}_s{cfg.seed}"
 
 
+def read_metrics(path: Path) -> dict:
+    return json.loads((Path(path) / "metrics.json").read_text())
+
+
 class RunDirectory:
     def __init__(self, cfg: DictConfig, writer: bool):
         self.cfg, self.writer = cfg, writer
@@ -74,7 +78,7 @@ class RunDirectory:
         return resume.mid_task_checkpoint(self.path, task, self.cfg) if self.cfg.resume else None
 
     def read_metrics(self) -> dict:
-        return json.loads((self.path / "metrics.json").read_text())
+        return read_metrics(self.path)
 
     # -- results ------------------------------------------------------------------------------
     def write_config(self) -> None:
@@ -126,4 +130,4 @@ def load_run(path: str | Path) -> LoadedRun:
     stream = build_stream(cfg.data, cfg.seed)
     module = build_method(cfg, stream)
     module.load_state_dict(state["module"])
-    return LoadedRun(cfg, stream, module.eval(), json.loads((path / "metrics.json").read_text()))
+    return LoadedRun(cfg, stream, module.eval(), read_metrics(path))

@@ -180,8 +180,10 @@ def _method_spec(raw: dict, overrides: DictConfig) -> str:
 
 
 def _other_sections(data, method, names: Iterable[str]) -> list[str]:
+    """Keys of `data` that are another method's section (a method name that is not a schema section)."""
     own = method.name if method.Config is not None else None
-    return [k for k in data if k in names and k != own and k not in _sections(None)]
+    schema_sections = _sections(None)
+    return [k for k in data if k in names and k != own and k not in schema_sections]
 
 
 def _check_method(cfg: DictConfig, method) -> None:

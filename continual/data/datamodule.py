@@ -1,15 +1,17 @@
 """`TaskStreamDataModule`: the stream as a LightningDataModule that serves one task at a time.
 
 `set_task(t)` picks the task that `train_dataloader`/`val_dataloader` serve; `test_dataloader`
-always serves every task's `eval_split` (`test`, or `val` to choose hyperparameters) (one loader each, in task order) so the accuracy matrix row and the
-forward-transfer entries come from a single test pass.
+always serves every task (one loader each, in task order) so the accuracy matrix row and the
+forward-transfer entries come from a single test pass: its `eval_split`, `test`, or `val` while
+hyperparameters are chosen.
 
 With `joint=True` (the `joint` upper bound) the first task's fit sees the union of every
 task's training data, each sample with its own task id, and later fits see no data: the
 model is unchanged after task 1, so every row of the accuracy matrix equals the first.
 
 `task_data()` is what the task loop hands to a method's task hooks: the training data the
-current task is fit on. Test batches flag the first `probe_per_task` samples of each task (`batch["probe"]`).
+current task is fit on. Test batches flag the first `probe_per_task` samples of each task
+(`batch["probe"]`).
 """
 
 from __future__ import annotations

@@ -152,11 +152,16 @@ class RouterModule(ContinualModule):
 
     def on_task_end(self, data: TaskData) -> None:
         """If the token attention trained in this task (task 1), its queries moved under the
-        keys: refit the keys to the final queries before everything of the task is frozen."""
-        if self.current_task == 0 and any(True for _ in self.encoder.parameters()):
-            self.memories[0].fit_keys(self._task_queries(data), torch.Generator(), warm=True)
+        keys: refit the keys to the final queries before everything of the task is frozen. With
+        Gaussian task inference, fit the slots' variances to those queries."""
+        refit = self.current_task == 0 and any(True for _ in self.encoder.parameters())
+        if not (refit or self.cfg.task_inference == "gaussian"):
+            return
+        q = self._task_queries(data)  # the encoder is final now: one query pass serves both
+        if refit:
+            self.memories[0].fit_keys(q, torch.Generator(), warm=True)
         if self.cfg.task_inference == "gaussian":
-            self.memories[self.current_task].fit_variances(self._task_queries(data))
+            self.memories[self.current_task].fit_variances(q)
 
     # -- the forward pass --------------------------------------------------------------------
     def query(self, x: torch.Tensor) -> torch.Tensor:
