@@ -1,4 +1,4 @@
-"""Start-up cost seen from a shell: `continual --help` and a whole `continual fit` process."""
+"""Start-up cost seen from a shell: the imports, `continual --help` and a whole `continual fit` process."""
 
 from __future__ import annotations
 
@@ -19,13 +19,21 @@ def _time(args: list[str], env: dict) -> float:
     return time.perf_counter() - start
 
 
-def startup(fit_args: list[str], repeats: int, threads: int) -> dict:
+def startup(fit_args: list[str], repeats: int, threads: int, device: str = "cpu") -> dict:
+    """Whole processes, and what `continual fit` adds beyond the imports it cannot avoid (and,
+    on a GPU, the CUDA start every GPU process pays)."""
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": os.pathsep.join(sys.path)}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     fit = [*CLI, "fit", *fit_args, "logger.wandb=false", "trainer.enable_progress_bar=false", "overwrite=true"]
-    return {
+    floor = "import torch, lightning" + ("; torch.zeros(1, device='cuda')" if device == "cuda" else "")
+    out = {
+        "import_s": summary([_time([sys.executable, "-c", "import torch, lightning"], env) for _ in range(repeats)]),
         "help_s": summary([_time([*CLI, "--help"], env) for _ in range(repeats)]),
         "fit_s": summary([_time([*fit, f"output_dir={tempfile.mkdtemp(prefix='bench_')}"], env) for _ in range(repeats)]),
         "fit_command": " ".join(["continual", *fit[len(CLI):]]),
     }
+    if device == "cuda":
+        out["import_cuda_s"] = summary([_time([sys.executable, "-c", floor], env) for _ in range(repeats)])
+    out["fit_adds_s"] = out["fit_s"]["median"] - out["import_cuda_s" if device == "cuda" else "import_s"]["median"]
+    return out

@@ -36,7 +36,8 @@ def config(path: str, overrides: list[str]) -> DictConfig:
 def raw(cfg: DictConfig, device: str) -> list[list[float]]:
     stream = build_stream(cfg.data, cfg.seed)
     TaskStreamDataModule(stream, 1, 1).to(device)
-    return run_raw(stream, list(cfg.backbone.hidden), cfg.optim.lr, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
+    return run_raw(stream, list(cfg.backbone.hidden), cfg.optim.lr, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed,
+                   cfg.trainer.max_epochs)
 
 
 def platform(cfg: DictConfig) -> list[list[float]]:

@@ -1,13 +1,14 @@
-"""Run one experiment: a method over a task stream, one Lightning `Trainer` per task.
+"""Run one experiment: a method over a task stream, one Lightning `Trainer` fitting each task.
 
 The task loop, top to bottom. Per task t: the method's `on_task_start` hook gets task t's
 training data, `fit` trains on it (so `trainer.*` config keys mean exactly what Lightning
 says, with `max_epochs` counted per task), `on_task_end` gets the data again, and one `test`
 pass over every task's test set gives row t of the accuracy matrix. A test pass before any
-training gives the random-init reference for forward transfer.
+training gives the random-init reference for forward transfer. One more Trainer runs every
+test pass.
 
-The pieces only meet here: the data module and the method get the task cursor, the stream
-callbacks (metrics, frozen-module guard, and the user's) see every test pass, the run
+The pieces only meet here: the data module and the method get the task cursor, the metric
+callbacks see every test pass, the frozen-module guard every fit, the user's both; the run
 directory (`RunDirectory`) writes every file and the state `resume=` continues from, and the
 `RunLogger` reports to W&B. Under DDP every rank runs this loop; only rank 0 writes.
 """
@@ -45,6 +46,20 @@ def _stop_if_terminated(tr, run_dir, tasks_done: int) -> None:
         )
 
 
+def check_accelerator(cfg: DictConfig) -> None:
+    """`trainer.accelerator=gpu|cuda` without a visible GPU: one line, before anything is written."""
+    import torch
+
+    from continual.errors import ConfigError
+
+    wanted = str(cfg.trainer.get("accelerator", "auto")).lower()
+    if wanted in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={wanted} but torch sees no CUDA GPU here (torch {torch.__version__}, "
+            f"CUDA build: {torch.version.cuda or 'no'}); use trainer.accelerator=auto or cpu"
+        )
+
+
 def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     """Train `cfg.method` over the stream; returns the metrics dict written to metrics.json.
 
@@ -69,6 +84,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     # the frozen backbone stays in eval mode on purpose (no dropout/batch-norm updates in it)
     warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode at the start of training")
     is_zero = rank_zero_only.rank == 0
+    check_accelerator(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     stream = build_stream(cfg.data, cfg.seed)  # data and model errors surface before any file is written
     module = build_method(cfg, stream)
@@ -91,24 +107,32 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     T = len(stream)
 
     def trainer(task: int | None = None) -> L.Trainer:
-        """A Trainer for one test pass, or for fitting `task` (with its mid-task checkpoints)."""
+        """The Trainer that fits `task` (its mid-task checkpoints, the frozen-module guard), or
+        with None the one Trainer of every test pass (the metric callbacks). Callbacks ride only
+        where their hooks fire: Lightning calls every callback at every training step."""
         kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
         kwargs.setdefault("default_root_dir", str(run_dir.path))
-        cbs = [guard, *suite.callbacks, *callbacks]
+        cbs = [*callbacks]
         if kwargs.get("enable_progress_bar", True):
             cbs.append(TaskProgressBar(T))
-        if task is not None:
-            cbs.append(TaskCheckpoint(run_dir.path, task, fingerprint, cfg.checkpoint_every_n_steps))
+        if task is None:
+            cbs += suite.callbacks
+        else:
+            cbs += [guard, TaskCheckpoint(run_dir.path, task, fingerprint, cfg.checkpoint_every_n_steps, cfg.checkpoint_every_s)]
             kwargs["enable_checkpointing"] = True
         tr = L.Trainer(**kwargs, logger=wandb.lightning if wandb.lightning is not None else False, callbacks=cbs)
         dm.to(tr.strategy.root_device)
         return tr
 
-    def test(tr: L.Trainer, after: int) -> None:
+    testers: list[L.Trainer] = []
+
+    def test(after: int) -> None:
         """The test pass over every task after training task `after` (-1: before any training)."""
+        if not testers:
+            testers.append(trainer())
         suite.begin(after)
-        tr.test(module, datamodule=dm, verbose=False)
-        _stop_if_terminated(tr, run_dir.path, max(after, 0))
+        testers[0].test(module, datamodule=dm, verbose=False)
+        _stop_if_terminated(testers[0], run_dir.path, max(after, 0))
 
     started = time.perf_counter()
     elapsed = state["wall_time_s"] if state else 0.0
@@ -120,7 +144,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
         )
 
     if state is None:
-        test(trainer(), -1)
+        test(-1)
         save_state(False)
     else:
         module.load_state_dict(state["module"])
@@ -160,7 +184,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
             ) from None
         _stop_if_terminated(tr, run_dir.path, t)
         module.to(device).on_task_end(data)
-        test(tr, t)
+        test(t)
         metrics = {**base, "complete": t == T - 1, "tasks_done": t + 1, **suite.results(),
                    "wall_time_s": elapsed + time.perf_counter() - started}
         wandb.task_end(t, suite.scalars())

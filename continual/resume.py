@@ -7,7 +7,8 @@ Two files under `<run dir>/checkpoints/`, both written atomically by rank 0:
   stream callbacks' state (accuracy counts, probe masks, frozen-module hashes), the RNG states
   and the config fingerprint. Everything a finished task produced survives a kill at any moment.
 * `last.ckpt`, a Lightning checkpoint of the task in progress (model, optimizer, loop and
-  data-loader position, RNG), every `checkpoint_every_n_steps` steps and on SIGTERM; resumed
+  data-loader position, RNG), every `checkpoint_every_s` seconds (or `checkpoint_every_n_steps`
+  steps) and on SIGTERM; resumed
   with `trainer.fit(ckpt_path=...)`, so a resumed task takes exactly the remaining steps.
 
 Both load with `weights_only=True`. A checkpoint written under a different config is refused,
@@ -41,6 +42,7 @@ VOLATILE = (
     "resume",
     "overwrite",
     "checkpoint_every_n_steps",
+    "checkpoint_every_s",
     "logger.",
     "trainer.devices",
     "trainer.num_nodes",

@@ -78,19 +78,22 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path, digits):
 
 
 def test_pretraining_learns_and_warns_on_overlap(digits):
-    c = cfg(backbone={"hidden": [32], "init": "pretrain", "pretrain": {"dataset": "digits", "epochs": 3}})
+    c = cfg(backbone={"hidden": [32], "init": "pretrain", "pretrain": {"dataset": "digits", "epochs": 10}})
     with pytest.warns(UserWarning, match="overlaps the stream's own later-task classes"):
         net = build_backbone(c, digits, 10)
-    torch.manual_seed(0)
-    random = MLP(64, [32], 10)
-    assert not torch.equal(net.hidden[0].weight, random.hidden[0].weight)
     # pretrained features separate digits better than random ones: a linear probe on them fits
+    # better than on the best of five random inits (by about 4 points here, so no lucky draw decides)
     x = torch.cat([t.x_train for t in digits.tasks]); y = torch.cat([t.y_train for t in digits.tasks])
     def probe(features):
         f = features(x).detach()
         w = torch.linalg.lstsq(f, torch.nn.functional.one_hot(y, 10).float()).solution
         return ((f @ w).argmax(1) == y).float().mean().item()
-    assert probe(net.features) > probe(random.features)
+    randoms = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        randoms.append(MLP(64, [32], 10))
+    assert not any(torch.equal(net.hidden[0].weight, r.hidden[0].weight) for r in randoms)
+    assert probe(net.features) > max(probe(r.features) for r in randoms)
 
 
 @pytest.mark.parametrize("classes", [[5, 6, 7], [0, 1]], ids=["disjoint", "first-task"])

@@ -8,11 +8,17 @@ from continual.config import load_config
 from continual.data.streams import build_stream
 
 
-def test_bench_quick_writes_every_table(tmp_path):
+def test_bench_quick_writes_every_table(tmp_path, capsys):
     assert main(["--quick", "--skip", "startup", "--out", str(tmp_path)]) == 0
     (result,) = tmp_path.glob("bench_*.json")
     data = json.loads(result.read_text())
-    assert set(data["workloads"]) == {"raw", "finetune", "router", "router_step"}
+    rows = data["workloads"]
+    assert set(rows) == {"raw", "finetune", "raw_5ep", "finetune_5ep", "router", "router_step"}
+    assert rows["finetune_5ep"]["train_samples"] == 5 * rows["finetune"]["train_samples"]
+    out = capsys.readouterr().out
+    assert out.startswith("device: cpu") and data["machine"]["device"] == "cpu"
+    ratio = rows["finetune"]["wall_s"]["median"] / rows["raw"]["wall_s"]["median"]
+    assert f"{ratio:.2f} x raw " in out  # each row is read against its reference
     assert set(data["tokens"]["exponent"]) == {"learned", "perceiver"}
 
 

@@ -48,7 +48,7 @@ class PackNet(FineTune):
     def _forward(self, x: torch.Tensor, task: int | None) -> torch.Tensor:
         """task None: every weight (training); else only the weights of tasks 0..task."""
         for layer, own in zip(self.net.hidden, self.owner):
-            w = layer.weight if task is None else layer.weight * ((own >= 0) & (own <= task)).to(own.device)
+            w = layer.weight if task is None else layer.weight * ((own >= 0) & (own <= task))
             x = self.net.act(F.linear(x, w, layer.bias))
         return self.net.head(x)
 
@@ -56,10 +56,9 @@ class PackNet(FineTune):
         if self.training:
             return self._forward(batch["x"], None)
         out = None
-        for t in batch["task"].unique().tolist():  # at most one pass per task in the batch
-            rows = batch["task"] == t
+        for t, rows in self.task_groups(batch["task"]):  # one pass per task in the batch
             part = self._forward(batch["x"][rows], t)
-            out = part.new_zeros(len(rows), part.shape[1]) if out is None else out
+            out = part.new_zeros(len(batch["x"]), part.shape[1]) if out is None else out
             out[rows] = part
         return out
 

@@ -220,8 +220,7 @@ class SupSup(ContinualModule):
     def task_logits(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         """Each sample through the network under its task's mask (one pass per task present)."""
         out = x.new_empty(len(x), self.net.head.out_features, dtype=torch.float64)
-        for t in task.unique().tolist():
-            rows = task == t
+        for t, rows in self.task_groups(task):
             out[rows] = masked_forward(self.net, x[rows], self.layer_masks(self.flat_mask(t)), self.scale)
         return out
 

@@ -1,12 +1,13 @@
 """`TaskCheckpoint`: the mid-task `last.ckpt` that `continual.resume` resumes from.
 
-A `ModelCheckpoint` that keeps only `last.ckpt` (every n training steps, and once more when
-Lightning stops training on SIGTERM), tagged with the task, the config fingerprint and the RNG
+A `ModelCheckpoint` that keeps only `last.ckpt` (every few minutes of training, and once more
+when Lightning stops training on SIGTERM), tagged with the task, the config fingerprint and the RNG
 states, so a resumed task continues with exactly the remaining batches and random numbers.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
@@ -19,15 +20,26 @@ from continual import resume
 class TaskCheckpoint(ModelCheckpoint):
     CHECKPOINT_NAME_LAST = resume.LAST
 
-    def __init__(self, run_dir: Path, task: int, fingerprint: dict, every_n_steps: int):
+    def __init__(self, run_dir: Path, task: int, fingerprint: dict, every_n_steps: int, every_s: float):
+        """Every `every_n_steps` steps if > 0, else every `every_s` seconds of training (0: never
+        mid-task). Time, not steps, by default: on a GPU a step takes a millisecond and a
+        checkpoint far longer, on a CPU the reverse."""
+        by_time = every_n_steps == 0 and every_s > 0
         super().__init__(
             dirpath=resume.checkpoint_dir(run_dir),
             save_last=True,
             save_top_k=0,
             every_n_train_steps=every_n_steps,
+            train_time_interval=timedelta(seconds=every_s) if by_time else None,
             enable_version_counter=False,
         )
         self.task, self.fingerprint = task, fingerprint
+
+    @property
+    def state_key(self) -> str:
+        # Lightning names every hook call of a callback by its state key (a profiler label); a
+        # ModelCheckpoint's is a repr of its arguments, built anew at each call, several per step
+        return "TaskCheckpoint"
 
     @property
     def last_path(self) -> str:

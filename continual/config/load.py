@@ -156,7 +156,9 @@ def _check_values(cfg: DictConfig) -> None:
     if cfg.backbone.init == "checkpoint" and not cfg.backbone.checkpoint:
         raise ConfigError("backbone.init=checkpoint needs backbone.checkpoint=<path to a state_dict file>")
     if cfg.checkpoint_every_n_steps < 0:
-        raise ConfigError(f"checkpoint_every_n_steps={cfg.checkpoint_every_n_steps} must be >= 0 (0: checkpoint only at task ends)")
+        raise ConfigError(f"checkpoint_every_n_steps={cfg.checkpoint_every_n_steps} must be >= 0 (0: use checkpoint_every_s)")
+    if not cfg.checkpoint_every_s >= 0:
+        raise ConfigError(f"checkpoint_every_s={cfg.checkpoint_every_s} must be >= 0 (0: checkpoint only at task ends)")
     if cfg.metrics.probe_per_task < 1:
         raise ConfigError(f"metrics.probe_per_task={cfg.metrics.probe_per_task} must be a positive integer")
     if cfg.logger.mode not in (None, "online", "offline", "disabled"):

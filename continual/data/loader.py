@@ -53,13 +53,16 @@ class TensorLoader:
         self._served = (0, 0)  # (epoch, batches served) of the iteration in progress
 
     def _slices(self, epoch: int) -> list[torch.Tensor]:
-        """This rank's index slice for every batch of `epoch`."""
-        n = len(self.y)
+        """This rank's index slice for every batch of `epoch`, on the tensors' device: the
+        permutation crosses the bus once per epoch, not once per batch (on CUDA each copy from
+        pageable memory would wait for the GPU to finish the previous step)."""
+        n, device = len(self.y), self.y.device
         rank, world = dist_info()
         if not self.train:
-            return list(torch.arange(rank, n, world).split(self.batch_size))
+            return list(torch.arange(rank, n, world, device=device).split(self.batch_size))
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.task_id * 1009 + epoch)
-        return [step[rank::world] for step in torch.randperm(n, generator=gen).split(self.batch_size)]
+        order = torch.randperm(n, generator=gen).to(device)
+        return [step[rank::world] for step in order.split(self.batch_size)]
 
     def __len__(self) -> int:
         rank, world = dist_info()
@@ -71,13 +74,13 @@ class TensorLoader:
         self.epoch, self._skip = epoch + 1, 0
         n = len(self.y)
         device = self.y.device
+        task_ids = self.task.to(device) if self.task is not None else None
         for k, i in enumerate(self._slices(epoch)):
             if k < skip:
                 continue
             self._served = (epoch, k + 1)
-            i = i.to(device)
             global_size = min(self.batch_size, n - k * self.batch_size) if self.train else len(i)
-            task = self.task.to(device)[i] if self.task is not None else torch.full((len(i),), self.task_id, device=device)
+            task = task_ids[i] if task_ids is not None else torch.full((len(i),), self.task_id, device=device)
             batch = {"x": self.x[i], "y": self.y[i], "task": task, "index": i, "global_size": global_size}
             if not self.train:
                 batch["probe"] = i < self.probe

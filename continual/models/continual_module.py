@@ -108,16 +108,32 @@ class ContinualModule(L.LightningModule):
         self.current_task, self.carried_optim = state["current_task"], state["optim"]
         self.load_task_state(state["method"])
 
-    def on_fit_start(self) -> None:
-        """Checkpoints load onto the CPU: bring the carried state to the training device."""
+    def _state_to_device(self) -> None:
+        """Checkpoints load onto the CPU, and `task_state` is no buffer that `.to()` moves: bring
+        it to the device the module runs on."""
         state = self.task_state()
         if state:
             self.load_task_state(move(state, self.device))
+
+    def on_fit_start(self) -> None:
+        self._state_to_device()
+
+    def on_test_start(self) -> None:
+        self._state_to_device()
 
     # -- shared machinery -------------------------------------------------------------------
     def allowed(self, batch: dict) -> torch.Tensor:
         """[B, n_out] bool: the outputs each sample may be assigned now (the scenario's rule)."""
         return self.labels.allowed(batch["task"], self.current_task)
+
+    def task_groups(self, task: torch.Tensor) -> list[tuple[int, torch.Tensor | slice]]:
+        """(task id, rows) for each task present in a batch, for methods that run one pass per
+        task. A training batch holds the current task alone, known without reading the batch:
+        `unique()` would wait for the GPU at every step."""
+        if self.training and not self.joint:
+            return [(self.current_task, slice(None))]
+        ids = task.unique().tolist()
+        return [(t, slice(None) if len(ids) == 1 else (task == t).nonzero().squeeze(1)) for t in ids]
 
     def masked_logits(self, batch: dict) -> torch.Tensor:
         return self.logits(batch).masked_fill(~self.allowed(batch), float("-inf"))
@@ -130,6 +146,13 @@ class ContinualModule(L.LightningModule):
         """This rank's share of the mean over the global batch, scaled for DDP's gradient average."""
         world = self.trainer.world_size if self._trainer is not None else 1
         return per_sample.sum() * world / batch.get("global_size", len(per_sample) * world)
+
+    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
+        """The task loop's batches are already on the device (`TaskStreamDataModule.to`): skip
+        Lightning's walk over the batch's entries at every step."""
+        if batch["x"].device == device:
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         per_sample = nn.functional.cross_entropy(

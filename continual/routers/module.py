@@ -205,9 +205,7 @@ class RouterModule(ContinualModule):
         logits, unmasked = x.new_empty(len(x), self.n_v), x.new_empty(len(x), self.n_v)
         mask = x.new_empty(len(x), sum(self.mlp.widths)) if self.cfg.gate == "units" else None
         density = x.new_empty(len(x))
-        groups = task.unique().tolist()
-        for t in groups:  # one task per batch in training; a few at class-IL test time
-            rows = slice(None) if len(groups) == 1 else (task == t).nonzero().squeeze(1)
+        for t, rows in self.task_groups(task):  # one task per batch in training; a few at class-IL test time
             out, m, density[rows] = self._task_forward(self.memories[t], x[rows], alpha[rows])
             unmasked[rows] = out
             logits[rows] = out.masked_fill(self.class_table[t] < 0, float("-inf"))  # padded classes

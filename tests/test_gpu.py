@@ -1,0 +1,83 @@
+"""CUDA: every method gives the CPU's numbers, mixed precision works for every method, and the
+benchmark runs there. The `gpu` tests skip without a GPU (CI is CPU-only); run the whole suite
+on a GPU machine whenever one is available (docs/scaling.md, "GPU").
+
+Why counts and not exact equality: a GPU sums in another order, so a few predictions near a
+decision boundary may flip after training; methods that train nothing must agree exactly.
+"""
+
+import json
+
+import pytest
+import torch
+
+from continual.cli.main import main
+from continual.config import load_config
+from continual.experiment import run
+from continual.methods import builtin
+
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+METHODS = builtin()
+SMALL = ["data.n_tasks=3", "trainer.max_epochs=1", "logger.wandb=false", "trainer.enable_progress_bar=false"]
+EXTRA = {"er": ["er.buffer_size=50"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
+
+
+def method_run(method: str, tmp_path, *overrides: str) -> dict:
+    scenario = "class" if "class" in METHODS[method].scenarios else "task"
+    out = tmp_path / "_".join([method, *(o.split("=")[-1] for o in overrides)])
+    cfg = load_config(None, [f"method={method}", f"scenario={scenario}", *EXTRA.get(method, []), *SMALL,
+                             f"output_dir={out}", *overrides])
+    return run(cfg)
+
+
+def learns_nothing(method: str) -> bool:
+    return method in ("ncm", "slda", "prototypes")
+
+
+@GPU
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_on_cuda_gives_the_cpu_numbers(method, tmp_path):
+    cpu = method_run(method, tmp_path, "trainer.accelerator=cpu")
+    gpu = method_run(method, tmp_path, "trainer.accelerator=gpu")
+    assert gpu["counts"]["total"] == cpu["counts"]["total"]  # every test sample counted once, on both
+    for c_row, g_row, totals in zip(cpu["counts"]["correct"], gpu["counts"]["correct"], cpu["counts"]["total"]):
+        for c, g, n in zip(c_row, g_row, totals):
+            assert abs(c - g) <= (0 if learns_nothing(method) else max(2, 0.03 * n)), (method, cpu["accuracy_matrix"], gpu["accuracy_matrix"])
+    assert gpu["stored_floats"] == cpu["stored_floats"] and gpu["trainable_params_per_task"] == cpu["trainable_params_per_task"]
+
+
+@GPU
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_mixed_precision_runs_every_method_with_exact_counts(method, precision, tmp_path):
+    full = method_run(method, tmp_path, "trainer.accelerator=gpu")
+    mixed = method_run(method, tmp_path, "trainer.accelerator=gpu", f"trainer.precision={precision}")
+    assert mixed["complete"] and mixed["counts"]["total"] == full["counts"]["total"]
+    assert all(isinstance(c, int) for row in mixed["counts"]["correct"] for c in row)  # counts, not float sums
+    # half-precision activations move a few decisions; a broken path (wrong dtype, masks, padding) moves many
+    assert mixed["acc"] >= full["acc"] - 0.05, (method, precision, full["acc"], mixed["acc"])
+
+
+@GPU
+@pytest.mark.gpu
+def test_the_benchmark_runs_on_cuda_and_names_the_device(tmp_path, capsys):
+    from bench.__main__ import main as bench
+
+    assert bench(["--quick", "--skip", "tokens", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert torch.cuda.get_device_name() in out
+    result = json.loads(next(tmp_path.glob("bench_*.json")).read_text())
+    assert result["machine"]["device"] == torch.cuda.get_device_name()
+    raw, finetune = result["workloads"]["raw"], result["workloads"]["finetune"]
+    assert raw["final_acc"] > 0.8 and finetune["final_acc"] > 0.8  # both learned, on the GPU
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_asking_for_a_gpu_without_one_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", "trainer.accelerator=gpu", f"output_dir={out}", "logger.wandb=false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trainer.accelerator=gpu" in err[0] and "trainer.accelerator=auto or cpu" in err[0]
+    assert not out.exists()
