@@ -23,7 +23,21 @@ class CheckpointError(ContinualError):
     pass
 
 
+class StorageError(ContinualError):
+    """A file could not be written (disk full, read-only folder): what was on disk before stays."""
+
+
+class TrainingError(ContinualError):
+    """Training produced a non-finite loss: results after it would be meaningless."""
+
+
 class Interrupted(ContinualError):
     """SIGTERM stopped the run; its checkpoints are on disk and `resume=` continues it."""
 
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a terminated process
+
+
+class KeyboardInterrupted(Interrupted):
+    """Ctrl-C stopped the run; `resume=` continues it from its last checkpoint."""
+
+    exit_code = 130  # 128 + SIGINT
