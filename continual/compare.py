@@ -190,7 +190,7 @@ def run_grid(grid: Grid, shard: tuple[int, int] = (1, 1)) -> dict:
         print(f"{label}: running")
         try:
             results[cell] = run(cfg)
-        except Interrupted as err:  # SIGTERM or Ctrl-C: stop the grid, not just this cell
+        except (Interrupted, KeyboardInterrupted) as err:  # SIGTERM or Ctrl-C: stop the grid, not just this cell
             why = "Ctrl-C" if isinstance(err, KeyboardInterrupted) else "SIGTERM"
             raise type(err)(
                 f"stopped by {why} in cell {grid.cell_dir(*cell)}; run the same compare command again to "

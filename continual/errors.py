@@ -37,7 +37,9 @@ class Interrupted(ContinualError):
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a terminated process
 
 
-class KeyboardInterrupted(Interrupted):
-    """Ctrl-C stopped the run; `resume=` continues it from its last checkpoint."""
+class KeyboardInterrupted(BaseException):
+    """Ctrl-C stopped the run; `resume=` continues it from its last checkpoint. A BaseException,
+    like KeyboardInterrupt, so that no `except Exception` on the way (Lightning has one around
+    every training step) swallows it; the CLI reports it as one line like a ContinualError."""
 
     exit_code = 130  # 128 + SIGINT

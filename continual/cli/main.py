@@ -87,7 +87,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     import signal
     import warnings
 
-    from continual.errors import ContinualError
+    from continual.errors import ContinualError, KeyboardInterrupted
 
     # Lightning 2.6 on torch >= 2.10 warns about its own pytree use on every batch transfer.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -114,7 +114,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         run(cfg)
         return 0
-    except ContinualError as err:
+    except (ContinualError, KeyboardInterrupted) as err:
         print(f"continual: error: {err}", file=sys.stderr)
         return err.exit_code
     finally:

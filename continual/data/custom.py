@@ -51,7 +51,8 @@ def _check_tensors(name: str, x_train, y_train, x_test, y_test) -> int:
 
 def stream_from_tensors(name: str, x_train, y_train, x_test, y_test, cfg: DictConfig, seed: int = 0) -> Stream:
     """Split labelled tensors (any shape per sample; flattened to float32) into tasks."""
-    x_train, x_test = (torch.as_tensor(x).float().reshape(len(x), -1) for x in (x_train, x_test))
+    x_train, x_test = (torch.as_tensor(x).float() for x in (x_train, x_test))
+    x_train, x_test = (x.flatten(1) if x.ndim > 1 else x.reshape(-1, 1) for x in (x_train, x_test))
     y_train, y_test = (torch.as_tensor(y).long() for y in (y_train, y_test))
     n_classes = _check_tensors(name, x_train, y_train, x_test, y_test)
     return split_stream(name, (x_train, y_train, x_test, y_test), cfg, seed, n_classes)
