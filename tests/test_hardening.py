@@ -254,44 +254,46 @@ TORN = [*FAST, "trainer.max_epochs=2", "checkpoint_every_n_steps=3"]
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     full = tmp_path_factory.mktemp("full") / "run"
-    assert subprocess.run(cli("fit", f"output_dir={full}", *TORN), env=env(), capture_output=True).returncode == 0
+    assert main(["fit", f"output_dir={full}", *TORN]) == 0
     return comparable(full)
 
 
-@pytest.mark.parametrize("keep", [0, 0.5], ids=["empty", "truncated"])
-def test_torn_checkpoint_is_skipped_and_the_task_restarts_from_state(tmp_path, uninterrupted, keep):
-    args = TORN
-    run = tmp_path / "run"
-    proc = subprocess.Popen(cli("fit", f"output_dir={run}", *args), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for(mid_task(run, 2), proc, "a mid-task checkpoint of task 3")
+def test_torn_checkpoint_is_skipped_and_the_task_restarts_from_state(tmp_path, uninterrupted):
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cli("fit", f"output_dir={killed}", *TORN), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(mid_task(killed, 2), proc, "a mid-task checkpoint of task 3")
     proc.kill()
     proc.wait()
-    ckpt = run / "checkpoints" / "last.ckpt"
-    ckpt.write_bytes(ckpt.read_bytes()[: int(ckpt.stat().st_size * keep)])  # as a cross-device move cut off
-    res = subprocess.run(cli("fit", f"resume={run}", *args), env=env(), capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert "is torn or unreadable; ignoring it: task 3 restarts from state.pt" in res.stderr
-    assert comparable(run) == uninterrupted
+    for keep in (0, 0.5):  # empty, and cut off half-way, as a cross-device move killed mid-copy leaves it
+        run = tmp_path / f"kept_{keep}"
+        shutil.copytree(killed, run)
+        ckpt = run / "checkpoints" / "last.ckpt"
+        ckpt.write_bytes(ckpt.read_bytes()[: int(ckpt.stat().st_size * keep)])
+        with pytest.warns(UserWarning, match="is torn or unreadable; ignoring it: task 3 restarts from state.pt"):
+            assert main(["fit", f"resume={run}", *TORN]) == 0
+        assert comparable(run) == uninterrupted
 
 
-def test_concurrent_run_into_one_directory_refuses_and_a_dead_lock_is_taken_over(tmp_path):
+def test_concurrent_run_into_one_directory_refuses_and_a_dead_lock_is_taken_over(tmp_path, capsys):
     run = tmp_path / "run"
     first = subprocess.Popen(cli("fit", f"output_dir={run}", *SLOW), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for(lambda: (run / "checkpoints" / "state.pt").is_file(), first, "the first run's state.pt")
-    second = subprocess.run(cli("fit", f"output_dir={run}", *FAST), env=env(), capture_output=True, text=True)
+    config = (run / "config.yaml").read_text()
+    code = main(["fit", f"output_dir={run}", "overwrite=true", "seed=5", *FAST])  # would clear the first run's files
+    kept = (run / "config.yaml").read_text() == config and (run / "checkpoints" / "state.pt").is_file()
     first.kill()
     first.wait()
-    assert second.returncode == 2
-    assert second.stderr.strip().splitlines() == [
+    assert code == 2 and kept
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"continual: error: output_dir '{run}' is in use by another continual run (pid {first.pid} on {os.uname().nodename}); "
         "wait for it to end or choose another output_dir"
     ]
     # the killed run's lock file is still there, naming a dead process: the next run takes it over
     assert (run / ".continual.lock").read_text().startswith(f"pid {first.pid}")
-    assert subprocess.run(cli("fit", f"output_dir={run}", "overwrite=true", *FAST), env=env(), capture_output=True).returncode == 0
+    assert main(["fit", f"output_dir={run}", "overwrite=true", "data.n_tasks=1", *FAST]) == 0
 
 
-def test_overwrite_killed_early_leaves_no_stale_result(tmp_path):
+def test_overwrite_killed_early_leaves_no_stale_result(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["fit", f"output_dir={run}", *FAST]) == 0
     assert json.loads((run / "metrics.json").read_text())["complete"]
@@ -302,8 +304,8 @@ def test_overwrite_killed_early_leaves_no_stale_result(tmp_path):
     proc.kill()
     proc.wait()
     assert not (run / "metrics.json").exists() and not list(run.glob("*.png")) and not (run / "metrics.csv").exists()
-    res = subprocess.run(cli("fit", f"output_dir={run}", *FAST), env=env(), capture_output=True, text=True)
-    assert res.returncode == 2 and f"continue it with resume={run}" in res.stderr
+    assert main(["fit", f"output_dir={run}", *FAST]) == 2
+    assert f"continue it with resume={run}" in capsys.readouterr().err
 
 
 def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
@@ -317,15 +319,15 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
     )
 
 
-def test_a_failed_sweep_trial_fails_the_sweep(tmp_path):
+def test_a_failed_sweep_trial_fails_the_sweep(tmp_path, capsys):
     spec = tmp_path / "sweep.yaml"
     spec.write_text(
         "method: grid\nmetric: {name: final/acc, goal: maximize}\n"
         "parameters: {data.custom: {values: ['no_such_module:f']}}\n"
         "command: [continual, fit, data.stream=custom, logger.wandb=false, '${args_no_hyphens}']\n"
     )
-    res = subprocess.run(cli("sweep", str(spec), "--dir", str(tmp_path / "sw")), env=env(), capture_output=True, text=True)
-    assert res.returncode == 1 and "failed (exit 2" in res.stdout
+    assert main(["sweep", str(spec), "--dir", str(tmp_path / "sw")]) == 1
+    assert "failed (exit 2" in capsys.readouterr().out
 
 
 @pytest.fixture
