@@ -358,3 +358,17 @@ def test_read_only_run_directory_is_one_line(small_fs, capsys):
     assert main(["fit", f"output_dir={small_fs / 'run'}", *FAST]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"continual: error: cannot write into output_dir '{small_fs / 'run'}' (Read-only file system); make it writable or choose another output_dir"
+
+
+def test_sigterm_message_names_a_checkpoint_that_exists(tmp_path):
+    """Stopped during a task whose last.ckpt was not written (at an epoch's end, or a method that
+    trains in its hooks), the message points at state.pt, where that task restarts from."""
+    from continual.config import load_config
+    from continual.run_directory import RunDirectory
+
+    cfg = load_config(None, [f"output_dir={tmp_path / 'run'}"])
+    run = RunDirectory(cfg, writer=True)
+    run.save_state(complete=False, module={}, callbacks={}, wall_time_s=0.0, wandb_id=None)
+    assert f"task 2 restarts from {tmp_path / 'run' / 'checkpoints' / 'state.pt'}" in run.interrupted(1)
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert f"its checkpoint is {tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}" in run.interrupted(1)
