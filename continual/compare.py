@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from continual.errors import ConfigError, Interrupted
+from continual.errors import ConfigError, Interrupted, KeyboardInterrupted
 
 METRICS = ("acc", "bwt", "avg_forgetting", "wall_time_s", "trainable_per_task", "stored_floats", "mask_density")
 
@@ -89,7 +89,10 @@ def load_grid(path: str, out: str | None = None) -> Grid:
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"compare config '{path}' not found; give the path of a YAML file such as configs/compare/<name>.yaml")
-    raw = yaml.safe_load(file.read_text()) or {}
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise ConfigError(f"compare config '{path}' is not valid YAML; fix the syntax") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"compare config '{path}' must hold a mapping with keys {sorted(_KEYS)}")
     unknown = sorted(set(raw) - _KEYS)
@@ -103,6 +106,15 @@ def load_grid(path: str, out: str | None = None) -> Grid:
         methods = {str(m): [f"method={m}"] for m in methods}
     if not isinstance(methods, dict):
         raise ConfigError(f"'methods' in '{path}' must be a list of method names or a mapping row -> overrides")
+    if not isinstance(raw["scenarios"], list) or not isinstance(raw["seeds"], list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw["seeds"]
+    ):
+        raise ConfigError(f"compare config '{path}': scenarios and seeds must be lists, seeds of integers >= 0, e.g. seeds: [0, 1, 2]")
+    reference = raw.get("reference") or {}
+    if not isinstance(reference, dict) or not all(
+        isinstance(v, dict) and all(isinstance(x, (int, float)) for x in v.values()) for v in reference.values()
+    ):
+        raise ConfigError(f"'reference' in compare config '{path}' must map rows to {{scenario: ACC %}}, e.g. finetune: {{task: 87.2}}")
     base = raw.get("base")
     if base is not None and not Path(base).is_file() and (file.parent.parent / base).is_file():
         base = str(file.parent.parent / base)  # configs/compare/x.yaml names configs/<base>
@@ -111,10 +123,10 @@ def load_grid(path: str, out: str | None = None) -> Grid:
         out=Path(out or raw.get("out") or Path("runs") / "compare" / file.stem),
         methods={str(k): _str_list(v, f"methods.{k}") for k, v in methods.items()},
         scenarios=[str(s) for s in raw["scenarios"]],
-        seeds=[int(s) for s in raw["seeds"]],
+        seeds=list(raw["seeds"]),
         overrides=_str_list(raw.get("overrides", []), "overrides"),
         per_cell={str(k): _str_list(v, f"per_cell.{k}") for k, v in (raw.get("per_cell") or {}).items()},
-        reference={str(k): dict(v) for k, v in (raw.get("reference") or {}).items()},
+        reference={str(k): dict(v) for k, v in reference.items()},
     )
 
 
@@ -178,9 +190,10 @@ def run_grid(grid: Grid, shard: tuple[int, int] = (1, 1)) -> dict:
         print(f"{label}: running")
         try:
             results[cell] = run(cfg)
-        except Interrupted:  # SIGTERM: stop the grid, not just this cell
-            raise Interrupted(
-                f"stopped by SIGTERM in cell {grid.cell_dir(*cell)}; run the same compare command again to "
+        except (Interrupted, KeyboardInterrupted) as err:  # SIGTERM or Ctrl-C: stop the grid, not just this cell
+            why = "Ctrl-C" if isinstance(err, KeyboardInterrupted) else "SIGTERM"
+            raise type(err)(
+                f"stopped by {why} in cell {grid.cell_dir(*cell)}; run the same compare command again to "
                 "continue (finished cells are kept, this one starts over)"
             ) from None
         except Exception as err:  # one broken cell must not stop the grid

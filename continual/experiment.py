@@ -69,7 +69,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from continual import resume
-    from continual.callbacks import FrozenBackboneGuard, TaskCheckpoint, TaskProgressBar
+    from continual.callbacks import FiniteLossGuard, FrozenBackboneGuard, TaskCheckpoint, TaskProgressBar
     from continual.data.datamodule import TaskStreamDataModule
     from continual.data.streams import build_stream
     from continual.errors import Interrupted
@@ -118,7 +118,8 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
         if task is None:
             cbs += suite.callbacks
         else:
-            cbs += [guard, TaskCheckpoint(run_dir.path, task, fingerprint, cfg.checkpoint_every_n_steps, cfg.checkpoint_every_s)]
+            cbs += [guard, TaskCheckpoint(run_dir.path, task, fingerprint, cfg.checkpoint_every_n_steps, cfg.checkpoint_every_s),
+                    FiniteLossGuard(task)]
             kwargs["enable_checkpointing"] = True
         tr = L.Trainer(**kwargs, logger=wandb.lightning if wandb.lightning is not None else False, callbacks=cbs)
         dm.to(tr.strategy.root_device)
@@ -178,10 +179,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
             if any(p.requires_grad for p in module.parameters()):  # statistics methods learn in their hooks
                 tr.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
         except SIGTERMException:
-            raise Interrupted(
-                f"stopped by SIGTERM during task {t + 1}; its checkpoint is {run_dir.path}/checkpoints/last.ckpt: "
-                f"continue with the same command plus resume={run_dir.path}"
-            ) from None
+            raise Interrupted(f"stopped by SIGTERM during task {t + 1}; {run_dir.interrupted(t)}") from None
         _stop_if_terminated(tr, run_dir.path, t)
         module.to(device).on_task_end(data)
         test(t)

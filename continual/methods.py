@@ -49,17 +49,24 @@ def builtin() -> dict[str, type]:
     return dict(_REGISTRY)
 
 
+def import_user_module(module_name: str, setting: str):
+    """Import the user's module that `setting` (e.g. "method='m:C'") names; a one-line ConfigError
+    if it is missing or fails to import (a syntax error in it included)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise ConfigError(f"{setting}: module '{err.name}' not found; put {module_name}.py on PYTHONPATH (or run from its folder)") from None
+    except Exception as err:
+        first = (str(err).splitlines() or [""])[0]
+        where = f" at line {err.lineno}" if isinstance(err, SyntaxError) and err.lineno else ""
+        raise ConfigError(f"{setting}: importing '{module_name}' failed ({type(err).__name__}{where}: {first}); fix that module") from None
+
+
 def _user_class(spec: str) -> type:
     from continual.models.continual_module import ContinualModule
 
     module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        raise ConfigError(f"method='{spec}': module '{err.name}' not found; put {module_name}.py on PYTHONPATH (or run from its folder)") from None
-    except Exception as err:
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise ConfigError(f"method='{spec}': importing '{module_name}' failed ({type(err).__name__}: {first}); fix that module") from None
+    module = import_user_module(module_name, f"method='{spec}'")
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, ContinualModule)):
         found = "nothing" if cls is None else type(cls).__name__

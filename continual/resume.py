@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +130,14 @@ def _load(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
+        if path.stat().st_size == 0:
+            why = "it is empty (a write was cut off)"
+        else:
+            first = (str(err).splitlines() or [""])[0][:200]
+            why = f"{type(err).__name__}: {first}" if first else type(err).__name__
         raise CheckpointError(
-            f"checkpoint '{path}' cannot be loaded safely ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-            f"it is not a continual checkpoint: delete it or start a new run without resume="
+            f"checkpoint '{path}' cannot be loaded safely ({why}); it is torn or not a continual checkpoint: "
+            f"delete it or start a new run without resume="
         ) from None
 
 
@@ -143,6 +149,9 @@ def save_state(run_dir: Path, cfg: DictConfig, **state) -> None:
     atomic_write(checkpoint_dir(run_dir) / STATE, buf.getvalue())
 
 
+STATE_KEYS = ("format", "config", "rng", "complete", "module", "callbacks", "wall_time_s", "wandb_id")
+
+
 def load_state(run_dir: Path, cfg: DictConfig) -> dict | None:
     """The saved task-boundary state of `run_dir`, checked against `cfg`; None if there is none yet."""
     path = checkpoint_dir(run_dir) / STATE
@@ -151,16 +160,27 @@ def load_state(run_dir: Path, cfg: DictConfig) -> dict | None:
     state = _load(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint '{path}' is not a continual run state (format {FORMAT}); start a new run without resume=")
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint '{path}' lacks {', '.join(missing)}: it is damaged; start a new run without resume=")
     check_config(state["config"], cfg, f"checkpoint '{path}'", run_dir)
     return state
 
 
 def mid_task_checkpoint(run_dir: Path, task: int, cfg: DictConfig) -> Path | None:
-    """The Lightning checkpoint of task `task` in progress, if the killed run left one."""
+    """The Lightning checkpoint of task `task` in progress, if the killed run left a readable one.
+
+    A torn one (a kill or a full disk while an older version wrote it) is skipped with a warning:
+    the task then restarts from state.pt, which loses only that task's progress."""
     path = checkpoint_dir(run_dir) / f"{LAST}.ckpt"
     if not path.is_file():
         return None
-    tag = _load(path).get("continual", {})
+    try:
+        ckpt = _load(path)
+    except CheckpointError:
+        warnings.warn(f"checkpoint '{path}' is torn or unreadable; ignoring it: task {task + 1} restarts from {STATE}", stacklevel=2)
+        return None
+    tag = ckpt.get("continual", {}) if isinstance(ckpt, dict) else {}
     if tag.get("task") != task:
         return None  # it belongs to a task whose end state is already saved
     check_config(tag.get("config", {}), cfg, f"checkpoint '{path}'", run_dir)

@@ -5,12 +5,17 @@ Everything a run leaves goes through it: `config.yaml`, `metrics.json` (after ev
 `checkpoints/` (`continual.resume`). Under DDP only rank 0 writes (`writer=False` elsewhere:
 every write is then a no-op), so the task loop calls it the same way on every rank.
 `load_run` reads a run back: its config, stream and trained module.
+
+A writer holds a lock on its folder (`.continual.lock`, an flock the system drops when the
+process dies), so a second `continual fit` into it refuses instead of mixing two runs' files.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -18,10 +23,14 @@ from typing import NamedTuple
 from omegaconf import DictConfig, OmegaConf
 
 from continual import resume
-from continual.errors import ConfigError
+from continual.errors import ConfigError, StorageError
 from continual.metrics import report
 
 RUN_DIR_ENV = "CONTINUAL_RUN_DIR"  # set by rank 0 so processes launched later agree on it
+LOCK = ".continual.lock"
+# what a run writes at its top level; `overwrite=true` removes these (and checkpoints/) first
+RESULTS = ("metrics.json", "config.yaml", "metrics.csv", "*.png", "*.csv")
+_HELD: dict[Path, int] = {}  # run directory -> the open, flocked lock file of this process
 
 
 def _launcher_job_id() -> str | None:
@@ -54,25 +63,98 @@ def read_metrics(path: Path) -> dict:
     return json.loads((Path(path) / "metrics.json").read_text())
 
 
+def _earlier_run(path: Path) -> str | None:
+    """What an earlier run left in `path`, as words for a refusal, or None if it left nothing."""
+    try:
+        metrics = read_metrics(path)
+    except (OSError, ValueError):
+        metrics = None
+    if metrics is not None and metrics.get("complete"):
+        return "already holds a finished run (metrics.json)"
+    if metrics is not None:
+        return f"holds a partial run ({metrics.get('tasks_done', '?')} of {len(metrics.get('tasks', [])) or '?'} tasks done)"
+    if (resume.checkpoint_dir(path) / resume.STATE).is_file() or (path / "config.yaml").is_file():
+        return "holds a partial run (no task finished yet)"
+    return None
+
+
+def _lock(path: Path) -> None:
+    """Hold `path/LOCK` until this process ends or releases it; refuse if another process holds it."""
+    key = path.resolve()
+    if key in _HELD:  # an earlier run of this process in the same folder has ended (or failed)
+        os.close(_HELD.pop(key))
+    lock = path / LOCK
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise ConfigError(
+            f"output_dir '{path}' is in use by another continual run ({holder}); wait for it to end or choose another output_dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+    _HELD[key] = fd
+
+
+def _release(path: Path) -> None:
+    fd = _HELD.pop(path.resolve(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _clear(path: Path) -> None:
+    """Remove an earlier run's results (`overwrite=true`), metrics.json first: a run killed while
+    this runs leaves no old complete result beside the new config."""
+    for pattern in RESULTS:
+        for file in sorted(path.glob(pattern)):
+            file.unlink()
+    for name in (resume.STATE, f"{resume.LAST}.ckpt"):
+        (resume.checkpoint_dir(path) / name).unlink(missing_ok=True)
+
+
 class RunDirectory:
     def __init__(self, cfg: DictConfig, writer: bool):
         self.cfg, self.writer = cfg, writer
         self.path = resolve_run_dir(cfg)
         os.environ[RUN_DIR_ENV] = str(self.path)
-        if writer:
-            if (self.path / "metrics.json").exists() and not cfg.overwrite and not cfg.resume:
-                raise ConfigError(
-                    f"output_dir '{self.path}' already holds a metrics.json; choose another output_dir or pass overwrite=true"
-                )
+        if not writer:
+            return
+        try:
             self.path.mkdir(parents=True, exist_ok=True)
+            _lock(self.path)
+            earlier = None if cfg.resume else _earlier_run(self.path)
+            if earlier and not cfg.overwrite:
+                _release(self.path)
+                if "partial" in earlier:
+                    fix = f"continue it with resume={self.path}, or pass overwrite=true to start over"
+                else:
+                    fix = "choose another output_dir or pass overwrite=true to replace it"
+                raise ConfigError(f"output_dir '{self.path}' {earlier}; {fix}")
+            if earlier:
+                _clear(self.path)
+        except OSError as err:
+            raise StorageError(
+                f"cannot write into output_dir '{self.path}' ({err.strerror or err}); make it writable or choose another output_dir"
+            ) from None
+
+    def interrupted(self, task: int) -> str:
+        """Where a run stopped during `task` continues from, for the message that stops it."""
+        ckpt = resume.checkpoint_dir(self.path) / f"{resume.LAST}.ckpt"
+        start = f"its checkpoint is {ckpt}" if ckpt.is_file() else f"task {task + 1} restarts from {resume.checkpoint_dir(self.path) / resume.STATE}"
+        return f"{start}: continue with the same command plus resume={self.path}"
 
     # -- resume -------------------------------------------------------------------------------
     def load_state(self) -> dict | None:
         return resume.load_state(self.path, self.cfg) if self.cfg.resume else None
 
     def save_state(self, **state) -> None:
+        """Save the task-boundary state; the complete run's is the last write: the lock goes."""
         if self.writer:
             resume.save_state(self.path, self.cfg, **state)
+            if state["complete"]:
+                _release(self.path)
 
     def mid_task_checkpoint(self, task: int) -> Path | None:
         return resume.mid_task_checkpoint(self.path, task, self.cfg) if self.cfg.resume else None

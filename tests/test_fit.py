@@ -71,5 +71,5 @@ def test_existing_results_are_never_overwritten(tmp_path, capsys):
     out, _ = fit(tmp_path, "keep", "logger.wandb=false")
     before = (out / "metrics.json").read_text()
     assert main(["fit", f"output_dir={out}", "logger.wandb=false", *FAST]) == 2
-    assert "already holds a metrics.json" in capsys.readouterr().err
+    assert "already holds a finished run" in capsys.readouterr().err
     assert (out / "metrics.json").read_text() == before

@@ -2,6 +2,7 @@
 
 from continual.callbacks.checkpointing import TaskCheckpoint
 from continual.callbacks.frozen_guard import FrozenBackboneGuard
+from continual.callbacks.loss_guard import FiniteLossGuard
 from continual.callbacks.progress import TaskProgressBar
 
-__all__ = ["FrozenBackboneGuard", "TaskCheckpoint", "TaskProgressBar"]
+__all__ = ["FiniteLossGuard", "FrozenBackboneGuard", "TaskCheckpoint", "TaskProgressBar"]

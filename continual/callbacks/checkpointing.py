@@ -3,18 +3,23 @@
 A `ModelCheckpoint` that keeps only `last.ckpt` (every few minutes of training, and once more
 when Lightning stops training on SIGTERM), tagged with the task, the config fingerprint and the RNG
 states, so a resumed task continues with exactly the remaining batches and random numbers.
+It is written with `atomic_write` in the run directory itself: Lightning's own save stages
+the file in /tmp, and across file systems its move is a copy that a kill or a full disk tears.
 """
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from continual import resume
+from continual.metrics.report import atomic_write
 
 
 class TaskCheckpoint(ModelCheckpoint):
@@ -45,6 +50,21 @@ class TaskCheckpoint(ModelCheckpoint):
     def last_path(self) -> str:
         return str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
 
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        self._write(trainer, filepath)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+
+    @staticmethod
+    def _write(trainer: L.Trainer, filepath: str) -> None:
+        """`trainer.save_checkpoint`, with the file written in place atomically (rank 0)."""
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        if trainer.is_global_zero:
+            buf = io.BytesIO()
+            torch.save(checkpoint, buf)
+            atomic_write(Path(filepath), buf.getvalue())
+        trainer.strategy.barrier("TaskCheckpoint")
+
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint["continual"] = {"task": self.task, "config": self.fingerprint, "rng": resume.rng_state()}
 
@@ -64,4 +84,4 @@ class TaskCheckpoint(ModelCheckpoint):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         # Lightning raises this at a batch boundary, so the state saved here is consistent.
         if isinstance(exception, SIGTERMException) and not self._at_epoch_end(trainer):
-            trainer.save_checkpoint(self.last_path)
+            self._write(trainer, self.last_path)

@@ -70,20 +70,34 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _on_ctrl_c(signum, frame) -> None:
+    """Ctrl-C as a `KeyboardInterrupted` error: Lightning turns a KeyboardInterrupt raised inside
+    training into a silent exit 1, but lets other exceptions through to the one-line report."""
+    import os
+
+    from continual.errors import KeyboardInterrupted
+    from continual.run_directory import RUN_DIR_ENV
+
+    run_dir = os.environ.get(RUN_DIR_ENV)
+    how = f"continue with the same command plus resume={run_dir}" if run_dir else "run the same command again"
+    raise KeyboardInterrupted(f"interrupted by Ctrl-C; {how}")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    import signal
     import warnings
 
-    from continual.errors import ContinualError
+    from continual.errors import ContinualError, KeyboardInterrupted
 
     # Lightning 2.6 on torch >= 2.10 warns about its own pytree use on every batch transfer.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-
+    previous = signal.signal(signal.SIGINT, _on_ctrl_c)
     try:
         if args.command == "sweep":
             from continual.sweep.runner import run_sweep
 
-            run_sweep(args.file, args.count, args.dir, args.seed)
-            return 0
+            history = run_sweep(args.file, args.count, args.dir, args.seed)
+            return 1 if any(h["metric"] is None for h in history) else 0
         if args.command == "compare":
             from continual.compare import compare
 
@@ -100,9 +114,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         run(cfg)
         return 0
-    except ContinualError as err:
+    except (ContinualError, KeyboardInterrupted) as err:
         print(f"continual: error: {err}", file=sys.stderr)
         return err.exit_code
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

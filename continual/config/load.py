@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -78,12 +79,25 @@ def _keys_at(full_key: str, method) -> tuple[str, list[str]]:
     return ".".join(parts[:-1]), [f.name for f in dataclasses.fields(node)] if node else []
 
 
+def _leaf_keys(node: type, prefix: str = "") -> list[str]:
+    """Every dotted key below the dataclass `node`."""
+    out = []
+    for f in dataclasses.fields(node):
+        sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        out += _leaf_keys(type(sub), f"{prefix}{f.name}.") if dataclasses.is_dataclass(sub) else [prefix + f.name]
+    return out
+
+
 def _explain(err: OmegaConfBaseException, source: str, method=None) -> ConfigError:
     key = getattr(err, "full_key", None) or ""
     if isinstance(err, ConfigKeyError) and key:
         parent, valid = _keys_at(key, method)
         name = key.split(".")[-1]
         where = f" under '{parent}'" if parent else ""
+        leaves = [f"{s}.{k}" for s, node in _sections(method).items() for k in _leaf_keys(node)]
+        elsewhere = sorted((k for k in leaves if k.split(".")[-1] == name), key=lambda k: k.count("."))
+        if elsewhere:  # `lr=` means optim.lr, not the nearest top-level spelling
+            return ConfigError(f"unknown config key '{key}' in {source}{where} (did you mean '{elsewhere[0]}'?)")
         return ConfigError(f"unknown config key '{key}' in {source}{where}" + _suggest(name, valid))
     msg = str(err).splitlines()[0]
     if key:
@@ -92,6 +106,14 @@ def _explain(err: OmegaConfBaseException, source: str, method=None) -> ConfigErr
 
 
 def _merge(base: DictConfig, other, source: str, method=None) -> DictConfig:
+    for name, node in _sections(method).items():
+        value = other.get(name) if name in other else None
+        if value is not None and not isinstance(value, (dict, DictConfig)):
+            example = dataclasses.fields(node)[0].name
+            raise ConfigError(
+                f"'{name}' in {source} is {value!r}, but it is a section of keys; set its keys instead, "
+                f"e.g. {name}.{example}=... (keys: {', '.join(f.name for f in dataclasses.fields(node))})"
+            )
     try:
         return OmegaConf.merge(base, other)
     except OmegaConfBaseException as err:
@@ -123,12 +145,40 @@ def _check_choices(cfg: DictConfig, node: type, prefix: str = "") -> None:
                 _check_choices(value, type(sub), key + ".")
 
 
+_PLAIN = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
+
+
+def _accepts(hint, value) -> tuple[bool, list[str]]:
+    """Whether a value fits a Trainer argument's type hint, and the hint in words. A hint with
+    types a YAML value cannot be (an Accelerator, a timedelta) accepts anything: Lightning checks."""
+    from typing import Literal, Union, get_args, get_origin
+
+    parts = get_args(hint) if get_origin(hint) is Union else (hint,)
+    words = []
+    for part in parts:
+        if get_origin(part) is Literal:
+            if value in get_args(part):
+                return True, words
+            words += [repr(v) for v in get_args(part)]
+        elif part in _PLAIN:
+            if part is float and isinstance(value, int) and not isinstance(value, bool):
+                return True, words
+            if type(value) is part:
+                return True, words
+            words.append(_PLAIN[part])
+        else:
+            return True, words
+    return False, words
+
+
 def _check_trainer(cfg: DictConfig) -> None:
     import inspect
+    import typing
 
     from lightning import Trainer
 
     valid = [p for p in inspect.signature(Trainer.__init__).parameters if p != "self"]
+    hints = typing.get_type_hints(Trainer.__init__)
     for key in cfg.trainer:
         if key in _RESERVED_TRAINER_KEYS:
             raise ConfigError(f"trainer.{key} is set by continual; use {_RESERVED_TRAINER_KEYS[key]} instead")
@@ -136,6 +186,14 @@ def _check_trainer(cfg: DictConfig) -> None:
             close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
             hint = f" (did you mean 'trainer.{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown config key 'trainer.{key}': not a lightning.Trainer argument{hint}")
+        ok, words = _accepts(hints.get(key), cfg.trainer[key])
+        if not ok:
+            raise ConfigError(f"trainer.{key}={cfg.trainer[key]!r} is not valid; give {' or '.join(dict.fromkeys(words))}")
+    epochs, steps = cfg.trainer.get("max_epochs", 1), cfg.trainer.get("max_steps", -1)
+    if epochs is not None and epochs < 1 and not (epochs == -1 and steps > 0):
+        raise ConfigError(f"trainer.max_epochs={epochs} trains nothing (or forever); set trainer.max_epochs to a positive integer (epochs per task)")
+    if steps == 0 or steps < -1:
+        raise ConfigError(f"trainer.max_steps={steps} must be a positive integer (or -1: no step limit)")
 
 
 def _check_values(cfg: DictConfig) -> None:
@@ -161,6 +219,20 @@ def _check_values(cfg: DictConfig) -> None:
         raise ConfigError(f"checkpoint_every_s={cfg.checkpoint_every_s} must be >= 0 (0: checkpoint only at task ends)")
     if cfg.metrics.probe_per_task < 1:
         raise ConfigError(f"metrics.probe_per_task={cfg.metrics.probe_per_task} must be a positive integer")
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed={cfg.seed} must be in 0..{2**32 - 1} (the range numpy's generator accepts)")
+    for key, lr in (("optim.lr", cfg.optim.lr), ("backbone.pretrain.lr", cfg.backbone.pretrain.lr)):
+        if not (math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"{key}={lr} must be a positive finite number, e.g. {key}=0.001")
+    for key in ("weight_decay", "momentum"):
+        if not (math.isfinite(cfg.optim[key]) and cfg.optim[key] >= 0):
+            raise ConfigError(f"optim.{key}={cfg.optim[key]} must be a finite number >= 0, e.g. optim.{key}=0")
+    betas = list(cfg.optim.betas)
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ConfigError(f"optim.betas={betas} must be two numbers in [0, 1), e.g. optim.betas=[0.9,0.999]")
+    for key in ("epochs", "batch_size"):
+        if cfg.backbone.pretrain[key] < 1:
+            raise ConfigError(f"backbone.pretrain.{key}={cfg.backbone.pretrain[key]} must be a positive integer")
     if cfg.logger.mode not in (None, "online", "offline", "disabled"):
         raise ConfigError(f"logger.mode='{cfg.logger.mode}' is not valid; choose one of: online, offline, disabled")
 
@@ -202,6 +274,8 @@ def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> DictC
     file = resolve_config_path(path)
     try:
         raw = yaml.safe_load(file.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file '{file}' is not a text (YAML) file; give the path of a YAML config") from None
     except yaml.YAMLError as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if line is not None else ""

@@ -16,20 +16,45 @@ The stream is split into tasks exactly like the built-in split streams (`data.cl
 
 from __future__ import annotations
 
-import importlib
-
 import torch
 from omegaconf import DictConfig
 
 from continual.data.streams import Stream, split_stream
-from continual.errors import ConfigError
+from continual.errors import ConfigError, DataError
+from continual.methods import import_user_module
+
+
+def _check_tensors(name: str, x_train, y_train, x_test, y_test) -> int:
+    """The number of classes of valid stream tensors; a one-line DataError for anything that would
+    be silently dropped or poison training (unpaired rows, NaN/inf inputs, labels not 0..C-1)."""
+    fix = f"fix the tensors the data.custom function returns for '{name}'"
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if y.ndim != 1 or len(x) != len(y):
+            raise DataError(f"custom stream '{name}': x_{split} has {len(x)} rows but y_{split} has {tuple(y.shape)} labels; {fix}")
+        if not len(y):
+            raise DataError(f"custom stream '{name}': the {split} split is empty; {fix}")
+        if not torch.isfinite(x).all():
+            raise DataError(f"custom stream '{name}': x_{split} holds NaN or inf values; {fix}")
+        if (y < 0).any():
+            raise DataError(f"custom stream '{name}': y_{split} holds negative labels {sorted(set(y[y < 0].tolist()))[:5]}; labels are 0..C-1; {fix}")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise DataError(f"custom stream '{name}': x_train has {x_train.shape[1]} features per sample but x_test {x_test.shape[1]}; {fix}")
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    absent = sorted(set(range(n_classes)) - set(y_train.unique().tolist()))
+    if absent:
+        raise DataError(
+            f"custom stream '{name}': labels go up to {n_classes - 1} but classes {absent[:5]}{'...' if len(absent) > 5 else ''} "
+            f"have no training samples; labels must be 0..C-1 with every class present: {fix}"
+        )
+    return n_classes
 
 
 def stream_from_tensors(name: str, x_train, y_train, x_test, y_test, cfg: DictConfig, seed: int = 0) -> Stream:
     """Split labelled tensors (any shape per sample; flattened to float32) into tasks."""
-    x_train, x_test = (torch.as_tensor(x).float().reshape(len(x), -1) for x in (x_train, x_test))
+    x_train, x_test = (torch.as_tensor(x).float() for x in (x_train, x_test))
+    x_train, x_test = (x.flatten(1) if x.ndim > 1 else x.reshape(-1, 1) for x in (x_train, x_test))
     y_train, y_test = (torch.as_tensor(y).long() for y in (y_train, y_test))
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    n_classes = _check_tensors(name, x_train, y_train, x_test, y_test)
     return split_stream(name, (x_train, y_train, x_test, y_test), cfg, seed, n_classes)
 
 
@@ -44,10 +69,9 @@ def load_custom(cfg: DictConfig, seed: int) -> Stream:
     if not cfg.custom or ":" not in cfg.custom:
         raise ConfigError("data.stream=custom needs data.custom='module:function' (a function (cfg, seed) -> Stream)")
     module, fn = cfg.custom.split(":", 1)
-    try:
-        builder = getattr(importlib.import_module(module), fn)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"data.custom='{cfg.custom}' cannot be imported ({err}); is the module on PYTHONPATH?") from None
+    builder = getattr(import_user_module(module, f"data.custom='{cfg.custom}'"), fn, None)
+    if not callable(builder):
+        raise ConfigError(f"data.custom='{cfg.custom}': {module} has no function '{fn}'; name a function (cfg, seed) -> Stream")
     stream = builder(cfg, seed)
     if not isinstance(stream, Stream):
         raise ConfigError(f"data.custom='{cfg.custom}' returned {type(stream).__name__}, not a continual Stream")

@@ -49,6 +49,11 @@ def load_mnist(root: str, download: bool, name: str = "MNIST") -> Arrays:
 
     raw = Path(root) / name / "raw"
     missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
+    if missing and not download and (raw / f"{missing[0]}.gz").is_file():
+        raise DataError(
+            f"{name} file '{raw / missing[0]}' is only there compressed ({missing[0]}.gz); "
+            f"unpack the files with: gunzip -k {raw}/*.gz"
+        )
     if missing and not download:
         raise DataError(
             f"{name} file '{raw / missing[0]}' not found; set data.root to the folder that holds "
@@ -66,10 +71,16 @@ def load_mnist(root: str, download: bool, name: str = "MNIST") -> Arrays:
                 f"{name} files in '{raw}' are unreadable or corrupt ({type(err).__name__}: {err}); "
                 f"delete them and re-run with data.download=true"
             ) from None
-        if x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),):
+        split = "train" if train else "t10k"
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
             raise DataError(
-                f"{name} {'train' if train else 'test'} split in '{raw}' has shape {tuple(x.shape)}, "
-                f"expected (N, 28, 28); the files are corrupt: delete them and re-download"
+                f"{name} file '{raw}/{split}-images-idx3-ubyte' holds images of shape {tuple(x.shape)}, "
+                f"expected (N, 28, 28); the file is corrupt: delete it and re-download"
+            )
+        if y.shape != (len(x),) or not ((y >= 0) & (y < 10)).all():
+            what = f"{len(y)} labels for {len(x)} images" if y.shape != (len(x),) else f"labels {sorted(set(y[(y < 0) | (y >= 10)].tolist()))[:5]} outside 0..9"
+            raise DataError(
+                f"{name} file '{raw}/{split}-labels-idx1-ubyte' holds {what}; the file is corrupt: delete it and re-download"
             )
         splits += [x.reshape(len(x), -1).float().div_(255.0), y.long()]
     return tuple(splits)  # type: ignore[return-value]

@@ -77,16 +77,44 @@ def _class_order(cfg: DictConfig, n_source_classes: int, seed: int) -> list[int]
     return np.argsort(perm).tolist()
 
 
+def _check_task(name: str, task: Task, cfg: DictConfig) -> None:
+    """Refuse a task that cannot be trained or scored, naming the setting that emptied it."""
+    where = f"task {task.id + 1} (classes {task.labels}) of {name}"
+    if not len(task.y_train):
+        fix = (f"lower data.val_fraction (now {cfg.val_fraction}, which holds out all {len(task.y_val)})" if len(task.y_val)
+               else "give its classes training samples")
+        raise ConfigError(f"{where} has no training samples; {fix}")
+    split = cfg.eval_split
+    if not len(task.split(split)[1]):
+        fix = {"val": "raise data.val_fraction", "test": "raise data.test_fraction" if name == "split_digits" else "give its classes test samples"}
+        raise ConfigError(f"{where} has no {split} samples to evaluate; {fix[split]}")
+
+
 def split_stream(name: str, arrays, cfg: DictConfig, seed: int, n_source_classes: int = 10) -> Stream:
-    """Split a labelled data set into tasks of `classes_per_task` classes each."""
+    """Split a labelled data set into tasks of `classes_per_task` classes each.
+
+    Without `data.n_tasks` every class must land in a task: a remainder class left out
+    silently would change what the run measures."""
     x_tr, y_tr, x_te, y_te = arrays
     order = _class_order(cfg, n_source_classes, seed)
     per = cfg.classes_per_task
+    if per > len(order):
+        raise ConfigError(f"data.classes_per_task={per} exceeds the {len(order)} classes of {name}; set data.classes_per_task<={len(order)}")
     n_tasks = cfg.n_tasks if cfg.n_tasks is not None else len(order) // per
     if n_tasks * per > len(order):
         raise ConfigError(
             f"data.n_tasks={n_tasks} x data.classes_per_task={per} needs {n_tasks * per} classes but "
             f"{name} has {len(order)}; lower one of them"
+        )
+    left_out = sorted(set(range(n_source_classes)) - set(order[: n_tasks * per]))
+    if cfg.n_tasks is None and left_out:
+        what = f"data.class_order={order}" if cfg.class_order is not None else f"data.classes_per_task={per}"
+        fixes = [f"list all {n_source_classes} classes in data.class_order"] if len(order) < n_source_classes else []
+        if n_source_classes % per:
+            fixes.append(f"use data.classes_per_task in {[d for d in range(1, n_source_classes) if n_source_classes % d == 0]}")
+        raise ConfigError(
+            f"{what} leaves class(es) {left_out} of {name} out of every task; {' and '.join(fixes)}, "
+            f"or set data.n_tasks={n_tasks} to leave them out on purpose"
         )
     gen = torch.Generator().manual_seed(seed)
     tasks = []
@@ -96,6 +124,7 @@ def split_stream(name: str, arrays, cfg: DictConfig, seed: int, n_source_classes
         in_tr, in_te = torch.isin(y_tr, cls), torch.isin(y_te, cls)
         xt, yt, xv, yv = _hold_out(x_tr[in_tr], y_tr[in_tr], cfg.val_fraction, gen)
         tasks.append(Task(t, classes, classes, xt, yt, xv, yv, x_te[in_te], y_te[in_te]))
+        _check_task(name, tasks[-1], cfg)
     return Stream(name, tasks, x_tr.shape[1], n_source_classes, {"class_order": order[: n_tasks * per]})
 
 
@@ -111,6 +140,7 @@ def transformed_stream(name: str, arrays, cfg: DictConfig, transforms: list, gen
         xt, yt, xv, yv = _hold_out(f(x_tr), y_tr + n_src * t, cfg.val_fraction, gen)
         classes = list(range(n_src * t, n_src * (t + 1)))
         tasks.append(Task(t, classes, list(range(n_src)), xt, yt, xv, yv, f(x_te), y_te + n_src * t))
+        _check_task(name, tasks[-1], cfg)
     return Stream(name, tasks, x_tr.shape[1], n_src * len(transforms))
 
 

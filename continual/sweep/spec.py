@@ -26,7 +26,7 @@ def load_spec(path: str | Path) -> dict:
         raise ConfigError(f"sweep file '{path}' not found; give the path of a W&B sweep YAML, e.g. sweeps/router_grid_h_nv.yaml")
     try:
         spec = yaml.safe_load(file.read_text())
-    except yaml.YAMLError:
+    except (yaml.YAMLError, UnicodeDecodeError):
         raise ConfigError(f"sweep file '{path}' is not valid YAML; fix the syntax") from None
     if not isinstance(spec, dict):
         raise ConfigError(f"sweep file '{path}' must hold a mapping (method, metric, parameters, command)")
@@ -82,6 +82,8 @@ def validate(spec: dict, check_schema: bool = True) -> None:
     if spec.get("method") not in METHODS:
         raise ConfigError(f"sweep '{name}': method={spec.get('method')!r} is not valid; choose one of: {', '.join(METHODS)}")
     metric = spec.get("metric") or {}
+    if not isinstance(metric, dict):
+        raise ConfigError(f"sweep '{name}': metric must be a mapping such as {{name: final/acc, goal: maximize}}, not {metric!r}")
     valid_metrics = [f"final/{k}" for k in FINAL_KEYS]
     if metric.get("name") not in valid_metrics:
         raise ConfigError(f"sweep '{name}': metric.name={metric.get('name')!r} is not logged by continual fit; use one of: {', '.join(valid_metrics)}")
