@@ -86,9 +86,9 @@ def _str_list(value, where: str) -> list[str]:
 
 
 def load_grid(path: str, out: str | None = None) -> Grid:
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"compare config '{path}' not found; give the path of a YAML file such as configs/compare/<name>.yaml")
+    from continual.config.load import resolve_config_path
+
+    file = resolve_config_path(path, "compare config")
     raw = yaml.safe_load(file.read_text()) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"compare config '{path}' must hold a mapping with keys {sorted(_KEYS)}")
@@ -105,7 +105,7 @@ def load_grid(path: str, out: str | None = None) -> Grid:
         raise ConfigError(f"'methods' in '{path}' must be a list of method names or a mapping row -> overrides")
     base = raw.get("base")
     if base is not None and not Path(base).is_file() and (file.parent.parent / base).is_file():
-        base = str(file.parent.parent / base)  # configs/compare/x.yaml names configs/<base>
+        base = str(file.parent.parent / base)  # <folder>/compare/x.yaml names <folder>/<base>
     return Grid(
         base=base,
         out=Path(out or raw.get("out") or Path("runs") / "compare" / file.stem),

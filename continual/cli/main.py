@@ -7,15 +7,15 @@ import sys
 
 EPILOG = """examples:
   continual fit                                   # Split-Digits, fine-tuning, task-IL
-  continual fit --config configs/split_mnist.yaml data.root=/data scenario=class
+  continual fit --config split_mnist.yaml data.root=/data scenario=class
   continual config show seed=3 trainer.max_epochs=2
   continual sweep sweeps/router_grid_h_nv.yaml    # a W&B sweep file, no W&B server needed
-  continual compare --config configs/compare/vandeven2019_split_mnist.yaml data.root=/data
+  continual compare --config compare/vandeven2019_split_mnist.yaml data.root=/data
 """
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", default=None, help="YAML config (default: configs/split_digits.yaml)")
+    p.add_argument("--config", "-c", default=None, help="YAML config: a path, or the name of a shipped one (default: split_digits.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. seed=3")
 
 
@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dir", default=None, help="sweep directory (default: runs/sweep_<name>); an existing one is continued")
     sweep.add_argument("--seed", type=int, default=0, help="seed of the random search's draws")
     cmp = sub.add_parser("compare", help="run a grid of methods x scenarios x seeds and tabulate it")
-    cmp.add_argument("--config", "-c", required=True, help="compare YAML, e.g. configs/compare/<name>.yaml")
+    cmp.add_argument("--config", "-c", required=True, help="compare YAML: a path, or a shipped one's name, e.g. compare/<name>.yaml")
     cmp.add_argument("--out", default=None, help="output folder (default: the config's 'out')")
     cmp.add_argument("--shard", default=None, metavar="I/N", help="run only every N-th cell from the I-th (split the grid over N processes sharing --out)")
     cmp.add_argument("--seeds", default=None, metavar="LIST", help="seeds instead of the config's, e.g. 0-19 or 0,3,5")

@@ -28,12 +28,16 @@ DEFAULT_CONFIG = "split_digits.yaml"
 _RESERVED_TRAINER_KEYS = {"logger": "logger.*", "callbacks": "the method and its callbacks"}
 
 
+PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # package data: installed with continual
+
+
 def config_dirs() -> list[Path]:
-    """Where config names are looked up: ./configs, then the checkout the package lives in."""
-    return [Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"]
+    """Where config names are looked up: ./configs (your own), then the configs shipped in the package."""
+    return [Path.cwd() / "configs", PACKAGED_CONFIGS]
 
 
-def resolve_config_path(path: str | None) -> Path:
+def resolve_config_path(path: str | None, what: str = "config file") -> Path:
+    """A file path wins; otherwise a name (e.g. `split_mnist.yaml`, `compare/<name>.yaml`) in `config_dirs()`."""
     if path is None:
         path = DEFAULT_CONFIG
     candidate = Path(path)
@@ -42,9 +46,10 @@ def resolve_config_path(path: str | None) -> Path:
     for folder in config_dirs():
         if (folder / path).is_file():
             return folder / path
-    available = sorted({p.name for d in config_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+    pattern = "compare/*.yaml" if what == "compare config" else "*.yaml"
+    available = sorted({p.relative_to(d).as_posix() for d in config_dirs() if d.is_dir() for p in d.glob(pattern)})
     raise ConfigError(
-        f"config file '{path}' not found; give a path to a YAML file"
+        f"{what} '{path}' not found; give a path to a YAML file"
         + (f" or one of: {', '.join(available)}" if available else "")
     )
 
