@@ -22,10 +22,11 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from continual.config.schema import Config
 from continual.errors import ConfigError
+from continual.run_logger import logger_kinds
 
 DEFAULT_CONFIG = "split_digits.yaml"
 # Trainer arguments the platform owns: it builds them per task.
-_RESERVED_TRAINER_KEYS = {"logger": "logger.*", "callbacks": "the method and its callbacks"}
+_RESERVED_TRAINER_KEYS = {"logger": "logger.kind (wandb, tensorboard, csv, mlflow, none, or a list)", "callbacks": "the method and its callbacks"}
 
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # package data: installed with continual
@@ -166,6 +167,7 @@ def _check_values(cfg: DictConfig) -> None:
         raise ConfigError(f"metrics.probe_per_task={cfg.metrics.probe_per_task} must be a positive integer")
     if cfg.logger.mode not in (None, "online", "offline", "disabled"):
         raise ConfigError(f"logger.mode='{cfg.logger.mode}' is not valid; choose one of: online, offline, disabled")
+    logger_kinds(cfg.logger)
 
 
 def schema(method) -> DictConfig:

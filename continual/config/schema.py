@@ -73,11 +73,16 @@ class OptimConfig:
 
 @dataclass
 class LoggerConfig:
-    wandb: bool = True
-    project: str = "continual"
-    mode: Optional[str] = None  # online|offline|disabled; None: $WANDB_MODE, else offline
-    name: Optional[str] = None
-    tags: List[str] = field(default_factory=list)
+    # the Lightning loggers that receive the metrics: wandb, tensorboard, csv, mlflow or none, or a list
+    kind: Any = "wandb"
+    wandb: Optional[bool] = None  # the older switch: false drops wandb from kind, true adds it
+    project: str = "continual"  # W&B project; MLflow experiment
+    entity: Optional[str] = None  # W&B team or user; None: your default entity
+    group: Optional[str] = None  # W&B group, e.g. the seeds of one setting (compare: <grid>/<row>; sweep: sweep_<name>)
+    job_type: Optional[str] = None  # W&B job type, a second grouping level (compare: the scenario; sweep: sweep)
+    mode: Optional[str] = None  # W&B online|offline|disabled; None: $WANDB_MODE, else offline
+    name: Optional[str] = None  # the run's name; None: the run directory's name
+    tags: List[str] = field(default_factory=list)  # W&B tags
 
 
 @dataclass
