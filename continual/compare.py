@@ -76,7 +76,8 @@ class Grid:
     def cell_overrides(self, row: str, scenario: str, seed: int) -> list[str]:
         extra = [*self.per_cell.get(scenario, []), *self.per_cell.get(row, []), *self.per_cell.get(f"{row}/{scenario}", [])]
         out = self.cell_dir(row, scenario, seed)
-        return [*self.overrides, *self.methods[row], f"scenario={scenario}", f"seed={seed}", *extra, f"output_dir={out}", "overwrite=true"]
+        grouping = [f"logger.group={self.out.name}/{row}", f"logger.job_type={scenario}"]  # W&B: a row's seeds together
+        return [*grouping, *self.overrides, *self.methods[row], f"scenario={scenario}", f"seed={seed}", *extra, f"output_dir={out}", "overwrite=true"]
 
 
 def _str_list(value, where: str) -> list[str]:

@@ -76,7 +76,7 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
             break
         name = f"run-{len(history):03d}"
         run_dir = out / name
-        cmd = sweep_spec.command(spec, params) + [f"output_dir={run_dir}", f"logger.tags=[sweep_{spec['name']}]", "overwrite=true"]
+        cmd = sweep_spec.command(spec, params) + [f"output_dir={run_dir}", f"logger.tags=[sweep_{spec['name']}]", f"logger.group=sweep_{spec['name']}", "logger.job_type=sweep", "overwrite=true"]
         print(f"[{name}] {' '.join(cmd)}", flush=True)
         with open(out / f"{name}.log", "w") as log:
             rc = subprocess.run([sys.executable, "-m", "continual.cli.main", *cmd[1:]], env=env, stdout=log, stderr=subprocess.STDOUT).returncode
