@@ -1,4 +1,4 @@
-"""`continual fit|sweep|config show`: argparse only at import, heavy modules loaded per command."""
+"""`continual fit|sweep|compare|config show|config keys`: argparse only at import, heavy modules loaded per command."""
 
 from __future__ import annotations
 
@@ -9,9 +9,34 @@ EPILOG = """examples:
   continual fit                                   # Split-Digits, fine-tuning, task-IL
   continual fit --config split_mnist.yaml data.root=/data scenario=class
   continual config show seed=3 trainer.max_epochs=2
+  continual config keys router                     # every router.* key: type, default, meaning
   continual sweep sweeps/router_grid_h_nv.yaml    # a W&B sweep file, no W&B server needed
   continual compare --config compare/vandeven2019_split_mnist.yaml data.root=/data
 """
+
+
+class _FitHelp(argparse.Action):
+    """`fit --help` names the methods (importing them costs seconds, so only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from continual.config.load import config_dirs
+        from continual.config.schema import SCENARIOS, STREAMS
+        from continual.methods import builtin
+
+        configs = sorted({p.name for d in config_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+        parser.epilog = (
+            f"configs:   {', '.join(configs)} (--config NAME, from any folder)\n"
+            f"methods:   {', '.join(builtin())}, or <module>:<Class> for your own\n"
+            f"streams:   {', '.join(STREAMS)} (data.stream=...)\n"
+            f"scenarios: {', '.join(SCENARIOS)} (scenario=...)\n"
+            "every key with its type, default and meaning: continual config keys [prefix], e.g. continual config keys router\n"
+            "the resolved config of a command: continual config show [--config FILE] [key=value ...]"
+        )
+        parser.print_help()
+        parser.exit()
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -27,7 +52,9 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="command", required=True)
-    fit = sub.add_parser("fit", help="train a method over a task stream and write a run directory")
+    fit = sub.add_parser("fit", help="train a method over a task stream and write a run directory", add_help=False,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    fit.add_argument("-h", "--help", action=_FitHelp, help="show this help (with the methods, streams and scenarios) and exit")
     _add_config_args(fit)
     sweep = sub.add_parser("sweep", help="run a W&B sweep file offline (no W&B server): runs, results table, offline W&B runs")
     sweep.add_argument("file", help="a W&B sweep YAML, e.g. sweeps/router_grid_h_nv.yaml")
@@ -45,6 +72,8 @@ def parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="print the resolved config")
     _add_config_args(show)
+    keys = cfg_sub.add_parser("keys", help="list every config key with its type, default and meaning")
+    keys.add_argument("prefix", nargs="?", default="", help="only keys under this key or section, e.g. data or router.h")
     return ap
 
 
@@ -88,6 +117,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             from continual.compare import compare
 
             return compare(args.config, args.out, args.overrides, shard=args.shard, seeds=args.seeds, only=args.only)
+        if args.command == "config" and args.config_command == "keys":
+            from continual.config.keys import format_keys, key_rows
+
+            print(format_keys(key_rows(args.prefix)))
+            return 0
         from continual.config import load_config
 
         cfg = load_config(args.config, args.overrides)
