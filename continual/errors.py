@@ -27,3 +27,7 @@ class Interrupted(ContinualError):
     """SIGTERM stopped the run; its checkpoints are on disk and `resume=` continues it."""
 
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a terminated process
+
+
+class SweepError(ContinualError):
+    """A sweep stopped because its trials keep failing the same way."""

@@ -10,7 +10,7 @@ EPILOG = """examples:
   continual fit --config split_mnist.yaml data.root=/data scenario=class
   continual config show seed=3 trainer.max_epochs=2
   continual config keys router                     # every router.* key: type, default, meaning
-  continual sweep sweeps/router_grid_h_nv.yaml    # a W&B sweep file, no W&B server needed
+  continual sweep sweeps/router_grid_h_nv.yaml data.root=/data   # a W&B sweep file, no W&B server needed
   continual compare --config compare/vandeven2019_split_mnist.yaml data.root=/data
 """
 
@@ -61,6 +61,10 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--count", type=int, default=None, help="runs to do now (default: the whole grid; required for random/bayes)")
     sweep.add_argument("--dir", default=None, help="sweep directory (default: runs/sweep_<name>); an existing one is continued")
     sweep.add_argument("--seed", type=int, default=0, help="seed of the random search's draws")
+    sweep.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop a trial (SIGTERM) that runs longer; it counts as failed")
+    sweep.add_argument("--max-failures", type=int, default=3, metavar="N",
+                       help="stop the sweep once N trials in a row failed with the same error (default 3; 0: never)")
+    sweep.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every trial, e.g. data.root=/data")
     cmp = sub.add_parser("compare", help="run a grid of methods x scenarios x seeds and tabulate it")
     cmp.add_argument("--config", "-c", required=True, help="compare YAML: a path, or a shipped one's name, e.g. compare/<name>.yaml")
     cmp.add_argument("--out", default=None, help="output folder (default: the config's 'out')")
@@ -93,7 +97,14 @@ def release_process_group() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    code = _dispatch(parser().parse_args(argv))
+    ap = parser()
+    args, rest = ap.parse_known_args(argv)
+    # argparse leaves key=value items after an option (`sweep FILE --count 3 data.root=/d`) unparsed
+    if rest and (not hasattr(args, "overrides") or any(r.startswith("-") or "=" not in r for r in rest)):
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
+    if rest:
+        args.overrides += rest
+    code = _dispatch(args)
     if code == 0:
         release_process_group()
     return code
@@ -111,7 +122,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "sweep":
             from continual.sweep.runner import run_sweep
 
-            run_sweep(args.file, args.count, args.dir, args.seed)
+            run_sweep(args.file, args.count, args.dir, args.seed, args.overrides, args.timeout, args.max_failures)
             return 0
         if args.command == "compare":
             from continual.compare import compare

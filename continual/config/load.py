@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -104,12 +105,16 @@ def _merge(base: DictConfig, other, source: str, method=None) -> DictConfig:
         raise _explain(err, source, method) from None
 
 
+_NONE = re.compile(r"(?<![\w'\"])None(?![\w'\"])")  # Python's None, as `wandb agent` writes a null value
+
+
 def parse_overrides(overrides: Sequence[str]) -> DictConfig:
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override '{item}' is not of the form key=value (e.g. seed=3)")
+    items = [key + "=" + _NONE.sub("null", value) for key, value in (item.split("=", 1) for item in overrides)]
     try:
-        return OmegaConf.from_dotlist(list(overrides))
+        return OmegaConf.from_dotlist(items)
     except OmegaConfBaseException as err:
         raise ConfigError(f"cannot parse overrides {list(overrides)}: {str(err).splitlines()[0]}") from None
 
