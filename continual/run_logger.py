@@ -80,7 +80,8 @@ def _lightning_loggers(cfg: DictConfig, kinds: list[str], run_dir: Path, axis: S
         if kind == "tensorboard":
             logger = loggers.StreamTensorBoardLogger(axis, save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
         elif kind == "csv":
-            logger = loggers.StreamCSVLogger(axis, save_dir=str(run_dir), name="csv", version="")
+            logger = loggers.StreamCSVLogger(axis, save_dir=str(run_dir), name="csv")  # csv/version_<n>: one per session, as
+            # Lightning's CSV writer replaces a folder's metrics.csv (a resumed run starts version_1)
         else:  # mlflow: $MLFLOW_TRACKING_URI if set, else a file store in the run directory
             logger = loggers.StreamMLFlowLogger(axis, experiment_name=cfg.logger.project, run_name=name, save_dir=str(run_dir / "mlruns"),
                                                 tags={"group": cfg.logger.group} if cfg.logger.group else None)

@@ -79,7 +79,7 @@ def test_tensorboard_and_csv_get_the_same_metrics_on_one_step_axis(tmp_path):
 
     out, m = fit(tmp_path, "logger.kind=[tensorboard,csv]")
     assert not (out / "wandb").exists()
-    rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
+    rows = list(csv.DictReader((out / "csv" / "version_0" / "metrics.csv").open()))
     loss_steps = [int(r["step"]) for r in rows if r["train/loss"]]
     assert loss_steps == sorted(set(loss_steps))
     ends = [int(r["step"]) for r in rows if r["acc/task_1"]]
@@ -143,4 +143,4 @@ def test_the_older_wandb_switch_still_works(tmp_path):
     assert not (out / "wandb").exists() and not (out / "csv").exists()
     out2 = tmp_path / "both"
     assert main(["fit", f"output_dir={out2}", *QUIET, "logger.kind=csv", "logger.wandb=true"]) == 0
-    assert (out2 / "wandb").is_dir() and (out2 / "csv" / "metrics.csv").is_file()
+    assert (out2 / "wandb").is_dir() and (out2 / "csv" / "version_0" / "metrics.csv").is_file()
