@@ -30,7 +30,7 @@ _NEEDS = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "mlfl
 
 def logger_kinds(cfg: DictConfig) -> list[str]:
     """The loggers `cfg` (the `logger` section) asks for, checked; a one-line ConfigError otherwise."""
-    kinds = [cfg.kind] if isinstance(cfg.kind, str) else list(cfg.kind or [])
+    kinds = list(cfg.kind) if OmegaConf.is_list(cfg.kind) or isinstance(cfg.kind, list) else [cfg.kind]
     for kind in kinds:
         if kind not in KINDS:
             raise ConfigError(f"logger.kind={kind!r} is not valid; choose one or a list of: {', '.join(KINDS)} (e.g. logger.kind=[wandb,csv])")
