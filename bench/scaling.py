@@ -1,6 +1,6 @@
 """`python -m bench.scaling --root <data root> --tasks 50`: the router over a long stream.
 
-Permuted-MNIST with `--tasks` tasks, class-IL, the router of configs/router_split_mnist.yaml,
+Permuted-MNIST with `--tasks` tasks, class-IL, the router of router_split_mnist.yaml (a shipped config),
 one epoch per task. Per task: the seconds `fit` took, the seconds of the test pass after it
 (every task's test set, learned or not, so it grows with the stream by design), and the peak
 device memory while learning it. What must not grow beyond the routing over memories is the

@@ -76,7 +76,8 @@ class Grid:
     def cell_overrides(self, row: str, scenario: str, seed: int) -> list[str]:
         extra = [*self.per_cell.get(scenario, []), *self.per_cell.get(row, []), *self.per_cell.get(f"{row}/{scenario}", [])]
         out = self.cell_dir(row, scenario, seed)
-        return [*self.overrides, *self.methods[row], f"scenario={scenario}", f"seed={seed}", *extra, f"output_dir={out}", "overwrite=true"]
+        grouping = [f"logger.group={self.out.name}/{row}", f"logger.job_type={scenario}"]  # W&B: a row's seeds together
+        return [*grouping, *self.overrides, *self.methods[row], f"scenario={scenario}", f"seed={seed}", *extra, f"output_dir={out}", "overwrite=true"]
 
 
 def _str_list(value, where: str) -> list[str]:
@@ -86,9 +87,9 @@ def _str_list(value, where: str) -> list[str]:
 
 
 def load_grid(path: str, out: str | None = None) -> Grid:
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"compare config '{path}' not found; give the path of a YAML file such as configs/compare/<name>.yaml")
+    from continual.config.load import resolve_config_path
+
+    file = resolve_config_path(path, "compare config")
     try:
         raw = yaml.safe_load(file.read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError):
@@ -117,7 +118,7 @@ def load_grid(path: str, out: str | None = None) -> Grid:
         raise ConfigError(f"'reference' in compare config '{path}' must map rows to {{scenario: ACC %}}, e.g. finetune: {{task: 87.2}}")
     base = raw.get("base")
     if base is not None and not Path(base).is_file() and (file.parent.parent / base).is_file():
-        base = str(file.parent.parent / base)  # configs/compare/x.yaml names configs/<base>
+        base = str(file.parent.parent / base)  # <folder>/compare/x.yaml names <folder>/<base>
     return Grid(
         base=base,
         out=Path(out or raw.get("out") or Path("runs") / "compare" / file.stem),

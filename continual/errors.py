@@ -43,3 +43,7 @@ class KeyboardInterrupted(BaseException):
     every training step) swallows it; the CLI reports it as one line like a ContinualError."""
 
     exit_code = 130  # 128 + SIGINT
+
+
+class SweepError(ContinualError):
+    """A sweep stopped because its trials keep failing the same way."""

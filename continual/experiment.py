@@ -10,7 +10,7 @@ test pass.
 The pieces only meet here: the data module and the method get the task cursor, the metric
 callbacks see every test pass, the frozen-module guard every fit, the user's both; the run
 directory (`RunDirectory`) writes every file and the state `resume=` continues from, and the
-`RunLogger` reports to W&B. Under DDP every rank runs this loop; only rank 0 writes.
+`RunLogger` reports to the loggers (W&B by default). Under DDP every rank runs this loop; only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
         stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed, joint=module.joint,
         probe_per_task=cfg.metrics.probe_per_task, eval_split=cfg.data.eval_split,
     )
-    wandb = RunLogger(cfg, run_dir.path, state["wandb_id"] if state else None)
+    wandb = RunLogger(cfg, run_dir.path, state)
     guard = FrozenBackboneGuard()
     suite = MetricSuite(cfg, stream, module)  # the same callbacks see every task's test pass
     stream_callbacks = {"guard": guard, "metrics": suite}
@@ -141,7 +141,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     def save_state(complete: bool) -> None:
         run_dir.save_state(
             complete=complete, module=module.state_dict(), callbacks={k: cb.state_dict() for k, cb in stream_callbacks.items()},
-            wall_time_s=elapsed + time.perf_counter() - started, wandb_id=wandb.run_id,
+            wall_time_s=elapsed + time.perf_counter() - started, **wandb.state(),
         )
 
     if state is None:
@@ -175,6 +175,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
         ckpt = run_dir.mid_task_checkpoint(t)
         if ckpt is not None and is_zero:
             print(f"resuming task {t + 1} mid-way from {ckpt}")
+        wandb.task_start(tr.global_step)
         try:
             if any(p.requires_grad for p in module.parameters()):  # statistics methods learn in their hooks
                 tr.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
@@ -185,7 +186,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
         test(t)
         metrics = {**base, "complete": t == T - 1, "tasks_done": t + 1, **suite.results(),
                    "wall_time_s": elapsed + time.perf_counter() - started}
-        wandb.task_end(t, suite.scalars())
+        wandb.task_end(t, suite.scalars(), tr.global_step)
         if t < T - 1:
             save_state(False)
         run_dir.task_done(metrics)  # partial metrics.json; the task's mid-task checkpoint goes

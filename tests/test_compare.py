@@ -42,6 +42,8 @@ def test_compare_writes_tables_and_resumes(tmp_path, capsys):
     md = (out / "compare.md").read_text()
     assert "| joint |" in md and "99.0" in md and f"{100 * statistics.fmean(accs):.1f}" in md
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    logger = yaml.safe_load((out / "joint__class__s1" / "config.yaml").read_text())["logger"]
+    assert (logger["group"], logger["job_type"]) == ("grid/joint", "class")  # W&B groups a row's seeds
     before = (out / "joint__class__s1" / "metrics.json").stat().st_mtime_ns
     capsys.readouterr()
     assert main(["compare", "--config", str(path)]) == 0  # every cell done: nothing re-runs

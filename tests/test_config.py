@@ -2,12 +2,12 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from continual.cli.main import main
 from continual.config import load_config
+from continual.config.load import PACKAGED_CONFIGS
 from continual.errors import ConfigError
 
 
@@ -89,8 +89,8 @@ def test_console_script_prints_no_traceback():
     )
 
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
-GRIDS = sorted((Path(__file__).resolve().parents[1] / "configs" / "compare").glob("*.yaml"))
+CONFIGS = sorted(PACKAGED_CONFIGS.glob("*.yaml"))
+GRIDS = sorted((PACKAGED_CONFIGS / "compare").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

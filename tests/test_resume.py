@@ -1,6 +1,7 @@
 """Resume: a SIGKILLed run continues from its checkpoints and ends with the uninterrupted metrics."""
 
 import argparse
+import csv
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import torch
 
 from continual.cli.main import main
 
-RUN = ["logger.wandb=false", "trainer.enable_progress_bar=false", "trainer.max_epochs=2", "checkpoint_every_n_steps=3"]
+RUN = ["logger.kind=csv", "trainer.enable_progress_bar=false", "trainer.max_epochs=2", "checkpoint_every_n_steps=3"]
 
 
 def comparable(path):
@@ -66,6 +67,9 @@ def test_killed_run_resumes_mid_task_to_identical_metrics(tmp_path, uninterrupte
     assert f"{task} of 5 tasks already done" in out.stdout and f"resuming task {task + 1} mid-way" in out.stdout
     assert comparable(killed / "metrics.json") == uninterrupted
     assert not (killed / "checkpoints" / "last.ckpt").exists()  # finished: only the task-boundary state stays
+    sessions = [csv.DictReader((killed / "csv" / f"version_{v}" / "metrics.csv").open()) for v in (0, 1)]
+    ends = [int(r["step"]) for rows in sessions for r in rows if r["acc/task_1"]]
+    assert len(ends) == 5 and ends == sorted(set(ends))  # the resumed run continues the logged step axis
 
 
 def test_resume_refuses_a_different_config_naming_the_keys(tmp_path, capsys):

@@ -92,3 +92,53 @@ def test_bayes_asks_the_wandb_engine():
         params = search.next_params(spec, history)
         assert set(params) == set(spec["parameters"]) and 1e-4 <= params["optim.lr"] <= 1e-2
         history.append({"params": params, "metric": 0.5 + 0.1 * i})
+
+
+def test_overrides_apply_to_every_trial_and_may_not_set_a_swept_parameter(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    path, out = write_spec(tmp_path, TINY), tmp_path / "sweep"
+    assert main(["sweep", str(path), "--dir", str(out), "data.n_tasks=2", "logger.wandb=false"]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert len(runs) == 2 and all(r["status"] == "finished" for r in runs)
+    for r in runs:
+        assert len(json.loads((Path(r["run_dir"]) / "metrics.json").read_text())["tasks"]) == 2
+    assert main(["sweep", str(path), "--dir", str(tmp_path / "s2"), "optim.lr=0.1"]) == 2
+    assert "override 'optim.lr=0.1' sets a swept parameter" in capsys.readouterr().err
+
+
+def test_identical_failures_stop_the_sweep_and_a_continued_sweep_retries_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    spec = TINY.replace("[0.001, 0.01]", "[0.001, 0.01, 0.02]")
+    path, out = write_spec(tmp_path, spec), tmp_path / "sweep"
+    broken = ["data.stream=split_mnist", f"data.root={tmp_path / 'nowhere'}"]  # valid config, no data there
+    assert main(["sweep", str(path), "--dir", str(out), "--max-failures", "2", *broken]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"continual: error: sweep stopped: 2 trials in a row failed the same way, the first ({out / 'run-000'}.log): ")
+    assert "MNIST" in err and "\n" not in err
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["params"]["optim.lr"] for r in runs] == [0.001, 0.01] and all(r["metric"] is None for r in runs)
+    # fixed: the failed trials run first, then the rest of the grid
+    assert main(["sweep", str(path), "--dir", str(out), "data.n_tasks=2", "logger.wandb=false"]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["run"], r["params"]["optim.lr"], r["metric"] is not None) for r in runs] == [
+        ("run-000", 0.001, False), ("run-001", 0.01, False), ("run-002", 0.001, True), ("run-003", 0.01, True), ("run-004", 0.02, True),
+    ]
+
+
+def test_a_trial_past_its_timeout_is_stopped_and_counts_as_failed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    path, out = write_spec(tmp_path, TINY), tmp_path / "sweep"
+    assert main(["sweep", str(path), "--dir", str(out), "--count", "1", "--timeout", "1"]) == 0
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    assert run["metric"] is None and run["status"] == "failed (timed out after 1 s, see run-000.log)"
+
+
+def test_null_values_are_written_as_wandb_agent_writes_them_and_read_as_null(tmp_path):
+    from continual.config import load_config
+
+    spec = load_spec(write_spec(tmp_path, TINY.replace("optim.lr: {values: [0.001, 0.01]}", "router.n_v: {values: [null, 4]}")
+                                .replace("continual, fit,", "continual, fit, method=router, scenario=class,")))
+    validate(spec)  # both values pass the schema, as `wandb agent` would pass them
+    cmd = command(spec, {"router.n_v": None})
+    assert cmd[-1] == "router.n_v=None"  # str(None): what `wandb agent` puts in ${args_no_hyphens}
+    assert load_config(None, cmd[2:]).router.n_v is None

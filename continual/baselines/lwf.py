@@ -46,7 +46,7 @@ def distill(new: torch.Tensor, old: torch.Tensor, temperature: float, over_class
 class LwF(FineTune):
     @dataclass
     class Config:
-        temperature: float = 2.0
+        temperature: float = 2.0  # distillation temperature of the old outputs
         alpha: Optional[float] = None  # weight of the distillation loss; None: 1 - 1/t (current loss 1/t), t = tasks seen
         kd_over_classes: str = choice("sum", ("sum", "mean"))  # "mean": divided by the outputs distilled over (van de Ven & Tolias 2019's code)
 

@@ -1,4 +1,4 @@
-"""`continual fit|sweep|config show`: argparse only at import, heavy modules loaded per command."""
+"""`continual fit|sweep|compare|config show|config keys`: argparse only at import, heavy modules loaded per command."""
 
 from __future__ import annotations
 
@@ -7,15 +7,40 @@ import sys
 
 EPILOG = """examples:
   continual fit                                   # Split-Digits, fine-tuning, task-IL
-  continual fit --config configs/split_mnist.yaml data.root=/data scenario=class
+  continual fit --config split_mnist.yaml data.root=/data scenario=class
   continual config show seed=3 trainer.max_epochs=2
-  continual sweep sweeps/router_grid_h_nv.yaml    # a W&B sweep file, no W&B server needed
-  continual compare --config configs/compare/vandeven2019_split_mnist.yaml data.root=/data
+  continual config keys router                     # every router.* key: type, default, meaning
+  continual sweep sweeps/router_grid_h_nv.yaml data.root=/data   # a W&B sweep file, no W&B server needed
+  continual compare --config compare/vandeven2019_split_mnist.yaml data.root=/data
 """
 
 
+class _FitHelp(argparse.Action):
+    """`fit --help` names the methods (importing them costs seconds, so only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from continual.config.load import config_dirs
+        from continual.config.schema import SCENARIOS, STREAMS
+        from continual.methods import builtin
+
+        configs = sorted({p.name for d in config_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+        parser.epilog = (
+            f"configs:   {', '.join(configs)} (--config NAME, from any folder)\n"
+            f"methods:   {', '.join(builtin())}, or <module>:<Class> for your own\n"
+            f"streams:   {', '.join(STREAMS)} (data.stream=...)\n"
+            f"scenarios: {', '.join(SCENARIOS)} (scenario=...)\n"
+            "every key with its type, default and meaning: continual config keys [prefix], e.g. continual config keys router\n"
+            "the resolved config of a command: continual config show [--config FILE] [key=value ...]"
+        )
+        parser.print_help()
+        parser.exit()
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", default=None, help="YAML config (default: configs/split_digits.yaml)")
+    p.add_argument("--config", "-c", default=None, help="YAML config: a path, or the name of a shipped one (default: split_digits.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. seed=3")
 
 
@@ -27,15 +52,21 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="command", required=True)
-    fit = sub.add_parser("fit", help="train a method over a task stream and write a run directory")
+    fit = sub.add_parser("fit", help="train a method over a task stream and write a run directory", add_help=False,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    fit.add_argument("-h", "--help", action=_FitHelp, help="show this help (with the methods, streams and scenarios) and exit")
     _add_config_args(fit)
     sweep = sub.add_parser("sweep", help="run a W&B sweep file offline (no W&B server): runs, results table, offline W&B runs")
     sweep.add_argument("file", help="a W&B sweep YAML, e.g. sweeps/router_grid_h_nv.yaml")
     sweep.add_argument("--count", type=int, default=None, help="runs to do now (default: the whole grid; required for random/bayes)")
     sweep.add_argument("--dir", default=None, help="sweep directory (default: runs/sweep_<name>); an existing one is continued")
     sweep.add_argument("--seed", type=int, default=0, help="seed of the random search's draws")
+    sweep.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop a trial (SIGTERM) that runs longer; it counts as failed")
+    sweep.add_argument("--max-failures", type=int, default=3, metavar="N",
+                       help="stop the sweep once N trials in a row failed with the same error (default 3; 0: never)")
+    sweep.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every trial, e.g. data.root=/data")
     cmp = sub.add_parser("compare", help="run a grid of methods x scenarios x seeds and tabulate it")
-    cmp.add_argument("--config", "-c", required=True, help="compare YAML, e.g. configs/compare/<name>.yaml")
+    cmp.add_argument("--config", "-c", required=True, help="compare YAML: a path, or a shipped one's name, e.g. compare/<name>.yaml")
     cmp.add_argument("--out", default=None, help="output folder (default: the config's 'out')")
     cmp.add_argument("--shard", default=None, metavar="I/N", help="run only every N-th cell from the I-th (split the grid over N processes sharing --out)")
     cmp.add_argument("--seeds", default=None, metavar="LIST", help="seeds instead of the config's, e.g. 0-19 or 0,3,5")
@@ -45,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="print the resolved config")
     _add_config_args(show)
+    keys = cfg_sub.add_parser("keys", help="list every config key with its type, default and meaning")
+    keys.add_argument("prefix", nargs="?", default="", help="only keys under this key or section, e.g. data or router.h")
     return ap
 
 
@@ -64,7 +97,14 @@ def release_process_group() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    code = _dispatch(parser().parse_args(argv))
+    ap = parser()
+    args, rest = ap.parse_known_args(argv)
+    # argparse leaves key=value items after an option (`sweep FILE --count 3 data.root=/d`) unparsed
+    if rest and (not hasattr(args, "overrides") or any(r.startswith("-") or "=" not in r for r in rest)):
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
+    if rest:
+        args.overrides += rest
+    code = _dispatch(args)
     if code == 0:
         release_process_group()
     return code
@@ -96,12 +136,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "sweep":
             from continual.sweep.runner import run_sweep
 
-            history = run_sweep(args.file, args.count, args.dir, args.seed)
+            history = run_sweep(args.file, args.count, args.dir, args.seed, args.overrides, args.timeout, args.max_failures)
             return 1 if any(h["metric"] is None for h in history) else 0
         if args.command == "compare":
             from continual.compare import compare
 
             return compare(args.config, args.out, args.overrides, shard=args.shard, seeds=args.seeds, only=args.only)
+        if args.command == "config" and args.config_command == "keys":
+            from continual.config.keys import format_keys, key_rows
+
+            print(format_keys(key_rows(args.prefix)))
+            return 0
         from continual.config import load_config
 
         cfg = load_config(args.config, args.overrides)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -23,18 +24,23 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from continual.config.schema import Config
 from continual.errors import ConfigError
+from continual.run_logger import logger_kinds
 
 DEFAULT_CONFIG = "split_digits.yaml"
 # Trainer arguments the platform owns: it builds them per task.
-_RESERVED_TRAINER_KEYS = {"logger": "logger.*", "callbacks": "the method and its callbacks"}
+_RESERVED_TRAINER_KEYS = {"logger": "logger.kind (wandb, tensorboard, csv, mlflow, none, or a list)", "callbacks": "the method and its callbacks"}
+
+
+PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # package data: installed with continual
 
 
 def config_dirs() -> list[Path]:
-    """Where config names are looked up: ./configs, then the checkout the package lives in."""
-    return [Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"]
+    """Where config names are looked up: ./configs (your own), then the configs shipped in the package."""
+    return [Path.cwd() / "configs", PACKAGED_CONFIGS]
 
 
-def resolve_config_path(path: str | None) -> Path:
+def resolve_config_path(path: str | None, what: str = "config file") -> Path:
+    """A file path wins; otherwise a name (e.g. `split_mnist.yaml`, `compare/<name>.yaml`) in `config_dirs()`."""
     if path is None:
         path = DEFAULT_CONFIG
     candidate = Path(path)
@@ -43,9 +49,10 @@ def resolve_config_path(path: str | None) -> Path:
     for folder in config_dirs():
         if (folder / path).is_file():
             return folder / path
-    available = sorted({p.name for d in config_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+    pattern = "compare/*.yaml" if what == "compare config" else "*.yaml"
+    available = sorted({p.relative_to(d).as_posix() for d in config_dirs() if d.is_dir() for p in d.glob(pattern)})
     raise ConfigError(
-        f"config file '{path}' not found; give a path to a YAML file"
+        f"{what} '{path}' not found; give a path to a YAML file"
         + (f" or one of: {', '.join(available)}" if available else "")
     )
 
@@ -120,12 +127,16 @@ def _merge(base: DictConfig, other, source: str, method=None) -> DictConfig:
         raise _explain(err, source, method) from None
 
 
+_NONE = re.compile(r"(?<![\w'\"])None(?![\w'\"])")  # Python's None, as `wandb agent` writes a null value
+
+
 def parse_overrides(overrides: Sequence[str]) -> DictConfig:
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override '{item}' is not of the form key=value (e.g. seed=3)")
+    items = [key + "=" + _NONE.sub("null", value) for key, value in (item.split("=", 1) for item in overrides)]
     try:
-        return OmegaConf.from_dotlist(list(overrides))
+        return OmegaConf.from_dotlist(items)
     except OmegaConfBaseException as err:
         raise ConfigError(f"cannot parse overrides {list(overrides)}: {str(err).splitlines()[0]}") from None
 
@@ -235,6 +246,7 @@ def _check_values(cfg: DictConfig) -> None:
             raise ConfigError(f"backbone.pretrain.{key}={cfg.backbone.pretrain[key]} must be a positive integer")
     if cfg.logger.mode not in (None, "online", "offline", "disabled"):
         raise ConfigError(f"logger.mode='{cfg.logger.mode}' is not valid; choose one of: online, offline, disabled")
+    logger_kinds(cfg.logger)
 
 
 def schema(method) -> DictConfig:

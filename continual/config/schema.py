@@ -24,7 +24,7 @@ def choice(default, choices, **kw):
 
 @dataclass
 class DataConfig:
-    stream: str = choice("split_digits", STREAMS)
+    stream: str = choice("split_digits", STREAMS)  # the task stream (custom: your own, see data.custom)
     root: str = "data"  # folder holding MNIST/raw (torchvision layout)
     download: bool = False  # let torchvision download missing files (needs network)
     n_tasks: Optional[int] = None  # default: 5 for split streams, 10 for permuted
@@ -35,37 +35,37 @@ class DataConfig:
     # the split every test pass evaluates: choose hyperparameters with `val`, report `test` once
     eval_split: str = choice("test", ("test", "val"))
     test_fraction: float = 0.2  # split_digits only: MNIST has its own test split
-    batch_size: int = 128
-    eval_batch_size: int = 8192
+    batch_size: int = 128  # the global training batch (split over DDP processes)
+    eval_batch_size: int = 8192  # test-pass batch
     custom: Optional[str] = None  # stream=custom: "module:function" returning a Stream, see continual.data.custom
     rotations: Optional[List[float]] = None  # rotated_mnist: degrees per task; None: evenly over [0, 180)
 
 
 @dataclass
 class PretrainConfig:
-    dataset: str = choice("mnist", PRETRAIN_DATASETS)
+    dataset: str = choice("mnist", PRETRAIN_DATASETS)  # the data set backbone.init=pretrain trains on
     classes: Optional[List[int]] = None  # None: all classes of the data set
-    epochs: int = 1
-    lr: float = 1e-3
-    batch_size: int = 128
+    epochs: int = 1  # pretraining epochs
+    lr: float = 1e-3  # pretraining learning rate (Adam)
+    batch_size: int = 128  # pretraining batch
 
 
 @dataclass
 class BackboneConfig:
-    hidden: List[int] = field(default_factory=lambda: [400, 400])
-    activation: str = choice("relu", ("relu", "tanh", "gelu"))
-    init: str = choice("random", ("random", "pretrain", "checkpoint"))
+    hidden: List[int] = field(default_factory=lambda: [400, 400])  # the MLP's hidden widths
+    activation: str = choice("relu", ("relu", "tanh", "gelu"))  # hidden-layer nonlinearity
+    init: str = choice("random", ("random", "pretrain", "checkpoint"))  # where the backbone's weights come from
     checkpoint: Optional[str] = None  # a state_dict file, used when init=checkpoint
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
 @dataclass
 class OptimConfig:
-    name: str = choice("adam", ("adam", "sgd", "adamw", "rmsprop"))
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    name: str = choice("adam", ("adam", "sgd", "adamw", "rmsprop"))  # the optimizer of each task's training
+    lr: float = 1e-3  # learning rate
+    weight_decay: float = 0.0  # L2 weight decay (decoupled for adamw)
     momentum: float = 0.0  # sgd and rmsprop
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam and adamw
     # keep the optimizer's state (Adam's moments, SGD's momentum) from one task to the next instead
     # of a fresh optimizer per task; van de Ven & Tolias 2019 keep it, and it changes forgetting a lot
     carry_state: bool = False
@@ -73,11 +73,16 @@ class OptimConfig:
 
 @dataclass
 class LoggerConfig:
-    wandb: bool = True
-    project: str = "continual"
-    mode: Optional[str] = None  # online|offline|disabled; None: $WANDB_MODE, else offline
-    name: Optional[str] = None
-    tags: List[str] = field(default_factory=list)
+    # the Lightning loggers that receive the metrics: wandb, tensorboard, csv, mlflow or none, or a list
+    kind: Any = "wandb"
+    wandb: Optional[bool] = None  # the older switch: false drops wandb from kind, true adds it
+    project: str = "continual"  # W&B project; MLflow experiment
+    entity: Optional[str] = None  # W&B team or user; None: your default entity
+    group: Optional[str] = None  # W&B group, e.g. the seeds of one setting (compare: <grid>/<row>; sweep: sweep_<name>)
+    job_type: Optional[str] = None  # W&B job type, a second grouping level (compare: the scenario; sweep: sweep)
+    mode: Optional[str] = None  # W&B online|offline|disabled; None: $WANDB_MODE, else offline
+    name: Optional[str] = None  # the run's name; None: the run directory's name
+    tags: List[str] = field(default_factory=list)  # W&B tags
 
 
 @dataclass
@@ -93,8 +98,8 @@ class MetricsConfig:
 @dataclass
 class Config:
     method: str = "finetune"  # a built-in method's name, or <module>:<Class> (continual/methods.py)
-    scenario: str = choice("task", SCENARIOS)
-    seed: int = 0
+    scenario: str = choice("task", SCENARIOS)  # task: task id given at test; class: one head, task inferred; domain: shared outputs
+    seed: int = 0  # seeds everything (Lightning, data splits, shuffles): same seed, same metrics.json
     output_dir: Optional[str] = None  # the run directory itself; None: runs/<name>
     overwrite: bool = False  # allow writing into an output_dir that already holds results
     resume: Optional[str] = None  # a run directory to continue from its last checkpoint (starts it if empty)
@@ -107,6 +112,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # + the selected method's section, `<method name>: <Method>.Config`, added by the loader
+
     # Passed to lightning.Trainer as-is, once per task: max_epochs is epochs per task.
     trainer: Dict[str, Any] = field(
         default_factory=lambda: {

@@ -75,15 +75,19 @@ class MetricSuite:
             )
         return out
 
-    def log(self, logger, metrics: dict) -> None:
-        """Tables and histograms of the finished stream (the W&B logger's `finish` calls this)."""
-        import wandb
-
+    @staticmethod
+    def final_scalars(metrics: dict) -> dict:
+        """The optional metrics' numbers of the finished stream, as `final/<metric>/<key>`."""
         flat = {}
         for key in ("mask_stability", "padded_class", "task_inference"):
             entry = metrics[key] or {}
             flat.update({f"final/{key}/{k}": v for k, v in entry.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        logger.log_metrics(flat)
+        return flat
+
+    def log(self, logger, metrics: dict) -> None:
+        """Tables and histograms of the finished stream (W&B only: `RunLogger.finish` calls this)."""
+        import wandb
+
         if self.stability:
             logger.log_table(key="mask_stability_per_sample", columns=list(COLUMNS), data=self.stability.rows)
             final = self.stability.final_rows()

@@ -70,7 +70,7 @@ class RouterModule(ContinualModule):
         # closed: mask_density 1.0)
         mask: str = choice("hard", ("soft", "hard"))  # sigmoid gates, or binary with straight-through
         h: int = 64  # head size
-        heads: int = 1
+        heads: int = 1  # attention heads
         n_v: Optional[int] = None  # padded within-task classes; None: the largest task's class count
         memories: int = 32  # memory slots per task (keys + gate + value rows)
         positional: bool = False  # learned token-position embeddings

@@ -5,7 +5,9 @@ it is exactly what `wandb agent` would run (DDP settings in the command work the
 W&B forced offline and `output_dir` inside the sweep directory. The sweep directory holds the
 run directories (each with its offline W&B run for `wandb sync`), one log per run and
 `results.json`/`results.csv`, rewritten after every run; running the same sweep again into the
-same directory continues it.
+same directory continues it, first retrying the trials that failed. `key=value` overrides apply to
+every trial; `--timeout` stops a trial (SIGTERM) that runs too long; a sweep whose trials keep
+failing the same way stops with that error instead of starting more of them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from continual.errors import ConfigError, SweepError
 from continual.metrics.report import atomic_write
 from continual.sweep import search, spec as sweep_spec
 
@@ -59,32 +62,80 @@ def format_table(spec: dict, history: list[dict]) -> str:
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows) + f"\n* best ({goal} {metric})"
 
 
-def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0) -> list[dict]:
-    spec = sweep_spec.load_spec(path)
-    sweep_spec.validate(spec)
-    if count is None and spec["method"] != "grid":
-        from continual.errors import ConfigError
+def _failure(log: Path, rc: int) -> str:
+    """A failed trial's error: its `continual: error:` line, else the log's last line, else the exit code."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line.removeprefix("continual: error: ") for line in lines if line.startswith("continual: error: ")]
+    return errors[-1] if errors else lines[-1] if lines else f"exit {rc}"
 
+
+def _run_trial(cmd: list[str], env: dict, log: Path, timeout: float | None) -> tuple[int | None, str | None]:
+    """Run one trial; (exit code or None on timeout, its error or None). A timed-out trial gets
+    SIGTERM first, so it saves its checkpoint as any stopped run does."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "continual.cli.main", *cmd[1:]], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            return None, f"timed out after {timeout:g} s"
+    return rc, None if rc == 0 else _failure(log, rc)
+
+
+def _retries(history: list[dict]) -> list[dict]:
+    """Parameters of earlier trials that failed and never finished since: a continued sweep runs them first."""
+    finished = [h["params"] for h in history if h["metric"] is not None]
+    out = []
+    for h in history:
+        if h["metric"] is None and h["params"] not in finished and h["params"] not in out:
+            out.append(h["params"])
+    return out
+
+
+def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0, overrides: list[str] = (),
+              timeout: float | None = None, max_failures: int = 3) -> list[dict]:
+    """Run the sweep `path` with `overrides` on every trial; stop once `max_failures` trials in a row
+    failed with the same error (0: never)."""
+    spec = sweep_spec.load_spec(path)
+    sweep_spec.validate(spec, extra=list(overrides))
+    if count is None and spec["method"] != "grid":
         raise ConfigError(f"a {spec['method']} search never ends by itself; pass --count N")
     out = Path(sweep_dir or Path("runs") / f"sweep_{spec['name']}")
     out.mkdir(parents=True, exist_ok=True)
     history = _load_history(out)
+    retry = _retries(history)
     env = {**os.environ, "WANDB_MODE": "offline"}
+    failures: list[tuple[str, str]] = []  # (run, error) of the failures in a row
     for _ in range(count if count is not None else sys.maxsize):
-        params = search.next_params(spec, history, seed)
+        params = retry.pop(0) if retry else search.next_params(spec, history, seed)
         if params is None:
             break
         name = f"run-{len(history):03d}"
         run_dir = out / name
-        cmd = sweep_spec.command(spec, params) + [f"output_dir={run_dir}", f"logger.tags=[sweep_{spec['name']}]", "overwrite=true"]
+        cmd = sweep_spec.command(spec, params, list(overrides)) + [
+            f"output_dir={run_dir}", f"logger.tags=[sweep_{spec['name']}]", f"logger.group=sweep_{spec['name']}", "logger.job_type=sweep", "overwrite=true",
+        ]
         print(f"[{name}] {' '.join(cmd)}", flush=True)
-        with open(out / f"{name}.log", "w") as log:
-            rc = subprocess.run([sys.executable, "-m", "continual.cli.main", *cmd[1:]], env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        rc, error = _run_trial(cmd, env, out / f"{name}.log", timeout)
         value = _metric(run_dir, sweep_spec.metric_key(spec))
-        status = "finished" if rc == 0 and value is not None else f"failed (exit {rc}, see {name}.log)"
+        if error is None and value is None:
+            error = f"no {spec['metric']['name']} in {run_dir}/metrics.json"
+        status = "finished" if error is None else f"failed ({error if rc is None else f'exit {rc}'}, see {name}.log)"
         history.append({"run": name, "params": params, "metric": value, "status": status, "run_dir": str(run_dir)})
         _write_results(out, spec, history)
         print(f"[{name}] {spec['metric']['name']} = {value}  {status}", flush=True)
+        failures = [] if error is None else [f for f in failures if f[1] == error] + [(name, error)]
+        if max_failures and len(failures) >= max_failures:
+            first, first_error = failures[0]
+            raise SweepError(
+                f"sweep stopped: {len(failures)} trials in a row failed the same way, the first ({out / first}.log): {first_error}; "
+                f"fix that and run the same command again (it retries the failed trials)"
+            )
     print(format_table(spec, history))
     print(f"sweep directory: {out}   (upload the offline W&B runs with: wandb sync {out}/run-*/wandb/offline-run-*)")
     return history

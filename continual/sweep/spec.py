@@ -8,7 +8,6 @@ the first run rather than in the fortieth.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
@@ -35,8 +34,9 @@ def load_spec(path: str | Path) -> dict:
 
 
 def format_value(value) -> str:
-    """How W&B's agent writes a value into `${args_no_hyphens}`: strings as-is, the rest as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
+    """How W&B's agent writes a value into `${args_no_hyphens}`: Python's `str` (None, True, [16, 32]),
+    so a sweep runs the same command offline and under `wandb agent`; the config loader reads None as null."""
+    return str(value)
 
 
 def overrides(params: dict) -> list[str]:
@@ -49,9 +49,10 @@ def fit_args(spec: dict) -> list[str]:
     return [c for c in cmd[2:] if c != ARGS]
 
 
-def command(spec: dict, params: dict) -> list[str]:
-    """The command line `wandb agent` would run for `params` (with `continual` as the program)."""
-    return ["continual", "fit", *fit_args(spec), *overrides(params)]
+def command(spec: dict, params: dict, extra: list[str] = ()) -> list[str]:
+    """The command line `wandb agent` would run for `params` (with `continual` as the program), with
+    `extra` overrides (`continual sweep FILE key=value ...`) after the sweep file's own."""
+    return ["continual", "fit", *fit_args(spec), *extra, *overrides(params)]
 
 
 def metric_key(spec: dict) -> str:
@@ -74,8 +75,8 @@ def candidate_values(name: str, p: dict) -> list:
     raise ConfigError(f"sweep parameter '{name}' needs value, values, or min and max")
 
 
-def validate(spec: dict, check_schema: bool = True) -> None:
-    """Raise a one-line ConfigError for the first problem in `spec`."""
+def validate(spec: dict, check_schema: bool = True, extra: list[str] = ()) -> None:
+    """Raise a one-line ConfigError for the first problem in `spec` (run with the overrides `extra`)."""
     from continual.run_logger import FINAL_KEYS
 
     name = spec.get("name", "sweep")
@@ -95,13 +96,20 @@ def validate(spec: dict, check_schema: bool = True) -> None:
     params = spec.get("parameters")
     if not isinstance(params, dict) or not params:
         raise ConfigError(f"sweep '{name}': parameters must map config keys to their values or distributions")
+    for item in extra:
+        if item.split("=", 1)[0] in params:
+            raise ConfigError(f"sweep '{name}': override '{item}' sets a swept parameter; drop it, or drop {item.split('=', 1)[0]} from the sweep's parameters")
     if not check_schema:
         return
     from continual.config import load_config
 
     args = fit_args(spec)
     config = args[args.index("--config") + 1] if "--config" in args else None
-    fixed = [a for i, a in enumerate(args) if "=" in a and (i == 0 or args[i - 1] != "--config")]
+    fixed = [a for i, a in enumerate(args) if "=" in a and (i == 0 or args[i - 1] != "--config")] + list(extra)
+    try:
+        load_config(config, fixed)
+    except ConfigError as err:
+        raise ConfigError(f"sweep '{name}': its command {' '.join(command(spec, {}, extra))} is refused: {err}") from None
     for key, p in params.items():
         if not isinstance(p, dict):
             raise ConfigError(f"sweep '{name}': parameter '{key}' must be a mapping such as {{values: [...]}}")
