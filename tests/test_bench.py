@@ -16,7 +16,7 @@ def test_bench_quick_writes_every_table(tmp_path, capsys):
     assert set(rows) == {"raw", "finetune", "raw_5ep", "finetune_5ep", "router", "router_step"}
     assert rows["finetune_5ep"]["train_samples"] == 5 * rows["finetune"]["train_samples"]
     out = capsys.readouterr().out
-    assert out.startswith("device: cpu") and data["machine"]["device"] == "cpu"
+    assert out.startswith(f"device: {data['machine']['device']}")  # the tables are read with the device they ran on
     ratio = rows["finetune"]["wall_s"]["median"] / rows["raw"]["wall_s"]["median"]
     assert f"{ratio:.2f} x raw " in out  # each row is read against its reference
     assert set(data["tokens"]["exponent"]) == {"learned", "perceiver"}

@@ -22,7 +22,8 @@ def test_a_non_editable_install_runs_the_default_fit_from_another_folder(tmp_pat
     assert (site / "continual" / "configs" / "compare" / "vandeven2019_split_mnist.yaml").is_file()
 
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(site), "WANDB_MODE": "offline"}  # the installed copy, not this checkout
+    # the installed copy first (not this checkout); what PYTHONPATH held may carry the dependencies
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])), "WANDB_MODE": "offline"}
     proc = subprocess.run([str(site / "bin" / "continual"), "fit", "trainer.enable_progress_bar=false"],
                           cwd=elsewhere, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -221,7 +221,7 @@ class SupSup(ContinualModule):
         """Each sample through the network under its task's mask (one pass per task present)."""
         out = x.new_empty(len(x), self.net.head.out_features, dtype=torch.float64)
         for t, rows in self.task_groups(task):
-            out[rows] = masked_forward(self.net, x[rows], self.layer_masks(self.flat_mask(t)), self.scale)
+            out[rows] = masked_forward(self.net, x[rows], self.layer_masks(self.flat_mask(t)), self.scale).to(out.dtype)
         return out
 
     def infer_task(self, x: torch.Tensor) -> torch.Tensor:

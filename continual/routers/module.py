@@ -205,12 +205,15 @@ class RouterModule(ContinualModule):
         logits, unmasked = x.new_empty(len(x), self.n_v), x.new_empty(len(x), self.n_v)
         mask = x.new_empty(len(x), sum(self.mlp.widths)) if self.cfg.gate == "units" else None
         density = x.new_empty(len(x))
-        for t, rows in self.task_groups(task):  # one task per batch in training; a few at class-IL test time
-            out, m, density[rows] = self._task_forward(self.memories[t], x[rows], alpha[rows])
-            unmasked[rows] = out
-            logits[rows] = out.masked_fill(self.class_table[t] < 0, float("-inf"))  # padded classes
+        # one task per batch in training; a few at class-IL test time. Under autocast a task's
+        # outputs may be half precision: written into the batch's tensors in their dtype.
+        for t, rows in self.task_groups(task):
+            out, m, d = self._task_forward(self.memories[t], x[rows], alpha[rows])
+            density[rows] = d.to(density.dtype)
+            unmasked[rows] = out.to(unmasked.dtype)
+            logits[rows] = out.masked_fill(self.class_table[t] < 0, float("-inf")).to(logits.dtype)  # padded classes
             if mask is not None:
-                mask[rows] = m
+                mask[rows] = m.to(mask.dtype)
         return {"q": q, "task": task, "task_scores": tscores, "alpha": alpha, "logits": logits, "unmasked": unmasked,
                 "mask": mask, "density": density}
 
@@ -256,7 +259,7 @@ class RouterModule(ContinualModule):
         for t in task.unique().tolist():
             sel = task == t
             per_slot = [gating.connection_masks(g, self.cfg.mask == "hard").flatten(1) for g in self.memories[t].gates]
-            mask[sel] = torch.cat([alpha[sel] @ m for m in per_slot], 1)
+            mask[sel] = torch.cat([alpha[sel] @ m for m in per_slot], 1).to(mask.dtype)
         return mask
 
     def evaluate(self, batch: dict) -> dict:
