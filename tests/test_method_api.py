@@ -30,15 +30,16 @@ def test_the_python_api_page_runs_as_written(tmp_path):
     stored = json.loads((tmp_path / "runs" / "api_demo" / "metrics.json").read_text())
     assert ns["metrics"]["acc"] == stored["acc"] and stored["method"] == "ewc"
     assert ns["counter"].steps == [(0, 9), (1, 9), (2, 9), (3, 9), (4, 8)]  # as the page says
-    assert ns["accuracy"] == pytest.approx(stored["accuracy_matrix"][-1][0])
+    # the page's "the same number": exactly, where the run trained on the CPU that load_run evaluates on
+    n = len(ns["task"].y_test)
+    assert ns["accuracy"] == pytest.approx(stored["accuracy_matrix"][-1][0], abs=1e-6 if not torch.cuda.is_available() else 2 / n)
     # the own-Trainer loop (last block) trained the router on the Trainer's device, every task's memory set up
     module, stream = ns["module"], ns["stream"]
     assert type(module).__name__ == "RouterModule" and len(stream) == 5
-    assert module.device == ns["trainer"].strategy.root_device
     assert all(bool(m.initialized) for m in module.memories)
-    task = stream.tasks[-1]
+    task = stream.tasks[-1]  # on the Trainer's device (dm.to); the module is back on the CPU after test
     with torch.no_grad():
-        pred = module.eval().predict({"x": task.x_test, "task": torch.full_like(task.y_test, task.id)})
+        pred = module.to(task.x_test.device).eval().predict({"x": task.x_test, "task": torch.full_like(task.y_test, task.id)})
     assert (pred == module.labels.targets(task.y_test)).float().mean() > 0.8  # class-IL, 10 classes: chance 0.1
 
 

@@ -128,7 +128,7 @@ def test_identical_failures_stop_the_sweep_and_a_continued_sweep_retries_them(tm
 def test_a_trial_past_its_timeout_is_stopped_and_counts_as_failed(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
     path, out = write_spec(tmp_path, TINY), tmp_path / "sweep"
-    assert main(["sweep", str(path), "--dir", str(out), "--count", "1", "--timeout", "1"]) == 0
+    assert main(["sweep", str(path), "--dir", str(out), "--count", "1", "--timeout", "1"]) == 1  # a failed trial fails the sweep
     (run,) = json.loads((out / "results.json").read_text())["runs"]
     assert run["metric"] is None and run["status"] == "failed (timed out after 1 s, see run-000.log)"
 

@@ -5,8 +5,9 @@ smallest-magnitude `prune` fraction of those is released (set to zero, left for 
 the rest become the task's own and are retrained alone. Task j is evaluated with the weights
 of tasks 0..j only, so its accuracy never changes afterwards. Biases are learned on the first
 task and then fixed; the head is protected by the task-IL label masking. The weights used are
-chosen by the task id, so PackNet is a task-incremental method (scenario=task). Owners and whether the task in progress is pruned
-yet are state, so a task resumed after its pruning step does not prune again.
+chosen by the task id, so PackNet is a task-incremental method (scenario=task). The owners are
+buffers and whether the task in progress is pruned yet is task state, so a task resumed after
+its pruning step does not prune again.
 """
 
 from __future__ import annotations
@@ -42,8 +43,14 @@ class PackNet(FineTune):
     def __init__(self, net, hp: DictConfig, **kwargs):
         super().__init__(net, **kwargs)
         self.hp = hp
-        self.owner = [torch.full_like(layer.weight, FREE, dtype=torch.long) for layer in net.hidden]
+        for i, layer in enumerate(net.hidden):  # buffers: they move with the module (Lightning moves it to the CPU after every fit)
+            self.register_buffer(f"owner{i}", torch.full_like(layer.weight, FREE, dtype=torch.long))
         self.pruned = False
+
+    @property
+    def owner(self) -> list[torch.Tensor]:
+        """Per hidden layer, the task that owns each weight (FREE: none yet)."""
+        return [getattr(self, f"owner{i}") for i in range(len(self.net.hidden))]
 
     def _forward(self, x: torch.Tensor, task: int | None) -> torch.Tensor:
         """task None: every weight (training); else only the weights of tasks 0..task."""
@@ -63,10 +70,10 @@ class PackNet(FineTune):
         return out
 
     def task_state(self) -> dict:
-        return {"owner": self.owner, "pruned": self.pruned}
+        return {"pruned": self.pruned}
 
     def load_task_state(self, state: dict) -> None:
-        self.owner, self.pruned = list(state["owner"]), state["pruned"]
+        self.pruned = state["pruned"]
 
     def on_task_start(self, data: TaskData) -> None:
         self.pruned = False

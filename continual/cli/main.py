@@ -136,8 +136,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "sweep":
             from continual.sweep.runner import run_sweep
 
-            history = run_sweep(args.file, args.count, args.dir, args.seed, args.overrides, args.timeout, args.max_failures)
-            return 1 if any(h["metric"] is None for h in history) else 0
+            ran = run_sweep(args.file, args.count, args.dir, args.seed, args.overrides, args.timeout, args.max_failures)
+            return 1 if any(r["metric"] is None for r in ran) else 0  # a trial of this call failed
         if args.command == "compare":
             from continual.compare import compare
 

@@ -103,8 +103,7 @@ class Config:
     output_dir: Optional[str] = None  # the run directory itself; None: runs/<name>
     overwrite: bool = False  # allow writing into an output_dir that already holds results
     resume: Optional[str] = None  # a run directory to continue from its last checkpoint (starts it if empty)
-    # mid-task checkpoints (and one on SIGTERM): every this many seconds of training; 0: only at task ends
-    checkpoint_every_s: float = 300.0
+    checkpoint_every_s: float = 300.0  # mid-task checkpoint every this many seconds of training (and on SIGTERM); 0: only at task ends
     checkpoint_every_n_steps: int = 0  # > 0: every n training steps instead of every checkpoint_every_s
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)

@@ -46,6 +46,13 @@ class TaskStreamDataModule(L.LightningDataModule):
                     setattr(task, attr, getattr(task, attr).to(device))
         return self
 
+    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
+        """Batches are already on the device after `to`: skip Lightning's walk over the batch's
+        entries at every step."""
+        if batch["x"].device == device:
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def _loader(self, t: int, split: str, train: bool) -> TensorLoader:
         x, y = self.stream.tasks[t].split(split)
         size = self.batch_size if train else self.eval_batch_size

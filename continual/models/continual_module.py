@@ -147,13 +147,6 @@ class ContinualModule(L.LightningModule):
         world = self.trainer.world_size if self._trainer is not None else 1
         return per_sample.sum() * world / batch.get("global_size", len(per_sample) * world)
 
-    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
-        """The task loop's batches are already on the device (`TaskStreamDataModule.to`): skip
-        Lightning's walk over the batch's entries at every step."""
-        if batch["x"].device == device:
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         per_sample = nn.functional.cross_entropy(
             self.masked_logits(batch), self.labels.targets(batch["y"]), reduction="none"

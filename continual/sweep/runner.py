@@ -100,7 +100,7 @@ def _retries(history: list[dict]) -> list[dict]:
 def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0, overrides: list[str] = (),
               timeout: float | None = None, max_failures: int = 3) -> list[dict]:
     """Run the sweep `path` with `overrides` on every trial; stop once `max_failures` trials in a row
-    failed with the same error (0: never)."""
+    failed with the same error (0: never). Returns the records of the trials this call ran."""
     spec = sweep_spec.load_spec(path)
     sweep_spec.validate(spec, extra=list(overrides))
     if count is None and spec["method"] != "grid":
@@ -108,6 +108,7 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
     out = Path(sweep_dir or Path("runs") / f"sweep_{spec['name']}")
     out.mkdir(parents=True, exist_ok=True)
     history = _load_history(out)
+    start = len(history)
     retry = _retries(history)
     env = {**os.environ, "WANDB_MODE": "offline"}
     failures: list[tuple[str, str]] = []  # (run, error) of the failures in a row
@@ -138,4 +139,4 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
             )
     print(format_table(spec, history))
     print(f"sweep directory: {out}   (upload the offline W&B runs with: wandb sync {out}/run-*/wandb/offline-run-*)")
-    return history
+    return history[start:]
