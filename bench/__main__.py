@@ -38,6 +38,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", default="bench/results", help="folder for the JSON results")
     ap.add_argument("--quick", action="store_true", help="tiny workload (Split-Digits, 1 repeat): checks the pieces run")
     ap.add_argument("--skip", nargs="*", default=[], choices=["workloads", "tokens", "startup"])
+    ap.add_argument("--set", nargs="*", default=[], metavar="key=value",
+                    help="config overrides for every workload, e.g. backbone.hidden=[16]: a model that costs nothing leaves the platform's overhead")
     return ap.parse_args(argv)
 
 
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    overrides = [f"data.root={args.root}", *(QUICK if args.quick else [])]
+    overrides = [f"data.root={args.root}", *(QUICK if args.quick else []), *args.set]
     repeats = 1 if args.quick else args.repeats
     ns = [8, 16, 32] if args.quick else [int(n) for n in args.tokens.split(",")]
     results: dict = {
