@@ -53,9 +53,12 @@ class Stream:
         return max(len(c) for c in self.task_classes)
 
 
-def _hold_out(x, y, fraction: float, gen: torch.Generator):
-    perm = torch.randperm(len(y), generator=gen)
-    n_val = round(len(y) * fraction)
+def _hold_out(x, y, fraction: float, gen: torch.Generator, rows: torch.Tensor | None = None):
+    """(train x, train y, val x, val y): a seeded `fraction` of the samples (of `rows` only, if
+    given: one gather from the whole set instead of a copy of the rows first) held out."""
+    rows = torch.arange(len(y)) if rows is None else rows
+    perm = rows[torch.randperm(len(rows), generator=gen)]
+    n_val = round(len(rows) * fraction)
     return x[perm[n_val:]], y[perm[n_val:]], x[perm[:n_val]], y[perm[:n_val]]
 
 
@@ -122,7 +125,7 @@ def split_stream(name: str, arrays, cfg: DictConfig, seed: int, n_source_classes
         classes = order[t * per : (t + 1) * per]
         cls = torch.tensor(classes)
         in_tr, in_te = torch.isin(y_tr, cls), torch.isin(y_te, cls)
-        xt, yt, xv, yv = _hold_out(x_tr[in_tr], y_tr[in_tr], cfg.val_fraction, gen)
+        xt, yt, xv, yv = _hold_out(x_tr, y_tr, cfg.val_fraction, gen, rows=in_tr.nonzero().squeeze(1))
         tasks.append(Task(t, classes, classes, xt, yt, xv, yv, x_te[in_te], y_te[in_te]))
         _check_task(name, tasks[-1], cfg)
     return Stream(name, tasks, x_tr.shape[1], n_source_classes, {"class_order": order[: n_tasks * per]})
