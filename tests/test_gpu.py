@@ -1,6 +1,7 @@
 """CUDA: every method gives the CPU's numbers, mixed precision works for every method, and the
 benchmark runs there. The `gpu` tests skip without a GPU (CI is CPU-only); run the whole suite
-on a GPU machine whenever one is available (docs/scaling.md, "GPU").
+on a GPU machine whenever one is available (docs/scaling.md, "GPU"). Two run on every machine:
+bf16-mixed on the CPU for every method, and the refusal of a GPU that is not there.
 
 Why counts and not exact equality: a GPU sums in another order, so a few predictions near a
 decision boundary may flip after training; methods that train nothing must agree exactly.
@@ -72,6 +73,16 @@ def test_the_benchmark_runs_on_cuda_and_names_the_device(tmp_path, capsys):
     assert result["machine"]["device"] == torch.cuda.get_device_name()
     raw, finetune = result["workloads"]["raw"], result["workloads"]["finetune"]
     assert raw["final_acc"] > 0.8 and finetune["final_acc"] > 0.8  # both learned, on the GPU
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_bf16_mixed_on_the_cpu_runs_every_method(method, tmp_path):
+    """CPU autocast casts matrix products to bf16 as CUDA autocast does, so dtype bugs of the
+    mixed-precision path (a half-precision output written into a float32 tensor) show on CI."""
+    full = method_run(method, tmp_path, "trainer.accelerator=cpu")
+    mixed = method_run(method, tmp_path, "trainer.accelerator=cpu", "trainer.precision=bf16-mixed")
+    assert mixed["complete"] and mixed["counts"]["total"] == full["counts"]["total"]
+    assert mixed["acc"] >= full["acc"] - 0.05, (method, full["acc"], mixed["acc"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
