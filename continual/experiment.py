@@ -125,15 +125,13 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
         dm.to(tr.strategy.root_device)
         return tr
 
-    testers: list[L.Trainer] = []
+    tester = trainer()
 
     def test(after: int) -> None:
         """The test pass over every task after training task `after` (-1: before any training)."""
-        if not testers:
-            testers.append(trainer())
         suite.begin(after)
-        testers[0].test(module, datamodule=dm, verbose=False)
-        _stop_if_terminated(testers[0], run_dir.path, max(after, 0))
+        tester.test(module, datamodule=dm, verbose=False)
+        _stop_if_terminated(tester, run_dir.path, max(after, 0))
 
     started = time.perf_counter()
     elapsed = state["wall_time_s"] if state else 0.0
