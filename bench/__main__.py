@@ -50,7 +50,8 @@ REFERENCE = {"raw": None, "finetune": "raw", "raw_5ep": None, "finetune_5ep": "r
 
 def run_workloads(overrides: list[str], repeats: int, device: str) -> dict:
     cfgs = {name: workloads.config(path, [*extra, *overrides]) for name, (path, extra) in CONFIGS.items()}
-    five = workloads.config(CONFIGS["finetune"][0], [*overrides, "trainer.max_epochs=5"])
+    path, extra = CONFIGS["finetune"]
+    five = workloads.config(path, [*extra, *overrides, "trainer.max_epochs=5"])
     jobs = {
         "raw": (lambda: workloads.raw(cfgs["finetune"], device), cfgs["finetune"]),
         "finetune": (lambda: workloads.platform(cfgs["finetune"]), cfgs["finetune"]),

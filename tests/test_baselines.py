@@ -140,3 +140,15 @@ def test_lwf_loss_matches_hand_computation(scenario, over_classes):
         p = torch.cat([(old[:, :2] / 2).softmax(1), torch.zeros(5, 2)], 1)
     kd = -(p * q).sum(1).mean() * 4 / (1 if over_classes == "sum" else p.shape[1])  # "mean": / outputs
     assert float(m.training_step(batch, 0).detach()) == pytest.approx(float(0.5 * ce + 0.5 * kd), rel=1e-5)
+
+
+def test_packnet_owners_move_with_the_module():
+    """Lightning moves the module to the CPU after every fit and test and back before the next:
+    the weight owners must follow (they were once a plain list left on the GPU)."""
+    from continual.baselines.packnet import PackNet
+
+    hp = OmegaConf.structured(PackNet.Config)
+    m = PackNet(MLP(3, [4, 5], 2), hp=hp, task_classes=[[0, 1]], n_classes=2, scenario="task", optim=OmegaConf.structured(OptimConfig))
+    m.to("meta")
+    assert len(m.owner) == 2 and all(o.device.type == "meta" for o in m.owner)
+    assert all(f"owner{i}" in m.state_dict() for i in range(2))  # saved with the weights

@@ -99,3 +99,28 @@ def test_checkpoints_load_weights_only_and_reject_pickles(tmp_path, capsys):
     torch.save({"format": 1, "payload": argparse.Namespace(a=1)}, run_dir / "checkpoints" / "state.pt")
     assert main(["fit", f"resume={run_dir}", *RUN]) == 2
     assert "cannot be loaded safely" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("every_s, written", [(1e-6, True), (0, False)])
+def test_mid_task_checkpoints_follow_training_time_by_default(tmp_path, every_s, written):
+    """No step cadence set: `checkpoint_every_s` decides (a tiny interval: after the first step;
+    0: only at task ends). Seen by a callback at the end of each task's training, before the loop
+    removes the finished task's checkpoint."""
+    import lightning as L
+
+    from continual.config import load_config
+    from continual.experiment import run
+
+    class SeesCheckpoint(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_end(self, trainer, pl_module):
+            self.seen.append((tmp_path / "run" / "checkpoints" / "last.ckpt").is_file())
+
+    seen = SeesCheckpoint()
+    cfg = load_config(None, ["logger.wandb=false", "trainer.enable_progress_bar=false", "data.n_tasks=2",
+                             f"checkpoint_every_s={every_s}", f"output_dir={tmp_path / 'run'}"])
+    assert cfg.checkpoint_every_n_steps == 0  # the default: time decides
+    run(cfg, callbacks=[seen])
+    assert seen.seen == [written, written]
