@@ -396,7 +396,7 @@ def compare(
     if wandb:
         from continual.config import load_config
 
-        base = load_config(grid.base, grid.overrides)
+        base = load_config(grid.base, grid.cell_overrides(*next(grid.cells())))  # grid-wide keys may be a row method's
         if base.logger.wandb:
             log_wandb(grid, rows, base.logger.project, base.logger.mode)
     print(to_markdown(grid, rows))

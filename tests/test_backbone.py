@@ -2,6 +2,7 @@
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -103,3 +104,18 @@ def test_pretraining_on_disjoint_or_first_task_classes_does_not_warn(digits, cla
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         build_backbone(c, stream, 10)
+
+
+def test_digits_at_mnist_layout_by_hand():
+    """digits28: an 8x8 digit scaled to 20x20 (bilinear) and centred in 28x28, as MNIST draws its
+    digits; checked against numpy's 1-D interpolation at the pixel centres, rows times columns."""
+    from continual.data.sources import at_mnist_layout
+
+    full = at_mnist_layout(torch.ones(1, 64)).view(28, 28)
+    assert torch.allclose(full[4:24, 4:24], torch.ones(20, 20)) and full.sum().round() == 400  # 4 blank pixels around
+    src = np.clip((np.arange(20) + 0.5) * 8 / 20 - 0.5, 0, 7)  # each output pixel's centre on the 8x8 grid
+    one = torch.zeros(1, 64)
+    one[0, 8 * 2 + 5] = 1.0  # row 2, column 5
+    expected = np.zeros((28, 28))
+    expected[4:24, 4:24] = np.outer(np.interp(src, np.arange(8), np.eye(8)[2]), np.interp(src, np.arange(8), np.eye(8)[5]))
+    assert np.allclose(at_mnist_layout(one).view(28, 28).numpy(), expected, atol=1e-6)

@@ -161,3 +161,12 @@ def test_a_finished_cell_run_with_another_config_stops_the_grid_before_anything_
     stored.write_text("no_such_key: 1\n")  # a mapping, but not this cell's settings: changed, never done
     assert main(["compare", "--config", str(path)]) == 2
     assert "finetune__task__s0 (" in capsys.readouterr().err
+
+
+def test_grid_wide_overrides_may_configure_the_rows_method(tmp_path, capsys):
+    """A grid of router rows may set `router.*` for every row (as compare/router_val_split_mnist.yaml
+    does): the base config's method (finetune) must not be checked against them."""
+    path = write_grid(tmp_path, methods={"router": ["method=router"]}, scenarios=["class"], seeds=[0],
+                      overrides=[*FAST, "router.h=16"], reference={})
+    assert main(["compare", "--config", str(path)]) == 0
+    assert "| router |" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 win, `n_v` is validated, and every variant learns on Split-Digits."""
 
 import itertools
+import math
 
 import lightning as L
 import pytest
@@ -166,3 +167,31 @@ def test_gaussian_inference_is_used_at_test_and_not_in_training(tmp_path):
     # same training (the losses use nearest-key scores either way), another task choice at test
     assert m["padded_class"] == n["padded_class"]
     assert m["task_inference"]["confusion_matrix"] != n["task_inference"]["confusion_matrix"]
+
+
+def test_entropy_task_inference_by_hand(trained):
+    """`task_inference=entropy` picks, at test, the task whose within-task prediction has the
+    lowest entropy over its own classes (divided by log of their count); training keeps the
+    nearest-key scores the losses are defined on."""
+    module, stream, _, _ = trained
+    x = torch.cat([task.split("test")[0][:30] for task in stream.tasks])
+    module.eval()
+    with torch.no_grad():
+        neg_entropy = []
+        for t, task in enumerate(stream.tasks):
+            n = len(task.classes)
+            p = module.route(x, torch.full((len(x),), t))["logits"][:, :n].double().softmax(1)
+            neg_entropy.append(torch.special.xlogy(p, p).sum(1) / math.log(n))
+        expected = torch.stack(neg_entropy, 1).argmax(1)
+        nearest = module.route(x)["task"]
+        module.cfg.task_inference = "entropy"
+        try:
+            chosen = module.route(x)["task"]
+            module.train()
+            in_training = module.route(x)["task"]
+        finally:
+            module.cfg.task_inference = "nearest"
+            module.eval()
+    assert torch.equal(chosen, expected)
+    assert not torch.equal(chosen, nearest)  # another rule, other choices
+    assert torch.equal(in_training, nearest)

@@ -15,7 +15,7 @@ SCENARIOS = ("task", "class", "domain")
 STREAMS = (
     "split_digits", "split_mnist", "permuted_mnist", "rotated_mnist", "split_fashion_mnist", "split_cifar10", "split_cifar100", "custom",
 )
-PRETRAIN_DATASETS = ("digits", "mnist")
+PRETRAIN_DATASETS = ("digits", "digits28", "mnist")  # digits28: the 8x8 digits at MNIST's 28x28 layout
 
 
 def choice(default, choices, **kw):

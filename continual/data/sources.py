@@ -43,6 +43,14 @@ def load_digits(test_fraction: float, seed: int) -> Arrays:
     return x[~test], y[~test], x[test], y[test]
 
 
+def at_mnist_layout(x: torch.Tensor) -> torch.Tensor:
+    """[N, 64] 8x8 digits -> [N, 784]: drawn as MNIST draws its digits, scaled to a 20x20 box
+    (bilinear) centred in 28x28. Other writers' digits at MNIST's input size: a pretraining set
+    for MNIST streams that shares none of their images."""
+    img = torch.nn.functional.interpolate(x.view(-1, 1, 8, 8), size=(20, 20), mode="bilinear", align_corners=False)
+    return torch.nn.functional.pad(img, (4, 4, 4, 4)).flatten(1).clamp_(0.0, 1.0)
+
+
 def load_mnist(root: str, download: bool, name: str = "MNIST") -> Arrays:
     """MNIST or Fashion-MNIST in torchvision's layout: `<root>/<name>/raw/*-ubyte` (IDX files)."""
     from torchvision import datasets

@@ -39,8 +39,10 @@ def freeze(module: nn.Module) -> nn.Module:
 
 def _pretrain_data(cfg: DictConfig, stream: Stream, seed: int):
     p = cfg.backbone.pretrain
-    if p.dataset == "digits":
+    if p.dataset in ("digits", "digits28"):
         x, y, _, _ = sources.load_digits(0.2, seed)
+        if p.dataset == "digits28":
+            x = sources.at_mnist_layout(x)
     else:
         x, y, _, _ = sources.load_mnist(cfg.data.root, cfg.data.download)
     if x.shape[1] != stream.n_features:

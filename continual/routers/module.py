@@ -19,6 +19,7 @@ needs (without it, gates have no reason to close).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -79,9 +80,10 @@ class RouterModule(ContinualModule):
         patch_size: Optional[int] = None  # patch tokens: input features per patch (None: sqrt(n_in))
         unit_chunks: int = 16  # unit tokens: input groups per unit token
         task_loss_weight: float = 1.0  # weight of the task-id cross-entropy on the attention scores
-        # how a task is inferred at test: the nearest key, or the most likely slot under per-slot
-        # diagonal Gaussians of the task's queries (variances fit when the task ends)
-        task_inference: str = choice("nearest", ("nearest", "gaussian"))
+        # how a task is inferred at test: the nearest key; the most likely slot under per-slot
+        # diagonal Gaussians of the task's queries (variances fit when the task ends); or, as
+        # SupSup does, the task whose gated network and values predict with the lowest entropy
+        task_inference: str = choice("nearest", ("nearest", "gaussian", "entropy"))
         gate_init: float = 0.2  # initial gate logit (just above 0, the hard threshold: the full network, close to closing)
         mask_sparsity: float = 0.2  # weight of the mean mask density in the loss (0: gates need not close)
 
@@ -100,6 +102,7 @@ class RouterModule(ContinualModule):
         task_classes = kwargs["task_classes"]
         self.cfg = router = hp
         self.n_v = check_n_v(router.n_v, task_classes)
+        self.task_sizes = [len(c) for c in task_classes]
         self.mlp = freeze(mlp)
         self.signature = Signature(self.mlp, router.tokens, router.patch_size, router.unit_chunks)
         self.encoder = TokenAttention(
@@ -183,22 +186,30 @@ class RouterModule(ContinualModule):
         ready = torch.stack([m.initialized for m in self.memories])
         return scores.amax(2).masked_fill(~ready, float("-inf"))
 
-    def inferred_task_scores(self, q: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """[B, T] the scores a test-time task choice uses: `task_scores`, or with
-        `task_inference=gaussian` each task's most likely slot (in training, and for a task whose
-        variances are not fit yet, the nearest-key scores the losses are defined on)."""
+    def inferred_task_scores(self, x: torch.Tensor, q: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """[B, T] the scores a test-time task choice uses: `task_scores` (in training always: the
+        losses are defined on them); with `task_inference=gaussian` each task's most likely slot;
+        with `entropy` minus the entropy of each task's within-task prediction, divided by the log
+        of its class count (so tasks with more classes are not penalized), one forward per task."""
         if self.training or self.cfg.task_inference == "nearest":
             return self.task_scores(scores)
         ready = torch.stack([m.initialized for m in self.memories])
-        dens = torch.stack([gaussian_scores(q, m.keys, m.log_var).amax(1) for m in self.memories], 1)
-        return dens.masked_fill(~ready, float("-inf"))
+        if self.cfg.task_inference == "gaussian":
+            dens = torch.stack([gaussian_scores(q, m.keys, m.log_var).amax(1) for m in self.memories], 1)
+            return dens.masked_fill(~ready, float("-inf"))
+        neg_entropy = q.new_full((len(q), len(self.memories)), float("-inf"))
+        for t in ready.nonzero().flatten().tolist():
+            logits, _, _ = self._task_forward(self.memories[t], x, scores[:, t].softmax(1))
+            logp = logits[:, : self.task_sizes[t]].float().log_softmax(1)  # a task's classes come first
+            neg_entropy[:, t] = (logp.exp() * logp).sum(1) / math.log(max(self.task_sizes[t], 2))
+        return neg_entropy
 
     def route(self, x: torch.Tensor, task: torch.Tensor | None = None, q: torch.Tensor | None = None) -> dict:
         """Per-sample task (`task`, or inferred if None), padded logits and the quantities behind
         them; `q`: the queries of `x` if already computed."""
         q = self.query(x) if q is None else q
         scores = self.scores(q)
-        tscores = self.inferred_task_scores(q, scores)
+        tscores = self.inferred_task_scores(x, q, scores)
         if task is None:
             task = tscores.argmax(1)
         alpha = scores[torch.arange(len(q), device=q.device), task].softmax(1)  # [B, S]
