@@ -67,6 +67,7 @@ def test_same_sample_gets_the_same_mask_bit_for_bit(trained):
         b = module.route(x)
         c = module.route(x.flip(0))
     assert torch.equal(a["mask"], b["mask"]) and torch.equal(a["task"], b["task"])
+    assert ((a["mask"] == 0) | (a["mask"] == 1)).all()  # hard masks are exactly binary, not 1 +- rounding
     on = (a["mask"] > 0.5).float().mean(1)
     assert 0.05 < on.mean() < 0.95 and on.std() > 0  # masks that switch units, and differ by sample
     # a different batch order does not change any sample's task or binarized mask
@@ -195,3 +196,15 @@ def test_entropy_task_inference_by_hand(trained):
     assert torch.equal(chosen, expected)
     assert not torch.equal(chosen, nearest)  # another rule, other choices
     assert torch.equal(in_training, nearest)
+
+
+def test_straight_through_is_exactly_the_hard_mask_forward_and_the_identity_backward():
+    from continual.models.straight_through import straight_through
+
+    soft = torch.rand(10000, requires_grad=True)
+    hard = (soft > 0.5).float()
+    out = straight_through(soft, hard)
+    assert torch.equal(out, hard)  # (hard + soft) - soft would be off by a rounding for ~1 in 8 entries
+    weights = torch.randn(10000)
+    (out * weights).sum().backward()
+    assert torch.equal(soft.grad, weights)

@@ -48,19 +48,8 @@ from continual.metrics.protocol import Probe
 from continual.models.backbone import freeze
 from continual.models.continual_module import ContinualModule
 from continual.models.mlp import MLP
+from continual.models.straight_through import straight_through
 from continual.scenarios import within_task_tables
-
-
-class StraightThrough(torch.autograd.Function):
-    """Forward: the binary mask `hard`; backward: the gradient passes to `scores` unchanged."""
-
-    @staticmethod
-    def forward(ctx, scores: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
-        return hard
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return grad, None
 
 
 def top_k(scores: torch.Tensor, keep: int) -> torch.Tensor:
@@ -185,8 +174,8 @@ class SupSup(ContinualModule):
         """Flat scores -> flat binary mask, with the straight-through gradient (through |scores|
         for topk, as edge-popup)."""
         if self.hp.mask == "threshold":
-            return StraightThrough.apply(scores, (scores >= 0).to(scores.dtype))
-        return torch.cat([StraightThrough.apply(s.abs(), top_k(s.abs(), k)) for s, k in zip(scores.split(self.sizes), self.keep)])
+            return straight_through(scores, (scores >= 0).to(scores.dtype))
+        return torch.cat([straight_through(s.abs(), top_k(s.abs(), k)) for s, k in zip(scores.split(self.sizes), self.keep)])
 
     def flat_mask(self, t: int) -> torch.Tensor:
         """Task t's mask (float64): from the scores while t is being learned, else its bits."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 import torch
 
 from continual.models.mlp import MLP
+from continual.models.straight_through import straight_through
 
 
 def binarize(p: torch.Tensor) -> torch.Tensor:
     """1[p > 0.5] forward, identity gradient backward (straight-through estimator)."""
-    return (p > 0.5).to(p.dtype) + p - p.detach()
+    return straight_through(p, (p > 0.5).to(p.dtype))
 
 
 def unit_masks(gates: torch.Tensor, alpha: torch.Tensor, hard: bool) -> torch.Tensor:
