@@ -28,7 +28,7 @@ def test_baselines_memory_by_hand(tmp_path, method, stored):
     assert m["stored_floats"] == stored and m["mask_density"] is None
 
 
-@pytest.mark.parametrize("gate", ["units", "none"])
+@pytest.mark.parametrize("gate", ["units", "none", "connections"])
 def test_router_memory_by_hand(tmp_path, gate):
     m = fit(tmp_path, gate, "method=router", "scenario=class", f"router.gate={gate}", "router.memories=8", "router.h=16",
             "router.attention=learned")
@@ -36,9 +36,13 @@ def test_router_memory_by_hand(tmp_path, gate):
     gates = S * 200 if gate == "units" else 0  # one gate per hidden unit (2 x 100) per slot
     # keys: S x d with d = heads x h = 16 for learned attention over the 2 layer tokens
     memory = S * 16 + gates + S * n_v * width + S * n_v
-    encoder = m["trainable_params_per_task"][0] - memory  # trained with task 1 only, then frozen
-    assert encoder > 0 and m["trainable_params_per_task"][1:] == [memory] * 4
-    assert m["stored_floats"] == 5 * memory + encoder + 5 / 32  # + each memory's one-bit "initialized"
+    # hard connection masks: the learning task's gate logits as floats (64 x 100 + 100 x 100 weights
+    # per slot), every task's masks as bits, and each task's one-bit "finished"
+    cells = S * (64 * 100 + 100 * 100) if gate == "connections" else 0
+    bits = 5 * cells / 32 + 5 / 32 if gate == "connections" else 0
+    encoder = m["trainable_params_per_task"][0] - memory - cells  # trained with task 1 only, then frozen
+    assert encoder > 0 and m["trainable_params_per_task"][1:] == [memory + cells] * 4
+    assert m["stored_floats"] == 5 * memory + encoder + cells + bits + 5 / 32  # + each memory's one-bit "initialized"
     if gate == "none":
         assert m["mask_density"] is None and m["mask_stability"] is None
     else:

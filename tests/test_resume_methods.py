@@ -20,6 +20,9 @@ METHODS = builtin()
 RUN = ["logger.wandb=false", "trainer.enable_progress_bar=false", "trainer.max_epochs=2", "checkpoint_every_n_steps=3",
        "backbone.hidden=[64,64]", "metrics.probe_per_task=16"]
 EXTRA = {"er": ["er.buffer_size=60"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
+# variants whose state differs from their method's default: (method, overrides)
+VARIANTS = {"router_connections": ("router", ["router.gate=connections", "router.memories=4"])}  # masks kept as bits
+CASES = sorted(METHODS) + sorted(VARIANTS)
 
 # A run that kills itself with SIGKILL: mid-task (step 5 of `task`, after the step-3 checkpoint)
 # or at a task boundary (as `task`'s Trainer starts, its predecessor's state saved): its fit, or
@@ -44,9 +47,10 @@ run(load_config(None, sys.argv[3:]), callbacks=[Kill()])
 """
 
 
-def overrides(method: str) -> list[str]:
+def overrides(case: str) -> list[str]:
+    method, extra = VARIANTS.get(case, (case, EXTRA.get(case, [])))
     scenario = "class" if "class" in METHODS[method].scenarios else "task"
-    return [*RUN, f"method={method}", f"scenario={scenario}", *EXTRA.get(method, [])]
+    return [*RUN, f"method={method}", f"scenario={scenario}", *extra]
 
 
 def comparable(run_dir) -> dict:
@@ -69,11 +73,11 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.parametrize("when", ["mid", "boundary"])
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", CASES)
 def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(tmp_path, uninterrupted, capsys, method, when):
     full = uninterrupted(method)
     # joint learns everything in its first fit: that is the task to kill it in
-    task = {"mid": 0 if METHODS[method].joint else 1, "boundary": 2}[when]
+    task = {"mid": 0 if METHODS[VARIANTS.get(method, (method,))[0]].joint else 1, "boundary": 2}[when]
     if when == "mid" and json.loads((full / "metrics.json").read_text())["trainable_params_per_task"][task] == 0:
         pytest.skip(f"{method} has nothing to train in task {task + 1}: no fit, so no step to kill it at")
     killed = tmp_path / "killed"
@@ -96,7 +100,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(tmp_path, uninterrup
     assert comparable(killed) == comparable(full)
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", CASES)
 def test_a_run_read_back_reproduces_its_final_accuracies(uninterrupted, method):
     run = load_run(uninterrupted(method))
     correct = []

@@ -208,3 +208,37 @@ def test_straight_through_is_exactly_the_hard_mask_forward_and_the_identity_back
     weights = torch.randn(10000)
     (out * weights).sum().backward()
     assert torch.equal(soft.grad, weights)
+
+
+def test_finished_connection_masks_are_kept_as_bits_and_give_the_same_outputs():
+    """Hard connection masks: a task is learned through float gate logits shared by all tasks;
+    when it ends its masks become bits, and its outputs stay those it had, after later tasks too."""
+    cfg = load_config(None, [*QUICK, "router.gate=connections", "router.memories=2", "data.n_tasks=3", *SPARSE])
+    L.seed_everything(cfg.seed, verbose=False)
+    stream = build_stream(cfg.data, cfg.seed)
+    module = build_method(cfg, stream)
+    dm = TaskStreamDataModule(stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
+    x = torch.cat([t.x_test for t in stream.tasks])
+    learned = []
+    for t in range(len(stream)):
+        dm.set_task(t)
+        module.set_task(t)
+        module.on_task_start(dm.task_data())
+        assert all((g == cfg.router.gate_init).all() for g in module.gate_scores)  # each task's gates start afresh
+        L.Trainer(**cfg.trainer, logger=False).fit(module, datamodule=dm)
+        module.eval()
+        with torch.no_grad():
+            from_scores = module.route(x, torch.full((len(x),), t))["logits"]
+            expected_bits = [torch.sigmoid(g) > 0.5 for g in module.gate_scores]
+        module.on_task_end(dm.task_data())
+        with torch.no_grad():
+            from_bits = module.route(x, torch.full((len(x),), t))["logits"]
+        assert bool(module.memories[t].finished)
+        assert all(torch.equal(b, e) for b, e in zip(module.memories[t].mask_bits(), expected_bits))
+        assert 0 < sum(b.sum() for b in expected_bits) < sum(b.numel() for b in expected_bits)  # some gates closed
+        assert torch.equal(from_bits, from_scores)
+        learned.append(from_scores)
+    with torch.no_grad():
+        for t, logits in enumerate(learned):
+            assert torch.equal(module.route(x, torch.full((len(x),), t))["logits"], logits)
+    assert all(b.dtype == torch.bool for m in module.memories for b in m.mask_bits()) and not len(module.memories[0].gates)

@@ -24,16 +24,37 @@ def slot_scores(q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
 
 
 class TaskMemory(nn.Module):
+    """`bits=True` (hard connection masks): the task keeps its per-slot masks as bits, `bits{i}`,
+    written when the task ends from the scores the router trains for the current task alone;
+    until then they hold the masks of the initial gates. Floats per slot would be 474k per 2x400
+    MLP, bits 15k."""
+
     def __init__(self, slots: int, key_dim: int, gate_shapes: list[tuple[int, ...]], feat_dim: int, n_v: int, gate_init: float,
-                 gaussian: bool = False):
+                 gaussian: bool = False, bits: bool = False):
         super().__init__()
         self.keys = nn.Parameter(torch.zeros(slots, key_dim))
         if gaussian:  # per-slot diagonal variances of the task's queries, fit when the task ends
             self.register_buffer("log_var", torch.zeros(slots, key_dim))
-        self.gates = nn.ParameterList(nn.Parameter(torch.full((slots, *s), gate_init)) for s in gate_shapes)
+        self.gates = nn.ParameterList(() if bits else (nn.Parameter(torch.full((slots, *s), gate_init)) for s in gate_shapes))
+        self.n_bits = len(gate_shapes) if bits else 0
+        initial = bool(torch.sigmoid(torch.tensor(gate_init)) > 0.5)
+        for i, s in enumerate(gate_shapes[: self.n_bits]):
+            self.register_buffer(f"bits{i}", torch.full((slots, *s), initial))
+        if bits:
+            self.register_buffer("finished", torch.tensor(False))  # bits written: the task is learned
         self.values = nn.Parameter(torch.randn(slots, n_v, feat_dim) / math.sqrt(feat_dim))
         self.value_bias = nn.Parameter(torch.zeros(slots, n_v))
         self.register_buffer("initialized", torch.tensor(False))
+
+    def mask_bits(self) -> list[torch.Tensor]:
+        return [getattr(self, f"bits{i}") for i in range(self.n_bits)]
+
+    @torch.no_grad()
+    def store_bits(self, scores: list[torch.Tensor]) -> None:
+        """The finished task's hard masks, as the forward pass binarizes them, kept as bits."""
+        for bits, g in zip(self.mask_bits(), scores):
+            bits.copy_(torch.sigmoid(g) > 0.5)
+        self.finished.fill_(True)
 
     @torch.no_grad()
     def fit_keys(self, q: torch.Tensor, generator: torch.Generator, warm: bool = False, iters: int = 10) -> None:

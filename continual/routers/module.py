@@ -112,10 +112,16 @@ class RouterModule(ContinualModule):
         self.query_norm = nn.LayerNorm(self.encoder.out_dim, elementwise_affine=False)
         shapes = {"units": [(sum(mlp.widths),)], "connections": [tuple(layer.weight.shape) for layer in mlp.hidden], "none": []}[router.gate]
         self.eval_outputs = ("task", "padded") if router.gate == "none" else ("task", "probe", "padded")
+        # hard connection masks: one float copy of the gate logits, for the task being learned;
+        # finished tasks keep their masks as bits (SupSup's accounting)
+        bits = router.gate == "connections" and router.mask == "hard"
         self.memories = nn.ModuleList(
             TaskMemory(router.memories, self.encoder.out_dim, shapes, mlp.widths[-1], self.n_v, router.gate_init,
-                       gaussian=router.task_inference == "gaussian")
+                       gaussian=router.task_inference == "gaussian", bits=bits)
             for _ in task_classes
+        )
+        self.gate_scores = nn.ParameterList(
+            nn.Parameter(torch.full((router.memories, *shape), router.gate_init)) for shape in (shapes if bits else ())
         )
         table, within = within_task_tables(task_classes, kwargs["n_classes"], self.n_v)
         self.register_buffer("class_table", table, persistent=False)  # [T, n_v] global ids, -1 = padding
@@ -152,11 +158,16 @@ class RouterModule(ContinualModule):
         if not bool(memory.initialized):
             gen = torch.Generator().manual_seed(int(torch.initial_seed()) % 2**31)
             memory.fit_keys(self._task_queries(data), gen)
+        with torch.no_grad():  # a new task's gate logits start afresh (a mid-task checkpoint restores them after this)
+            for g in self.gate_scores:
+                g.fill_(self.cfg.gate_init)
 
     def on_task_end(self, data: TaskData) -> None:
         """If the token attention trained in this task (task 1), its queries moved under the
         keys: refit the keys to the final queries before everything of the task is frozen. With
         Gaussian task inference, fit the slots' variances to those queries."""
+        if len(self.gate_scores):
+            self.memories[self.current_task].store_bits(list(self.gate_scores))
         refit = self.current_task == 0 and any(True for _ in self.encoder.parameters())
         if not (refit or self.cfg.task_inference == "gaussian"):
             return
@@ -240,12 +251,22 @@ class RouterModule(ContinualModule):
             density = mask.mean(1)
         else:
             mask = None
-            per_slot = [gating.connection_masks(g, hard) for g in memory.gates]
+            per_slot = self._connection_masks(memory)
             feats = gating.forward_connections(self.mlp, x, per_slot, alpha)
             cells = sum(m[0].numel() for m in per_slot)
             density = alpha @ (sum(m.flatten(1).sum(1) for m in per_slot) / cells)
         logits = torch.einsum("bs,svf,bf->bv", alpha, memory.values, feats) + alpha @ memory.value_bias
         return logits, mask, density
+
+    def _connection_masks(self, memory: TaskMemory) -> list[torch.Tensor]:
+        """Per-slot connection masks, one per hidden layer: from the memory's own gates, or with
+        bits from the scores while its task is learned (in training it always is: no sync) and
+        from its bits otherwise (the same values once the task ended)."""
+        if not memory.n_bits:
+            return [gating.connection_masks(g, self.cfg.mask == "hard") for g in memory.gates]
+        if memory is self.memories[self.current_task] and (self.training or not bool(memory.finished)):
+            return [gating.connection_masks(g, True) for g in self.gate_scores]
+        return [b.to(self.gate_scores[0].dtype) for b in memory.mask_bits()]
 
     # -- ContinualModule interface -----------------------------------------------------------
     def given_task(self, batch: dict) -> torch.Tensor | None:
@@ -266,10 +287,10 @@ class RouterModule(ContinualModule):
         if out["mask"] is not None:
             return out["mask"][rows]
         task, alpha = out["task"][rows], out["alpha"][rows]
-        mask = alpha.new_empty(len(alpha), sum(g[0].numel() for g in self.memories[0].gates))
+        mask = alpha.new_empty(len(alpha), sum(m[0].numel() for m in self._connection_masks(self.memories[0])))
         for t in task.unique().tolist():
             sel = task == t
-            per_slot = [gating.connection_masks(g, self.cfg.mask == "hard").flatten(1) for g in self.memories[t].gates]
+            per_slot = [m.flatten(1) for m in self._connection_masks(self.memories[t])]
             mask[sel] = torch.cat([alpha[sel] @ m for m in per_slot], 1).to(mask.dtype)
         return mask
 
