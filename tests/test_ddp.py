@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from cases import CASES, case_overrides
 from continual.cli.main import main
 from continual.config import load_config
 from continual.errors import ConfigError
-from continual.methods import builtin
 from continual.run_directory import resolve_run_dir
 
 SMALL = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "data.eval_batch_size=16"]
@@ -46,14 +46,10 @@ def test_two_processes_give_the_single_process_metrics_and_one_writer(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no rank wrote elsewhere
 
 
-METHODS = builtin()
 BASELINE = ["data.n_tasks=3", "trainer.max_epochs=2", *SMALL[1:]]
 EXTRA = {"er": ["er.buffer_size=50"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
-
-
-def method_run(method: str) -> list[str]:
-    scenario = "class" if "class" in METHODS[method].scenarios else "task"
-    return ["logger.wandb=false", f"method={method}", f"scenario={scenario}", *EXTRA.get(method, []), *BASELINE]
+def method_run(case: str) -> list[str]:
+    return ["logger.wandb=false", *case_overrides(case, EXTRA), *BASELINE]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +59,7 @@ def finetune_metrics(tmp_path_factory):
     return comparable(out)
 
 
-@pytest.mark.parametrize("method", sorted(set(METHODS) - {"finetune"}))
+@pytest.mark.parametrize("method", [c for c in CASES if c != "finetune"])
 def test_every_method_gives_the_single_process_metrics(tmp_path, method, finetune_metrics):
     """Penalties (EWC, SI), distillation (LwF), replay (ER), gates, pruning and the router are
     exact under DDP too (parametrized from the registry: a new method is covered)."""

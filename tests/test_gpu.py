@@ -12,22 +12,19 @@ import json
 import pytest
 import torch
 
+from cases import CASES, case_overrides
 from continual.cli.main import main
 from continual.config import load_config
 from continual.experiment import run
-from continual.methods import builtin
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-METHODS = builtin()
 SMALL = ["data.n_tasks=3", "trainer.max_epochs=1", "logger.wandb=false", "trainer.enable_progress_bar=false"]
 EXTRA = {"er": ["er.buffer_size=50"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
 
 
 def method_run(method: str, tmp_path, *overrides: str) -> dict:
-    scenario = "class" if "class" in METHODS[method].scenarios else "task"
     out = tmp_path / "_".join([method, *(o.split("=")[-1] for o in overrides)])
-    cfg = load_config(None, [f"method={method}", f"scenario={scenario}", *EXTRA.get(method, []), *SMALL,
-                             f"output_dir={out}", *overrides])
+    cfg = load_config(None, [*case_overrides(method, EXTRA), *SMALL, f"output_dir={out}", *overrides])
     return run(cfg)
 
 
@@ -37,7 +34,7 @@ def learns_nothing(method: str) -> bool:
 
 @GPU
 @pytest.mark.gpu
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", CASES)
 def test_every_method_on_cuda_gives_the_cpu_numbers(method, tmp_path):
     cpu = method_run(method, tmp_path, "trainer.accelerator=cpu")
     gpu = method_run(method, tmp_path, "trainer.accelerator=gpu")
@@ -51,7 +48,7 @@ def test_every_method_on_cuda_gives_the_cpu_numbers(method, tmp_path):
 @GPU
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", CASES)
 def test_mixed_precision_runs_every_method_with_exact_counts(method, precision, tmp_path):
     full = method_run(method, tmp_path, "trainer.accelerator=gpu")
     mixed = method_run(method, tmp_path, "trainer.accelerator=gpu", f"trainer.precision={precision}")
@@ -75,7 +72,7 @@ def test_the_benchmark_runs_on_cuda_and_names_the_device(tmp_path, capsys):
     assert raw["final_acc"] > 0.8 and finetune["final_acc"] > 0.8  # both learned, on the GPU
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", CASES)
 def test_bf16_mixed_on_the_cpu_runs_every_method(method, tmp_path):
     """CPU autocast casts matrix products to bf16 as CUDA autocast does, so dtype bugs of the
     mixed-precision path (a half-precision output written into a float32 tensor) show on CI."""

@@ -12,17 +12,13 @@ import sys
 import pytest
 import torch
 
+from cases import CASES, case_overrides, method_of
 from continual import load_run
 from continual.cli.main import main
-from continual.methods import builtin
 
-METHODS = builtin()
 RUN = ["logger.wandb=false", "trainer.enable_progress_bar=false", "trainer.max_epochs=2", "checkpoint_every_n_steps=3",
        "backbone.hidden=[64,64]", "metrics.probe_per_task=16"]
 EXTRA = {"er": ["er.buffer_size=60"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
-# variants whose state differs from their method's default: (method, overrides)
-VARIANTS = {"router_connections": ("router", ["router.gate=connections", "router.memories=4"])}  # masks kept as bits
-CASES = sorted(METHODS) + sorted(VARIANTS)
 
 # A run that kills itself with SIGKILL: mid-task (step 5 of `task`, after the step-3 checkpoint)
 # or at a task boundary (as `task`'s Trainer starts, its predecessor's state saved): its fit, or
@@ -48,9 +44,7 @@ run(load_config(None, sys.argv[3:]), callbacks=[Kill()])
 
 
 def overrides(case: str) -> list[str]:
-    method, extra = VARIANTS.get(case, (case, EXTRA.get(case, [])))
-    scenario = "class" if "class" in METHODS[method].scenarios else "task"
-    return [*RUN, f"method={method}", f"scenario={scenario}", *extra]
+    return [*RUN, *case_overrides(case, EXTRA)]
 
 
 def comparable(run_dir) -> dict:
@@ -77,7 +71,7 @@ def uninterrupted(tmp_path_factory):
 def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(tmp_path, uninterrupted, capsys, method, when):
     full = uninterrupted(method)
     # joint learns everything in its first fit: that is the task to kill it in
-    task = {"mid": 0 if METHODS[VARIANTS.get(method, (method,))[0]].joint else 1, "boundary": 2}[when]
+    task = {"mid": 0 if method_of(method).joint else 1, "boundary": 2}[when]
     if when == "mid" and json.loads((full / "metrics.json").read_text())["trainable_params_per_task"][task] == 0:
         pytest.skip(f"{method} has nothing to train in task {task + 1}: no fit, so no step to kill it at")
     killed = tmp_path / "killed"
