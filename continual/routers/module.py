@@ -215,12 +215,14 @@ class RouterModule(ContinualModule):
             neg_entropy[:, t] = (logp.exp() * logp).sum(1) / math.log(max(self.task_sizes[t], 2))
         return neg_entropy
 
-    def route(self, x: torch.Tensor, task: torch.Tensor | None = None, q: torch.Tensor | None = None) -> dict:
+    def route(self, x: torch.Tensor, task: torch.Tensor | None = None, q: torch.Tensor | None = None,
+              infer: bool = True) -> dict:
         """Per-sample task (`task`, or inferred if None), padded logits and the quantities behind
-        them; `q`: the queries of `x` if already computed."""
+        them; `q`: the queries of `x` if already computed. `infer=False` with a given `task` skips
+        the inferred task scores (`task_scores` None): with entropy inference they cost a forward per task."""
         q = self.query(x) if q is None else q
         scores = self.scores(q)
-        tscores = self.inferred_task_scores(x, q, scores)
+        tscores = self.inferred_task_scores(x, q, scores) if infer or task is None else None
         if task is None:
             task = tscores.argmax(1)
         alpha = scores[torch.arange(len(q), device=q.device), task].softmax(1)  # [B, S]
@@ -287,7 +289,7 @@ class RouterModule(ContinualModule):
         if out["mask"] is not None:
             return out["mask"][rows]
         task, alpha = out["task"][rows], out["alpha"][rows]
-        mask = alpha.new_empty(len(alpha), sum(m[0].numel() for m in self._connection_masks(self.memories[0])))
+        mask = alpha.new_empty(len(alpha), sum(layer.weight.numel() for layer in self.mlp.hidden))
         for t in task.unique().tolist():
             sel = task == t
             per_slot = [m.flatten(1) for m in self._connection_masks(self.memories[t])]
@@ -300,7 +302,7 @@ class RouterModule(ContinualModule):
         x, true = batch["x"], batch["task"]
         q = self.query(x)
         out = self.route(x, self.given_task(batch), q)
-        by_true = out if self.labels.scenario == "task" else self.route(x, true, q)
+        by_true = out if self.labels.scenario == "task" else self.route(x, true, q, infer=False)
         result = {
             "pred": self._label(out),
             "target": self.labels.targets(batch["y"]),
