@@ -79,11 +79,12 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path, digits):
 
 
 def test_pretraining_learns_and_warns_on_overlap(digits):
-    c = cfg(backbone={"hidden": [32], "init": "pretrain", "pretrain": {"dataset": "digits", "epochs": 10}})
+    c = cfg(backbone={"hidden": [16], "init": "pretrain", "pretrain": {"dataset": "digits", "epochs": 30}})
     with pytest.warns(UserWarning, match="overlaps the stream's own later-task classes"):
         net = build_backbone(c, digits, 10)
     # pretrained features separate digits better than random ones: a linear probe on them fits
-    # better than on the best of five random inits (by about 4 points here, so no lucky draw decides)
+    # better than on the best of five random inits: by 14-17 points here over pretraining seeds 0-2,
+    # so neither a lucky draw nor another torch version's float order decides (at width 32 it was 4)
     x = torch.cat([t.x_train for t in digits.tasks]); y = torch.cat([t.y_train for t in digits.tasks])
     def probe(features):
         f = features(x).detach()
@@ -92,7 +93,7 @@ def test_pretraining_learns_and_warns_on_overlap(digits):
     randoms = []
     for seed in range(5):
         torch.manual_seed(seed)
-        randoms.append(MLP(64, [32], 10))
+        randoms.append(MLP(64, [16], 10))
     assert not any(torch.equal(net.hidden[0].weight, r.hidden[0].weight) for r in randoms)
     assert probe(net.features) > max(probe(r.features) for r in randoms)
 

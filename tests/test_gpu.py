@@ -68,8 +68,9 @@ def test_the_benchmark_runs_on_cuda_and_names_the_device(tmp_path, capsys):
     assert torch.cuda.get_device_name() in out
     result = json.loads(next(tmp_path.glob("bench_*.json")).read_text())
     assert result["machine"]["device"] == torch.cuda.get_device_name()
-    raw, finetune = result["workloads"]["raw"], result["workloads"]["finetune"]
-    assert raw["final_acc"] > 0.8 and finetune["final_acc"] > 0.8  # both learned, on the GPU
+    # both learned, on the GPU (5 epochs: one epoch of Split-Digits leaves the raw loop near 70%)
+    raw, finetune = result["workloads"]["raw_5ep"], result["workloads"]["finetune_5ep"]
+    assert raw["final_acc"] > 0.9 and finetune["final_acc"] > 0.9
 
 
 @pytest.mark.parametrize("method", CASES)

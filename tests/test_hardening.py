@@ -5,6 +5,7 @@ kill during `overwrite=true`, Ctrl-C) lose nothing."""
 import gzip
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -208,6 +209,23 @@ def test_non_finite_loss_stops_the_run_naming_task_and_step(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("continual: error: the training loss became NaN or inf in task 1 at step ")
     assert not (tmp_path / "run" / "metrics.json").exists()  # no result of a diverged run
+
+
+def test_loss_guard_names_the_first_non_finite_step_and_checks_on_logging_steps():
+    """Losses are checked together on the logger's steps and at the task's end; the error names
+    the first bad step, not the step that found it."""
+    from types import SimpleNamespace
+
+    from continual.callbacks import FiniteLossGuard
+    from continual.errors import TrainingError
+
+    guard, module = FiniteLossGuard(task=2), SimpleNamespace(optim_cfg=SimpleNamespace(lr=0.5))
+    for step, (loss, logs) in enumerate([(1.0, False), (2.0, True), (3.0, False), (math.inf, False), (math.nan, False)], 1):
+        trainer = SimpleNamespace(global_step=step, _logger_connector=SimpleNamespace(should_update_logs=logs))
+        guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(loss)}, None, step - 1)
+    assert [s for s, _ in guard.pending] == [3, 4, 5]  # steps 1-2 were checked on the logging step
+    with pytest.raises(TrainingError, match=r"in task 3 at step 4; lower optim.lr \(now 0.5\)"):
+        guard.on_train_end(trainer, module)
 
 
 # -- faults, with the real CLI in subprocesses --------------------------------------------------

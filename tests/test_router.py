@@ -1,6 +1,7 @@
 """The attention router: frozen parts stay frozen, masks are deterministic, padded classes never
 win, `n_v` is validated, and every variant learns on Split-Digits."""
 
+import copy
 import itertools
 import math
 
@@ -196,6 +197,30 @@ def test_entropy_task_inference_by_hand(trained):
     assert torch.equal(chosen, expected)
     assert not torch.equal(chosen, nearest)  # another rule, other choices
     assert torch.equal(in_training, nearest)
+
+
+def test_value_readout_by_hand(trained):
+    """A sample's padded logits: each slot's value head on the gated features, weighted by the
+    sample's attention over its task's slots and summed (padding: test_padded_classes_are_never_predicted)."""
+    from continual.routers.gating import forward_units
+
+    module, stream = copy.deepcopy(trained[0]), trained[1]
+    assert module.cfg.gate == "units"
+    with torch.no_grad():
+        for memory in module.memories:  # trained value biases stay near zero: make them count
+            memory.value_bias.normal_()
+    x = torch.cat([task.split("test")[0][:4] for task in stream.tasks])
+    task = torch.arange(len(x)) % len(stream)
+    module.eval()
+    with torch.no_grad():
+        out = module.route(x, task, infer=False)
+        for i in range(len(x)):
+            memory, alpha = module.memories[int(task[i])], out["alpha"][i]
+            feats = forward_units(module.mlp, x[i : i + 1], out["mask"][i : i + 1])[0]  # the sample's gated features
+            expected = sum(alpha[s] * (memory.values[s] @ feats + memory.value_bias[s]) for s in range(len(alpha)))
+            assert torch.allclose(out["unmasked"][i], expected, atol=1e-5)
+            own = module.class_table[int(task[i])] >= 0
+            assert torch.allclose(out["logits"][i][own], expected[own], atol=1e-5)
 
 
 def test_straight_through_is_exactly_the_hard_mask_forward_and_the_identity_backward():

@@ -75,12 +75,13 @@ class TensorLoader:
         n = len(self.y)
         device = self.y.device
         task_ids = self.task.to(device) if self.task is not None else None
+        same_task = torch.full((self.batch_size,), self.task_id, device=device)  # sliced per batch: no kernel per step
         for k, i in enumerate(self._slices(epoch)):
             if k < skip:
                 continue
             self._served = (epoch, k + 1)
             global_size = min(self.batch_size, n - k * self.batch_size) if self.train else len(i)
-            task = task_ids[i] if task_ids is not None else torch.full((len(i),), self.task_id, device=device)
+            task = task_ids[i] if task_ids is not None else same_task[: len(i)]
             batch = {"x": self.x[i], "y": self.y[i], "task": task, "index": i, "global_size": global_size}
             if not self.train:
                 batch["probe"] = i < self.probe

@@ -257,7 +257,10 @@ class RouterModule(ContinualModule):
             feats = gating.forward_connections(self.mlp, x, per_slot, alpha)
             cells = sum(m[0].numel() for m in per_slot)
             density = alpha @ (sum(m.flatten(1).sum(1) for m in per_slot) / cells)
-        logits = torch.einsum("bs,svf,bf->bv", alpha, memory.values, feats) + alpha @ memory.value_bias
+        # every slot's value head on the features, mixed by alpha: two matrix products (a
+        # three-operand einsum spent more time choosing its contraction order than computing it)
+        slot_logits = torch.addmm(memory.value_bias.flatten(), feats, memory.values.flatten(0, 1).T)  # [B, S * N_v]
+        logits = torch.bmm(alpha.unsqueeze(1), slot_logits.view(len(feats), *memory.value_bias.shape)).squeeze(1)
         return logits, mask, density
 
     def _connection_masks(self, memory: TaskMemory) -> list[torch.Tensor]:
