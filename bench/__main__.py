@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         results["tokens"] = tokens.scaling(ns, repeats, device)
         print(report.token_table(results["tokens"]))
     if "startup" not in args.skip:
-        fit_args = ["--config", CONFIGS["finetune"][0], *CONFIGS["finetune"][1], *overrides]
-        results["startup"] = startup.startup(fit_args, repeats, args.threads, device)
+        path, extra = CONFIGS["finetune"]
+        results["startup"] = startup.startup(path, [*extra, *overrides], repeats, args.threads, device)
         print(report.startup_table(results["startup"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,9 @@ def startup_table(s: dict) -> str:
         lines.append(f"  ... and start CUDA (one tensor on the GPU): {_spread(s['import_cuda_s'])} s")
     lines += [
         f"continual --help: {_spread(s['help_s'])} s",
+        f"whole process, the raw loop on the same config: {_spread(s['raw_s'])} s",
         f"whole process `{s['fit_command']}`: {_spread(s['fit_s'])} s",
-        f"  adds beyond the imports{' and CUDA start' if 'import_cuda_s' in s else ''}: {s['fit_adds_s']:.2f} s (medians)",
+        f"  adds beyond the imports{' and CUDA start' if 'import_cuda_s' in s else ''}: {s['fit_adds_s']:.2f} s;"
+        f" {s['fit_over_raw']:.2f} x the raw loop's process (medians)",
     ]
     return "\n".join(lines)
