@@ -4,8 +4,8 @@ Permuted-MNIST with `--tasks` tasks, class-IL, the router of router_split_mnist.
 one epoch per task. Per task: the seconds `fit` took, the seconds of the test pass after it
 (every task's test set, learned or not, so it grows with the stream by design), and the peak
 device memory while learning it. What must not grow beyond the routing over memories is the
-fit time of one task. Prints a table as it goes (a killed run still shows its rows) and writes
-the JSON next to the benchmark's.
+fit time of one task. Prints a table as it goes and rewrites the JSON next to the benchmark's
+after every task, so a run stopped by a time limit keeps its rows in both.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import torch
@@ -25,13 +26,15 @@ import torch
 from bench.__main__ import describe
 from bench.workloads import config
 from continual.experiment import run
+from continual.metrics.report import atomic_write
 
 
 class TaskClock(L.Callback):
-    """Wall time of each task's fit and of each test pass, and peak device memory per task."""
+    """Wall time of each task's fit and of each test pass, and peak device memory per task;
+    `save(rows)` is called after every task's row is complete."""
 
-    def __init__(self, device: str):
-        self.device, self.rows, self._t0 = device, [], 0.0
+    def __init__(self, device: str, save: Callable[[list[dict]], None]):
+        self.device, self.save, self.rows, self._t0 = device, save, [], 0.0
         self.out = sys.stdout  # the run's own summary is silenced; these rows are not
 
     def _now(self) -> float:
@@ -57,6 +60,7 @@ class TaskClock(L.Callback):
             r["test_s"] = self._now() - self._t0
             peak = f"{r['peak_mb']:9.0f}" if r["peak_mb"] is not None else "        -"
             print(f"{r['task']:>5} {r['fit_s']:>8.2f} {r['test_s']:>8.2f} {peak}", file=self.out, flush=True)
+            self.save(self.rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,9 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cfg = config("router_split_mnist.yaml", [f"data.root={args.root}", "data.stream=permuted_mnist",
                                              f"data.n_tasks={args.tasks}", *args.overrides])
-    print(describe(device))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"scaling_{time.strftime('%Y%m%d-%H%M%S')}.json"
+    header = {"device": describe(device), "tasks": args.tasks, "overrides": args.overrides}
+
+    def save(rows: list[dict], **final) -> None:
+        atomic_write(path, json.dumps({**header, **final, "rows": rows}, indent=1))  # whole, if killed while writing
+
+    print(header["device"])
     print(f"{'task':>5} {'fit s':>8} {'test s':>8} {'peak MB':>9}", flush=True)
-    clock = TaskClock(device)
+    clock = TaskClock(device, save)
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         metrics = run(cfg, callbacks=[clock])
@@ -80,12 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     fits = [r["fit_s"] for r in clock.rows]
     k = max(1, len(fits) // 5)
     growth = (sum(fits[-k:]) / k) / (sum(fits[1 : 1 + k]) / k) if len(fits) > k else None  # task 1 pays warm-up
-    print(f"wall {wall:.1f} s; ACC {100 * metrics['acc']:.2f}; fit time of the last {k} tasks / of tasks 2-{k + 1}: {growth:.2f}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"scaling_{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"device": describe(device), "tasks": args.tasks, "wall_s": wall, "acc": metrics["acc"],
-                                "fit_growth": growth, "rows": clock.rows, "overrides": args.overrides}, indent=1))
+    ratio = f"; fit time of the last {k} tasks / of tasks 2-{k + 1}: {growth:.2f}" if growth is not None else ""
+    print(f"wall {wall:.1f} s; ACC {100 * metrics['acc']:.2f}{ratio}")
+    save(clock.rows, wall_s=wall, acc=metrics["acc"], fit_growth=growth)
     print(f"results: {path}")
     return 0
 

@@ -27,3 +27,17 @@ def test_raw_loop_learns_the_stream():
     rows = run_raw(build_stream(cfg.data, cfg.seed), [64], 1e-3, 128, 8192)
     assert len(rows) == len(rows[0]) == 5
     assert rows[0][0] > 0.6  # task 1 after its 3 steps, task-IL: two classes, chance is 0.5
+
+
+def test_scaling_run_writes_its_rows_after_every_task(tmp_path, monkeypatch):
+    """A scaling run stopped by a time limit keeps the rows of the tasks it finished."""
+    from bench import scaling
+
+    saved, real = [], scaling.atomic_write
+    monkeypatch.setattr(scaling, "atomic_write", lambda path, text: (saved.append(json.loads(text)), real(path, text)))
+    assert scaling.main(["--tasks", "3", "--out", str(tmp_path), "data.stream=split_digits"]) == 0
+    assert [len(s["rows"]) for s in saved] == [1, 2, 3, 3]  # after each task, then with the summary
+    (result,) = tmp_path.glob("scaling_*.json")
+    data = json.loads(result.read_text())
+    assert [r["task"] for r in data["rows"]] == [1, 2, 3] and all(r["fit_s"] > 0 and r["test_s"] > 0 for r in data["rows"])
+    assert data["acc"] > 0.5 and data["wall_s"] > 0
