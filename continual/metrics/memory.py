@@ -2,8 +2,9 @@
 
 `stored_floats` counts everything in the method's state besides its frozen backbone (the
 network every task shares, `ContinualModule.backbone()`): parameters, persistent buffers and
-the task state it carries (anchors, replay buffers, prototypes, teachers, keys, masks). A
-bool tensor counts 1/32 per entry (a bit), integers count like floats. The optimizer state
+the task state it carries (anchors, replay buffers, prototypes, teachers, keys, masks). It
+counts values, not bytes: a float64 or an integer counts 1, a bool entry 1/32 (a bit, as it
+would be packed; docs/metrics.md). The optimizer state
 carried with `optim.carry_state` is training machinery, not the method's memory: not counted.
 Every row of a comparison is read at this cost (README, docs/router.md).
 """
