@@ -5,7 +5,8 @@
 #   bash bench/gpu_check.sh <data root holding MNIST/raw> <out dir> [bench] [profile] [scaling] [startup] [tests]
 # On an H200 machine (16 cores): bench 70 s, profile 30 s, scaling about 230 s, startup about 40 s per repeat,
 # tests more than 280 s with 14 workers (needs pytest-xdist). Give each its own run where a
-# device lease is shorter than that; SCALING_TIMEOUT and TESTS_TIMEOUT cap the two long ones.
+# device lease is shorter than that; SCALING_TIMEOUT and TESTS_TIMEOUT cap the two long ones, and
+# TEST_PATHS (e.g. "tests/test_router.py tests/test_ddp.py") runs part of the suite.
 set -uo pipefail
 root=${1:-data}
 out=${2:-bench/results}
@@ -21,7 +22,7 @@ for part in $parts; do
     scaling) timeout "${SCALING_TIMEOUT:-300}" python3 -m bench.scaling --root "$root" --tasks 50 --out "$out" 2>&1 | tee "$out/scaling.log" ;;
     startup) python3 -m bench --root "$root" --repeats 3 --skip workloads tokens --out "$out" 2>&1 | tee -a "$out/bench.log" ;;
     tests)
-      timeout "${TESTS_TIMEOUT:-400}" python3 -m pytest -v --tb=short -n "${TEST_WORKERS:-14}" -m 'not slow' -p no:cacheprovider >"$out/tests.log" 2>&1
+      timeout "${TESTS_TIMEOUT:-400}" python3 -m pytest -v --tb=short -n "${TEST_WORKERS:-14}" -m 'not slow' -p no:cacheprovider ${TEST_PATHS:-} >"$out/tests.log" 2>&1
       echo "tests exit $?"
       grep -E "passed|failed|error" "$out/tests.log" | tail -3
       grep -E " (FAILED|ERROR) " "$out/tests.log" | head -30 ;;
