@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (docs/scaling.md, "GPU"): the benchmark (in-process medians of 3, a cProfile, whole processes),
 # the 50-task scaling run alone on the machine, and the whole test suite (the `gpu` tests included).
-# Logs and JSON go to <out>. Parts run in this order; name some to run only those:
+# Logs and JSON go to <out>. Name parts to run only those, in the order named (default: all, in this order):
 #   bash bench/gpu_check.sh <data root holding MNIST/raw> <out dir> [bench] [profile] [scaling] [startup] [tests]
 # On an H200 machine (16 cores): bench 70 s, profile 30 s, scaling about 230 s, startup about 40 s per repeat,
 # tests more than 280 s with 14 workers (needs pytest-xdist). Give each its own run where a
