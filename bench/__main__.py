@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(describe(device))
     if "workloads" not in args.skip:
         results["workloads"] = run_workloads(overrides, repeats, device)
+        results["overhead"] = report.overhead(results["workloads"])
         print(report.workload_table(results["workloads"]))
     if "tokens" not in args.skip:
         results["tokens"] = tokens.scaling(ns, repeats, device)

@@ -63,6 +63,8 @@ def router_step(cfg: DictConfig, device: str) -> None:
 
 
 def work(cfg: DictConfig) -> dict:
-    """What one run does: its tasks and the training samples it processes (every epoch)."""
+    """What one run does: its tasks, and the training samples and optimizer steps of every epoch."""
     stream = build_stream(cfg.data, cfg.seed)
-    return {"n_tasks": len(stream), "train_samples": sum(len(t.y_train) for t in stream.tasks) * cfg.trainer.max_epochs}
+    epochs, size = cfg.trainer.max_epochs, cfg.data.batch_size
+    return {"n_tasks": len(stream), "train_samples": sum(len(t.y_train) for t in stream.tasks) * epochs,
+            "train_steps": sum(-(-len(t.y_train) // size) for t in stream.tasks) * epochs}

@@ -15,11 +15,18 @@ def test_bench_quick_writes_every_table(tmp_path, capsys):
     rows = data["workloads"]
     assert set(rows) == {"raw", "finetune", "raw_5ep", "finetune_5ep", "router", "router_step"}
     assert rows["finetune_5ep"]["train_samples"] == 5 * rows["finetune"]["train_samples"]
+    assert rows["finetune_5ep"]["train_steps"] == 5 * rows["finetune"]["train_steps"]
     out = capsys.readouterr().out
     assert out.startswith(f"device: {data['machine']['device']}")  # the tables are read with the device they ran on
     ratio = rows["finetune"]["wall_s"]["median"] / rows["raw"]["wall_s"]["median"]
     assert f"{ratio:.2f} x raw " in out  # each row is read against its reference
     assert set(data["tokens"]["exponent"]) == {"learned", "perceiver"}
+    # the overhead split, recomputed by hand from the rows: 4 extra epochs add only steps
+    t = {k: r["wall_s"]["median"] for k, r in rows.items()}
+    per_step = ((t["finetune_5ep"] - t["raw_5ep"]) - (t["finetune"] - t["raw"])) / (4 * rows["finetune"]["train_steps"])
+    assert abs(data["overhead"]["per_step_ms"] - 1e3 * per_step) < 1e-9
+    assert abs(data["overhead"]["per_run_s"] - (t["finetune"] - t["raw"] - per_step * rows["finetune"]["train_steps"])) < 1e-9
+    assert f"{1e3 * per_step:.2f} ms per training step" in out
 
 
 def test_raw_loop_learns_the_stream():
