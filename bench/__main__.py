@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from bench import report, startup, tokens, workloads
+from bench.lightning_loop import run_lightning
 from bench.timing import repeat
 
 # found via config_dirs(); the router workload is the one the README's figures were measured on
@@ -44,8 +45,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # workload -> (config, what its time is compared with): the targets of issue 14 are these ratios
-REFERENCE = {"raw": None, "finetune": "raw", "raw_5ep": None, "finetune_5ep": "raw_5ep", "router": "finetune",
-             "router_step": "router"}
+REFERENCE = {"raw": None, "lightning": "raw", "finetune": "raw", "raw_5ep": None, "lightning_5ep": "raw_5ep",
+             "finetune_5ep": "raw_5ep", "router": "finetune", "router_step": "router"}
 
 
 def run_workloads(overrides: list[str], repeats: int, device: str) -> dict:
@@ -54,8 +55,10 @@ def run_workloads(overrides: list[str], repeats: int, device: str) -> dict:
     five = workloads.config(path, [*extra, *overrides, "trainer.max_epochs=5"])
     jobs = {
         "raw": (lambda: workloads.raw(cfgs["finetune"], device), cfgs["finetune"]),
+        "lightning": (lambda: workloads.raw(cfgs["finetune"], device, run_lightning), cfgs["finetune"]),
         "finetune": (lambda: workloads.platform(cfgs["finetune"]), cfgs["finetune"]),
         "raw_5ep": (lambda: workloads.raw(five, device), five),
+        "lightning_5ep": (lambda: workloads.raw(five, device, run_lightning), five),
         "finetune_5ep": (lambda: workloads.platform(five), five),
         "router": (lambda: workloads.platform(cfgs["router"]), cfgs["router"]),
         "router_step": (lambda: workloads.router_step(cfgs["router"], device), cfgs["router"]),
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     print(describe(device))
     if "workloads" not in args.skip:
         results["workloads"] = run_workloads(overrides, repeats, device)
-        results["overhead"] = report.overhead(results["workloads"])
+        results["overhead"] = {name: report.overhead(results["workloads"], name) for name in ("lightning", "finetune")}
         print(report.workload_table(results["workloads"]))
     if "tokens" not in args.skip:
         results["tokens"] = tokens.scaling(ns, repeats, device)

@@ -21,25 +21,26 @@ def workload_table(rows: dict) -> str:
             f"{name:<13} {_spread(r['wall_s']):>24} {r['train_samples'] / wall:>10.0f} {wall / r['n_tasks']:>7.2f} "
             f"{r['peak_mem_mb']:>8.0f} {ratio:>18} {acc:>6}"
         )
-    split = overhead(rows)
-    if split is not None:
-        lines.append(f"continual over the raw loop: {split['per_step_ms']:.2f} ms per training step, {split['per_run_s']:.2f} s per run "
-                     f"(from the growth between 1 and 5 epochs per task, medians)")
+    for name, who in (("lightning", "a bare Lightning Trainer"), ("finetune", "continual fine-tuning")):
+        split = overhead(rows, name)
+        if split is not None:
+            lines.append(f"{who} over the raw loop: {split['per_step_ms']:.2f} ms per training step, "
+                         f"{split['per_run_s']:.2f} s per run (growth from 1 to 5 epochs per task, medians)")
     return "\n".join(lines)
 
 
-def overhead(rows: dict) -> dict | None:
-    """What fine-tuning adds over the raw loop, split into a cost per training step and a fixed
-    cost per run: the extra epochs add only steps and validation passes, so what continual adds
-    per epoch (its validation loop's setup) is spread over the steps, which with few steps per
-    epoch (Split-Digits: 2-3) inflates the per-step figure."""
-    if not {"raw", "finetune", "raw_5ep", "finetune_5ep"} <= set(rows):
+def overhead(rows: dict, name: str) -> dict | None:
+    """What workload `name` (and `<name>_5ep`) adds over the raw loop, split into a cost per
+    training step and a fixed cost per run: the extra epochs add only steps and validation
+    passes, so a cost per epoch (a validation loop's setup) is spread over the steps, which with
+    few steps per epoch (Split-Digits: 2-3) inflates the per-step figure."""
+    names = ("raw", name, "raw_5ep", f"{name}_5ep")
+    if not set(names) <= set(rows):
         return None
-    med = {k: rows[k]["wall_s"]["median"] for k in ("raw", "finetune", "raw_5ep", "finetune_5ep")}
-    one, five = med["finetune"] - med["raw"], med["finetune_5ep"] - med["raw_5ep"]
-    steps = rows["finetune"]["train_steps"]
-    per_step = (five - one) / (rows["finetune_5ep"]["train_steps"] - steps)
-    return {"per_step_ms": 1e3 * per_step, "per_run_s": one - per_step * steps}
+    raw, one, raw5, five = (rows[k]["wall_s"]["median"] for k in names)
+    steps = rows[name]["train_steps"]
+    per_step = ((five - raw5) - (one - raw)) / (rows[f"{name}_5ep"]["train_steps"] - steps)
+    return {"per_step_ms": 1e3 * per_step, "per_run_s": one - raw - per_step * steps}
 
 
 def token_table(t: dict) -> str:

@@ -1,6 +1,7 @@
-"""The same Split-MNIST work done four ways, each a zero-argument callable for `timing.repeat`.
+"""The same Split-MNIST work done five ways, each a zero-argument callable for `timing.repeat`.
 
 * `raw`: the hand-written loop of `bench.raw_loop` (fine-tuning, task-IL).
+* `lightning`: the same work, each task's epochs run by a bare Lightning Trainer (`bench.lightning_loop`).
 * `finetune`, `router`: `continual.experiment.run` in-process, exactly what `continual fit`
   runs after parsing the config (data loading, every Trainer, test passes, run-dir files).
 * `router_step`: the router's training steps (forward, loss, backward, Adam) over every task's
@@ -33,11 +34,12 @@ def config(path: str, overrides: list[str]) -> DictConfig:
     return load_config(path, [*overrides, *QUIET, f"output_dir={tempfile.mkdtemp(prefix='bench_')}", "overwrite=true"])
 
 
-def raw(cfg: DictConfig, device: str) -> list[list[float]]:
+def raw(cfg: DictConfig, device: str, loop=run_raw) -> list[list[float]]:
+    """The hand-written loop (or `loop`, another way to run its work) on the config's stream."""
     stream = build_stream(cfg.data, cfg.seed)
     TaskStreamDataModule(stream, 1, 1).to(device)
-    return run_raw(stream, list(cfg.backbone.hidden), cfg.optim.lr, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed,
-                   cfg.trainer.max_epochs)
+    return loop(stream, list(cfg.backbone.hidden), cfg.optim.lr, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed,
+                cfg.trainer.max_epochs)
 
 
 def platform(cfg: DictConfig) -> list[list[float]]:
