@@ -54,11 +54,11 @@ def run_workloads(overrides: list[str], repeats: int, device: str) -> dict:
     path, extra = CONFIGS["finetune"]
     five = workloads.config(path, [*extra, *overrides, "trainer.max_epochs=5"])
     jobs = {
-        "raw": (lambda: workloads.raw(cfgs["finetune"], device), cfgs["finetune"]),
-        "lightning": (lambda: workloads.raw(cfgs["finetune"], device, run_lightning), cfgs["finetune"]),
+        "raw": (lambda: workloads.reference(cfgs["finetune"], device), cfgs["finetune"]),
+        "lightning": (lambda: workloads.reference(cfgs["finetune"], device, run_lightning), cfgs["finetune"]),
         "finetune": (lambda: workloads.platform(cfgs["finetune"]), cfgs["finetune"]),
-        "raw_5ep": (lambda: workloads.raw(five, device), five),
-        "lightning_5ep": (lambda: workloads.raw(five, device, run_lightning), five),
+        "raw_5ep": (lambda: workloads.reference(five, device), five),
+        "lightning_5ep": (lambda: workloads.reference(five, device, run_lightning), five),
         "finetune_5ep": (lambda: workloads.platform(five), five),
         "router": (lambda: workloads.platform(cfgs["router"]), cfgs["router"]),
         "router_step": (lambda: workloads.router_step(cfgs["router"], device), cfgs["router"]),

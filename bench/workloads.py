@@ -34,8 +34,9 @@ def config(path: str, overrides: list[str]) -> DictConfig:
     return load_config(path, [*overrides, *QUIET, f"output_dir={tempfile.mkdtemp(prefix='bench_')}", "overwrite=true"])
 
 
-def raw(cfg: DictConfig, device: str, loop=run_raw) -> list[list[float]]:
-    """The hand-written loop (or `loop`, another way to run its work) on the config's stream."""
+def reference(cfg: DictConfig, device: str, loop=run_raw) -> list[list[float]]:
+    """A reference loop on the config's stream, its tensors on `device`: the hand-written loop,
+    or `loop` (bench.lightning_loop.run_lightning: the same work under a bare Trainer)."""
     stream = build_stream(cfg.data, cfg.seed)
     TaskStreamDataModule(stream, 1, 1).to(device)
     return loop(stream, list(cfg.backbone.hidden), cfg.optim.lr, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed,
