@@ -207,7 +207,7 @@ def test_value_readout_by_hand(trained):
     module, stream = copy.deepcopy(trained[0]), trained[1]
     assert module.cfg.gate == "units"
     with torch.no_grad():
-        for memory in module.memories:  # trained value biases stay near zero: make them count
+        for memory in module.memories:  # biases a readout ignores would also train to nothing: set them
             memory.value_bias.normal_()
     x = torch.cat([task.split("test")[0][:4] for task in stream.tasks])
     task = torch.arange(len(x)) % len(stream)
