@@ -75,7 +75,8 @@ class TensorLoader:
         n = len(self.y)
         device = self.y.device
         task_ids = self.task.to(device) if self.task is not None else None
-        same_task = torch.full((self.batch_size,), self.task_id, device=device)  # sliced per batch: no kernel per step
+        # one task's batches slice one tensor of its id: no kernel per step
+        same_task = torch.full((self.batch_size,), self.task_id, device=device) if task_ids is None else None
         for k, i in enumerate(self._slices(epoch)):
             if k < skip:
                 continue

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import nn
 
+from continual.routers.gating import connection_masks
+
 
 def slot_scores(q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """[B, d] queries x [S, d] keys -> [B, S] attention logits."""
@@ -37,7 +39,7 @@ class TaskMemory(nn.Module):
             self.register_buffer("log_var", torch.zeros(slots, key_dim))
         self.gates = nn.ParameterList(() if bits else (nn.Parameter(torch.full((slots, *s), gate_init)) for s in gate_shapes))
         self.n_bits = len(gate_shapes) if bits else 0
-        initial = bool(torch.sigmoid(torch.tensor(gate_init)) > 0.5)
+        initial = bool(connection_masks(torch.tensor(gate_init), hard=True))
         for i, s in enumerate(gate_shapes[: self.n_bits]):
             self.register_buffer(f"bits{i}", torch.full((slots, *s), initial))
         if bits:
@@ -53,7 +55,7 @@ class TaskMemory(nn.Module):
     def store_bits(self, scores: list[torch.Tensor]) -> None:
         """The finished task's hard masks, as the forward pass binarizes them, kept as bits."""
         for bits, g in zip(self.mask_bits(), scores):
-            bits.copy_(torch.sigmoid(g) > 0.5)
+            bits.copy_(connection_masks(g, hard=True))
         self.finished.fill_(True)
 
     @torch.no_grad()
