@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from bench.raw_loop import _accuracy, _batches
+from bench.raw_loop import _batches, test_row
 from continual.data.streams import Stream
 from continual.models.mlp import MLP
 from continual.scenarios import LabelSpace
@@ -66,8 +66,7 @@ def run_lightning(stream: Stream, hidden: list[int], lr: float, batch_size: int,
 
     def test_all() -> list[float]:
         module.to(device).eval()  # Lightning moves the module back to the CPU when fit ends
-        accs = [_accuracy(module.net, labels, t.x_test, t.y_test, t.id, eval_batch_size) for t in stream.tasks]
-        return [c / n for c, n in accs]
+        return test_row(module.net, labels, stream, eval_batch_size)
 
     test_all()
     rows = []

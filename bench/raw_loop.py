@@ -33,6 +33,11 @@ def _accuracy(net: nn.Module, labels: LabelSpace, x, y, task: int, size: int) ->
     return correct, len(y)
 
 
+def test_row(net: nn.Module, labels: LabelSpace, stream: Stream, size: int) -> list[float]:
+    """One test pass: every task's test accuracy (task-IL), a row of the accuracy matrix."""
+    return [c / n for c, n in (_accuracy(net, labels, t.x_test, t.y_test, t.id, size) for t in stream.tasks)]
+
+
 def run_raw(stream: Stream, hidden: list[int], lr: float, batch_size: int, eval_batch_size: int, seed: int = 0,
             epochs: int = 1) -> list[list[float]]:
     """Fine-tune an MLP over the stream (task-IL) on the device its tensors are on; returns the
@@ -45,8 +50,7 @@ def run_raw(stream: Stream, hidden: list[int], lr: float, batch_size: int, eval_
 
     def test_all() -> list[float]:
         net.eval()
-        accs = [_accuracy(net, labels, t.x_test, t.y_test, t.id, eval_batch_size) for t in stream.tasks]
-        return [c / n for c, n in accs]
+        return test_row(net, labels, stream, eval_batch_size)
 
     test_all()  # the forward-transfer reference pass
     rows = []

@@ -47,9 +47,10 @@ def test_two_processes_give_the_single_process_metrics_and_one_writer(tmp_path):
 
 
 BASELINE = ["data.n_tasks=3", "trainer.max_epochs=2", *SMALL[1:]]
-EXTRA = {"er": ["er.buffer_size=50"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
+
+
 def method_run(case: str) -> list[str]:
-    return ["logger.wandb=false", *case_overrides(case, EXTRA), *BASELINE]
+    return ["logger.wandb=false", *case_overrides(case), *BASELINE]
 
 
 @pytest.fixture(scope="module")

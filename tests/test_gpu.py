@@ -19,12 +19,11 @@ from continual.experiment import run
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 SMALL = ["data.n_tasks=3", "trainer.max_epochs=1", "logger.wandb=false", "trainer.enable_progress_bar=false"]
-EXTRA = {"er": ["er.buffer_size=50"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
 
 
 def method_run(method: str, tmp_path, *overrides: str) -> dict:
     out = tmp_path / "_".join([method, *(o.split("=")[-1] for o in overrides)])
-    cfg = load_config(None, [*case_overrides(method, EXTRA), *SMALL, f"output_dir={out}", *overrides])
+    cfg = load_config(None, [*case_overrides(method), *SMALL, f"output_dir={out}", *overrides])
     return run(cfg)
 
 

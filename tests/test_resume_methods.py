@@ -12,13 +12,13 @@ import sys
 import pytest
 import torch
 
-from cases import CASES, case_overrides, method_of
+from cases import CASES, EXTRA, case_overrides, method_of
 from continual import load_run
 from continual.cli.main import main
 
 RUN = ["logger.wandb=false", "trainer.enable_progress_bar=false", "trainer.max_epochs=2", "checkpoint_every_n_steps=3",
        "backbone.hidden=[64,64]", "metrics.probe_per_task=16"]
-EXTRA = {"er": ["er.buffer_size=60"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
+RESUME_EXTRA = {**EXTRA, "er": ["er.buffer_size=60"]}
 
 # A run that kills itself with SIGKILL: mid-task (step 5 of `task`, after the step-3 checkpoint)
 # or at a task boundary (as `task`'s Trainer starts, its predecessor's state saved): its fit, or
@@ -44,7 +44,7 @@ run(load_config(None, sys.argv[3:]), callbacks=[Kill()])
 
 
 def overrides(case: str) -> list[str]:
-    return [*RUN, *case_overrides(case, EXTRA)]
+    return [*RUN, *case_overrides(case, RESUME_EXTRA)]
 
 
 def comparable(run_dir) -> dict:
