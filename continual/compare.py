@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import statistics
 import traceback
@@ -35,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from continual.errors import ConfigError, Interrupted, KeyboardInterrupted
+from continual.run.results import finished_metrics
 
 METRICS = ("acc", "bwt", "avg_forgetting", "wall_time_s", "trainable_per_task", "stored_floats", "mask_density")
 
@@ -131,15 +131,6 @@ def load_grid(path: str, out: str | None = None) -> Grid:
     )
 
 
-def cell_metrics(run_dir: Path) -> dict | None:
-    """The cell's metrics.json if the run finished, else None."""
-    try:
-        m = json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return m if m.get("complete") else None
-
-
 def changed_since(run_dir: Path, cfg) -> str | None:
     """How `cfg` differs from the config a finished cell was run with (None: unchanged or unfinished).
 
@@ -151,7 +142,7 @@ def changed_since(run_dir: Path, cfg) -> str | None:
 
     from continual import resume
 
-    if cell_metrics(run_dir) is None:
+    if finished_metrics(run_dir) is None:
         return None
     try:
         saved = OmegaConf.load(run_dir / "config.yaml")
@@ -180,7 +171,7 @@ def run_grid(grid: Grid, shard: tuple[int, int] = (1, 1)) -> dict:
         )
     results: dict = {}
     for i, (cell, cfg) in enumerate(configs.items()):
-        done = cell_metrics(grid.cell_dir(*cell))
+        done = finished_metrics(grid.cell_dir(*cell))
         label = f"[{i + 1}/{len(configs)}] {cell[0]} / {cell[1]}-IL / seed {cell[2]}"
         if done is not None:
             print(f"{label}: done earlier, skipped")
@@ -203,7 +194,7 @@ def run_grid(grid: Grid, shard: tuple[int, int] = (1, 1)) -> dict:
             results[cell] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             print(f"{label}: FAILED ({results[cell]})")
     for cell in configs.keys() - results.keys():  # other shards' cells that finished meanwhile
-        done = cell_metrics(grid.cell_dir(*cell))
+        done = finished_metrics(grid.cell_dir(*cell))
         if done is not None:
             results[cell] = done
     return results
@@ -314,7 +305,7 @@ def plot(grid: Grid, rows: list[dict]):
 
 
 def write_reports(grid: Grid, rows: list[dict]) -> None:
-    from continual.metrics.report import atomic_write
+    from continual.run.files import atomic_write
 
     atomic_write(grid.out / "compare.md", to_markdown(grid, rows))
     atomic_write(grid.out / "compare.csv", to_csv(rows))

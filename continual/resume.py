@@ -31,7 +31,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from continual.errors import CheckpointError
-from continual.metrics.report import atomic_write
+from continual.run.files import atomic_write
 
 STATE = "state.pt"
 LAST = "last"  # Lightning appends .ckpt

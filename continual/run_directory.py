@@ -13,7 +13,6 @@ process dies), so a second `continual fit` into it refuses instead of mixing two
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import socket
 from datetime import datetime
@@ -25,6 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from continual import resume
 from continual.errors import ConfigError, StorageError
 from continual.metrics import report
+from continual.run.files import atomic_write
+from continual.run.results import read_metrics
 
 RUN_DIR_ENV = "CONTINUAL_RUN_DIR"  # set by rank 0 so processes launched later agree on it
 LOCK = ".continual.lock"
@@ -57,10 +58,6 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     method = str(cfg.method).replace(":", ".")
     return Path("runs") / f"{stamp}_{method}_{cfg.data.stream}_{cfg.scenario}_s{cfg.seed}"
-
-
-def read_metrics(path: Path) -> dict:
-    return json.loads((Path(path) / "metrics.json").read_text())
 
 
 def _earlier_run(path: Path) -> str | None:
@@ -165,7 +162,7 @@ class RunDirectory:
     # -- results ------------------------------------------------------------------------------
     def write_config(self) -> None:
         if self.writer:
-            report.atomic_write(self.path / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
+            atomic_write(self.path / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
 
     def task_done(self, metrics: dict) -> None:
         """A task's results are in `metrics` and the state: the partial metrics.json survives a crash,
@@ -186,7 +183,7 @@ class RunDirectory:
             if name.endswith(".png"):
                 pngs[name[:-4]] = report.save_png(content, self.path / name)
             else:
-                report.atomic_write(self.path / name, content)
+                atomic_write(self.path / name, content)
         return pngs
 
 

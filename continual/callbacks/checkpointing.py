@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from continual import resume
-from continual.metrics.report import atomic_write
+from continual.run.files import atomic_write
 
 
 class TaskCheckpoint(ModelCheckpoint):

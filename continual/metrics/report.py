@@ -10,57 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import platform
 import re
 import subprocess
-import tempfile
 from pathlib import Path
 
 import continual
-from continual.errors import StorageError
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def storage_error(path: Path, err: OSError) -> StorageError:
-    """A failed write as one line: what could not be written, why, and what to do."""
-    return StorageError(
-        f"cannot write '{path}' ({err.strerror or err}); free space or make the folder writable "
-        f"(or choose another output_dir), then run the same command again; files written before are intact"
-    )
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write `path` so that it is either the old file or the whole new one, never torn: a
-    temporary file in the same folder (a rename across file systems would be a copy), fsync,
-    rename, fsync of the folder. Created with the usual permissions (0666 less the umask)."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600: colleagues could not read results
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)  # the rename itself survives a crash
-        finally:
-            os.close(folder)
-    except OSError as err:
-        raise storage_error(path, err) from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+from continual.run.files import atomic_write
 
 
 def provenance() -> dict:

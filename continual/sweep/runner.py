@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from continual.errors import ConfigError, SweepError
-from continual.metrics.report import atomic_write
+from continual.run.files import atomic_write
+from continual.run.results import finished_metrics
 from continual.sweep import search, spec as sweep_spec
 
 
@@ -42,11 +43,8 @@ def _write_results(sweep_dir: Path, spec: dict, history: list[dict]) -> None:
 
 
 def _metric(run_dir: Path, key: str):
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        return None
-    metrics = json.loads(path.read_text())
-    return metrics.get(key) if metrics.get("complete") else None
+    metrics = finished_metrics(run_dir)
+    return None if metrics is None else metrics.get(key)
 
 
 def format_table(spec: dict, history: list[dict]) -> str:
