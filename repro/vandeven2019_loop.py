@@ -1,6 +1,6 @@
 """Split-MNIST fine-tuning and LwF as van de Ven & Tolias 2019 train them, in plain PyTorch.
 
-A cross-check for `continual/configs/compare/vandeven2019_split_mnist.yaml` that shares no code with
+A cross-check for `configs/compare/vandeven2019_split_mnist.yaml` that shares no code with
 `continual`: it follows the authors' training loop (GMvandeVen/continual-learning, `train.py`
 and `encoder.py`: one Adam for the stream, current-task loss weighted 1/t, LwF's distillation
 1 - 1/t, class-IL targets padded with zero probability) and reads MNIST with torchvision.

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -91,6 +92,12 @@ def test_console_script_prints_no_traceback():
 
 CONFIGS = sorted(PACKAGED_CONFIGS.glob("*.yaml"))
 GRIDS = sorted((PACKAGED_CONFIGS / "compare").glob("*.yaml"))
+
+
+def test_the_shipped_configs_are_the_one_copy_in_the_top_level_configs_folder():
+    """A checkout reads configs/ (a wheel installs the same files as continual/configs), and the tests below see them."""
+    assert PACKAGED_CONFIGS == Path(__file__).resolve().parents[1] / "configs"
+    assert {"split_digits.yaml", "router_split_digits.yaml", "split_mnist.yaml"} <= {p.name for p in CONFIGS} and GRIDS
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_a_non_editable_install_runs_the_default_fit_from_another_folder(tmp_path):
     src, site, elsewhere = tmp_path / "src", tmp_path / "site", tmp_path / "elsewhere"
     # build from a copy: setuptools writes build/ and *.egg-info next to the sources
-    shutil.copytree(ROOT / "continual", src / "continual", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+    for folder in ("continual", "configs"):  # configs/ is installed as continual/configs (setup.py)
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
     pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet"]
     subprocess.run([*pip, "--target", str(site), str(src)], check=True)

@@ -31,7 +31,7 @@ DEFAULT_CONFIG = "split_digits.yaml"
 _RESERVED_TRAINER_KEYS = {"logger": "logger.kind (wandb, tensorboard, csv, mlflow, none, or a list)", "callbacks": "the method and its callbacks"}
 
 
-PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # package data: installed with continual
+PACKAGED_CONFIGS = next((d for d in (Path(__file__).resolve().parents[i] / "configs" for i in (1, 2)) if d.is_dir()), Path(__file__).resolve().parents[1] / "configs")  # installed: continual/configs (package data, setup.py); a source checkout: the top-level configs/
 
 
 def config_dirs() -> list[Path]:
