@@ -181,8 +181,11 @@ class Runner:
             except subprocess.TimeoutExpired:
                 _stop(proc)
                 return Outcome(error=f"timed out after {self.timeout:g} s")
-            except KeyboardInterrupted:  # Ctrl-C reached the cell too: let it save its checkpoint
-                _stop(proc)
+            except KeyboardInterrupted:  # a terminal's Ctrl-C reaches the cell too: it saves its checkpoint and exits
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    _stop(proc)
                 raise
         if rc != 0:
             return Outcome(error=_failure(cell.log, rc), rc=rc)

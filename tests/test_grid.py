@@ -3,7 +3,10 @@ in this process and in a subprocess."""
 
 import json
 import os
+import signal
+import subprocess as sp
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,26 @@ def test_a_failed_cell_keeps_its_error_beside_its_folder(tmp_path, monkeypatch, 
         assert out.rc is None and out.error.startswith("DataError: ") and "Traceback" in log and out.error.split(": ", 1)[1] in log
         fixed = Cell("[1/1]", tmp_path / "cell", None, QUICK)
         assert run(fixed, subprocess).metrics["complete"] and not (tmp_path / "cell.log").exists()  # no stale error beside it
+
+
+def test_ctrl_c_stops_a_subprocess_cell_and_the_rest_and_says_how_to_continue(tmp_path):
+    sweep, out = tmp_path / "sweep.yaml", tmp_path / "sweep"
+    sweep.write_text(
+        "method: grid\nmetric: {name: final/acc, goal: maximize}\nparameters: {seed: {values: [0, 1]}}\n"
+        "command: [continual, fit, trainer.max_epochs=1000, logger.kind=none, trainer.enable_progress_bar=false, '${args_no_hyphens}']\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = sp.Popen([sys.executable, "-m", "continual.cli.main", "sweep", str(sweep), "--dir", str(out)], env=env,
+                    stdout=sp.DEVNULL, stderr=sp.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (out / "run-000" / "config.yaml").is_file():  # the first trial is training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+    assert proc.wait(timeout=120) == 130
+    assert proc.stderr.read().decode().strip().splitlines()[-1] == (
+        f"continual: error: stopped by Ctrl-C in trial {out / 'run-000'}; run the same sweep command again to continue "
+        "(finished trials are kept, this one starts over)"
+    )
+    assert "continual: error: interrupted by Ctrl-C" in (out / "run-000.log").read_text()  # the trial stopped itself
+    assert not (out / "run-001").exists()
