@@ -35,10 +35,6 @@ def logger_kinds(cfg: DictConfig) -> list[str]:
         if kind not in KINDS:
             raise ConfigError(f"logger.kind={kind!r} is not valid; choose one or a list of: {', '.join(KINDS)} (e.g. logger.kind=[wandb,csv])")
     kinds = [k for k in dict.fromkeys(kinds) if k != "none"]
-    if cfg.wandb is False:  # the older switch, kept so `logger.wandb=false` still means no W&B
-        kinds = [k for k in kinds if k != "wandb"]
-    elif cfg.wandb and "wandb" not in kinds:
-        kinds.append("wandb")
     for kind in kinds:
         modules, package = _NEEDS.get(kind, ((), None))
         if modules and not any(importlib.util.find_spec(m) for m in modules):

@@ -1,12 +1,13 @@
 """`continual compare` on a tiny grid: tables, plot, resume, and a failing cell."""
 
 import csv
+import json
 
 import yaml
 
 from continual.cli.main import main
 
-FAST = ["data.n_tasks=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.wandb=false"]
+FAST = ["data.n_tasks=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.kind=none"]
 
 
 def write_grid(tmp_path, **extra):
@@ -32,7 +33,6 @@ def test_compare_writes_tables_and_resumes(tmp_path, capsys):
     rows = list(csv.DictReader((out / "compare.csv").open()))
     assert [(r["method"], r["scenario"]) for r in rows] == [("finetune", "task"), ("finetune", "class"), ("joint", "task"), ("joint", "class")]
     assert all(r["seeds"] == "2" and r["failed"] == "0" for r in rows)
-    import json
     import statistics
 
     accs = [json.loads((out / f"joint__class__s{s}" / "metrics.json").read_text())["acc"] for s in (0, 1)]
@@ -42,6 +42,7 @@ def test_compare_writes_tables_and_resumes(tmp_path, capsys):
     md = (out / "compare.md").read_text()
     assert "| joint |" in md and "99.0" in md and f"{100 * statistics.fmean(accs):.1f}" in md
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "wandb").exists()  # logger.kind=none: the summary is not logged either
     logger = yaml.safe_load((out / "joint__class__s1" / "config.yaml").read_text())["logger"]
     assert (logger["group"], logger["job_type"]) == ("grid/joint", "class")  # W&B groups a row's seeds
     before = (out / "joint__class__s1" / "metrics.json").stat().st_mtime_ns
@@ -170,3 +171,21 @@ def test_grid_wide_overrides_may_configure_the_rows_method(tmp_path, capsys):
                       overrides=[*FAST, "router.h=16"], reference={})
     assert main(["compare", "--config", str(path)]) == 0
     assert "| router |" in capsys.readouterr().out
+
+
+def test_the_summary_is_logged_to_wandb_when_the_cells_are(tmp_path):
+    """W&B is in logger.kind by default: a compare leaves an offline W&B run of its own beside the
+    cells, whose table holds the csv's rows; with logger.kind=none there is none."""
+    quiet = [o for o in FAST if not o.startswith("logger.")]
+    path = write_grid(tmp_path, methods=["finetune"], scenarios=["task"], seeds=[0], overrides=quiet, reference={})
+    assert main(["compare", "--config", str(path)]) == 0
+    out = tmp_path / "grid"
+    (run,) = (out / "wandb").glob("offline-run-*")
+    (table,) = run.glob("files/media/table/compare_*.table.json")
+    (row,) = csv.DictReader((out / "compare.csv").open())
+    logged = json.loads(table.read_text())
+    assert logged["columns"] == list(row)
+    (data,) = logged["data"]
+    assert data[logged["columns"].index("acc_mean")] == float(row["acc_mean"]) == json.loads((out / "finetune__task__s0" / "metrics.json").read_text())["acc"]
+    assert main(["compare", "--config", str(path), "--out", str(tmp_path / "none"), "logger.kind=none"]) == 0
+    assert (tmp_path / "none" / "compare.csv").is_file() and not (tmp_path / "none" / "wandb").exists()

@@ -108,7 +108,7 @@ def test_every_shipped_config_validates(path):
 
 @pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.name)
 def test_every_cell_of_every_shipped_compare_grid_validates(path):
-    from continual.compare import load_grid
+    from continual.compare.spec import load_grid
 
     grid = load_grid(str(path))
     cells = list(grid.cells())

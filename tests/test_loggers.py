@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import sys
+import warnings
 
 import lightning as L
 import pytest
@@ -139,9 +140,47 @@ def test_mlflow_without_mlflow_names_the_install(capsys):
     assert err == "continual: error: logger.kind=mlflow needs mlflow, which is not installed: pip install mlflow (or drop mlflow from logger.kind)"
 
 
-def test_the_older_wandb_switch_still_works(tmp_path):
-    out, _ = fit(tmp_path, "logger.wandb=false")
-    assert not (out / "wandb").exists() and not (out / "csv").exists()
-    out2 = tmp_path / "both"
-    assert main(["fit", f"output_dir={out2}", *QUIET, "logger.kind=csv", "logger.wandb=true"]) == 0
-    assert (out2 / "wandb").is_dir() and (out2 / "csv" / "version_0" / "metrics.csv").is_file()
+@pytest.mark.parametrize("overrides, kind", [
+    (["logger.wandb=false"], "none"),
+    (["logger.wandb=true", "logger.kind=csv"], ["csv", "wandb"]),
+    (["logger.wandb=false", "logger.kind=[csv,wandb]"], "csv"),
+    (["logger.wandb=null", "logger.kind=csv"], "csv"),
+])
+def test_the_retired_wandb_switch_is_read_as_logger_kind(overrides, kind):
+    from omegaconf import OmegaConf
+
+    from continual.config import load_config
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = load_config(None, overrides)
+    got = OmegaConf.to_container(cfg.logger)
+    assert got["kind"] == kind and "wandb" not in got
+    retired = [w for w in caught if "logger.wandb" in str(w.message)]
+    if "logger.wandb=null" in overrides:  # the old default, in every old config.yaml: nothing to say
+        assert not retired
+    else:
+        (w,) = retired
+        assert w.category is FutureWarning and "is retired; read as logger.kind=" in str(w.message) and "\n" not in str(w.message)
+
+
+def test_an_old_run_config_with_the_wandb_switch_loads_and_counts_as_the_same_config(tmp_path):
+    """Old config.yaml files hold `logger.wandb` (null unless set); they still load, as a config file
+    and as the config a finished compare cell or a resumed run was made with (logger.* may differ)."""
+    from continual.config import load_config
+    from continual.grid import changed_since
+    from continual.resume import config_diff, fingerprint
+
+    out, _ = fit(tmp_path, "logger.kind=csv", "data.n_tasks=1", "trainer.max_epochs=1")
+    text = (out / "config.yaml").read_text()
+    assert "\nlogger:\n  kind: csv\n" in text
+    for old in ("null", "false"):
+        (out / "config.yaml").write_text(text.replace("\nlogger:\n  kind: csv\n", f"\nlogger:\n  kind: csv\n  wandb: {old}\n"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            cfg = load_config(str(out / "config.yaml"))
+        assert cfg.logger.kind == "csv" and changed_since(out, cfg) is None
+        assert config_diff({**fingerprint(cfg), "logger.wandb": None if old == "null" else False}, cfg) is None
+    with pytest.warns(FutureWarning, match=r"^logger.wandb=false is retired; read as logger.kind=csv\."):
+        changed = load_config(str(out / "config.yaml"), ["seed=1"])
+    assert changed_since(out, changed) == "seed: 0 -> 1"

@@ -69,6 +69,11 @@ def test_offline_grid_sweep_runs_two_fits_and_writes_a_results_table(tmp_path, m
     assert "* best (maximize final/acc)" in capsys.readouterr().out
     assert main(["sweep", str(path), "--dir", str(out)]) == 0  # continuing a finished grid runs nothing
     assert len(json.loads((out / "results.json").read_text())["runs"]) == 2
+    (out / "results.json").unlink()  # as if killed after its trials finished, before it wrote their results
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--dir", str(out)]) == 0
+    assert capsys.readouterr().out.count("done earlier, skipped") == 2  # the finished runs are read, not run again
+    assert json.loads((out / "results.json").read_text())["runs"] == runs
 
 
 def test_random_search_draws_are_seeded_per_run_and_in_range():
@@ -97,7 +102,7 @@ def test_bayes_asks_the_wandb_engine():
 def test_overrides_apply_to_every_trial_and_may_not_set_a_swept_parameter(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
     path, out = write_spec(tmp_path, TINY), tmp_path / "sweep"
-    assert main(["sweep", str(path), "--dir", str(out), "data.n_tasks=2", "logger.wandb=false"]) == 0
+    assert main(["sweep", str(path), "--dir", str(out), "data.n_tasks=2", "logger.kind=none"]) == 0
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert len(runs) == 2 and all(r["status"] == "finished" for r in runs)
     for r in runs:
@@ -118,7 +123,7 @@ def test_identical_failures_stop_the_sweep_and_a_continued_sweep_retries_them(tm
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [r["params"]["optim.lr"] for r in runs] == [0.001, 0.01] and all(r["metric"] is None for r in runs)
     # fixed: the failed trials run first, then the rest of the grid
-    assert main(["sweep", str(path), "--dir", str(out), "data.n_tasks=2", "logger.wandb=false"]) == 0
+    assert main(["sweep", str(path), "--dir", str(out), "data.n_tasks=2", "logger.kind=none"]) == 0
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [(r["run"], r["params"]["optim.lr"], r["metric"] is not None) for r in runs] == [
         ("run-000", 0.001, False), ("run-001", 0.01, False), ("run-002", 0.001, True), ("run-003", 0.01, True), ("run-004", 0.02, True),

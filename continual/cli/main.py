@@ -139,7 +139,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             ran = run_sweep(args.file, args.count, args.dir, args.seed, args.overrides, args.timeout, args.max_failures)
             return 1 if any(r["metric"] is None for r in ran) else 0  # a trial of this call failed
         if args.command == "compare":
-            from continual.compare import compare
+            from continual.compare.command import compare
 
             return compare(args.config, args.out, args.overrides, shard=args.shard, seeds=args.seeds, only=args.only)
         if args.command == "config" and args.config_command == "keys":

@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -272,6 +273,34 @@ def _other_sections(data, method, names: Iterable[str]) -> list[str]:
     return [k for k in data if k in names and k != own and k not in schema_sections]
 
 
+_ABSENT = object()
+_WARNED: dict = {}  # the warnings registry of the retired switch: each warning once per process
+
+
+def _pop_wandb_switch(logger) -> object:
+    """Remove the retired `logger.wandb` from a file's or the overrides' logger section; its value, or _ABSENT."""
+    if not isinstance(logger, (dict, DictConfig)) or "wandb" not in logger:
+        return _ABSENT
+    value = logger.pop("wandb")
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(f"logger.wandb={value!r} must be true, false or null; it is retired: set logger.kind instead, e.g. logger.kind=none")
+    return value
+
+
+def _apply_wandb_switch(cfg: DictConfig, value, source: str) -> None:
+    """`logger.wandb`, the switch `logger.kind` replaced, as old config.yaml files and commands still
+    carry it: false drops wandb from logger.kind, true adds it, null (the old default) changes nothing."""
+    if value is None:
+        return
+    kinds = list(cfg.logger.kind) if OmegaConf.is_list(cfg.logger.kind) else [cfg.logger.kind]
+    kinds = [k for k in kinds if k not in ("none", "wandb")] + (["wandb"] if value else [])
+    cfg.logger.kind = kinds if len(kinds) > 1 else kinds[0] if kinds else "none"
+    kind = f"[{','.join(kinds)}]" if len(kinds) > 1 else cfg.logger.kind
+    warnings.warn_explicit(  # one line: at line 0 there is no source line to show under it
+        f"logger.wandb={str(value).lower()} is retired; read as logger.kind={kind}. Set logger.kind instead "
+        "(wandb, tensorboard, csv, mlflow, none, or a list)", FutureWarning, source, 0, registry=_WARNED)
+
+
 def _check_method(cfg: DictConfig, method) -> None:
     if cfg.scenario not in method.scenarios:
         raise ConfigError(
@@ -307,12 +336,17 @@ def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> DictC
             f"drop it or add method={key}"
         )
     raw = {k: v for k, v in raw.items() if k not in _other_sections(raw, method, names)}
+    in_file, in_overrides = _pop_wandb_switch(raw.get("logger")), _pop_wandb_switch(over.get("logger"))
     cfg = _merge(schema(method), OmegaConf.create(raw), f"'{file}'", method)
     cfg = _merge(cfg, over, "overrides", method)
     try:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:
         raise _explain(err, f"'{file}'", method) from None
+    if in_overrides is not _ABSENT:  # an override wins over the file, as for any key
+        _apply_wandb_switch(cfg, in_overrides, "overrides")
+    elif in_file is not _ABSENT:
+        _apply_wandb_switch(cfg, in_file, str(file))
     _check_choices(cfg, Config)
     if method.Config is not None:
         _check_choices(cfg[method.name], method.Config, method.name + ".")

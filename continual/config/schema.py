@@ -75,7 +75,6 @@ class OptimConfig:
 class LoggerConfig:
     # the Lightning loggers that receive the metrics: wandb, tensorboard, csv, mlflow or none, or a list
     kind: Any = "wandb"
-    wandb: Optional[bool] = None  # the older switch: false drops wandb from kind, true adds it
     project: str = "continual"  # W&B project; MLflow experiment
     entity: Optional[str] = None  # W&B team or user; None: your default entity
     group: Optional[str] = None  # W&B group, e.g. the seeds of one setting (compare: <grid>/<row>; sweep: sweep_<name>)

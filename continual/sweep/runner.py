@@ -1,13 +1,14 @@
 """Run a W&B sweep file with no W&B server: propose, run `continual fit`, feed the result back.
 
-Each run is the sweep's own command line (`continual fit ... key=value`) in a subprocess, so
-it is exactly what `wandb agent` would run (DDP settings in the command work the same), with
-W&B forced offline and `output_dir` inside the sweep directory. The sweep directory holds the
-run directories (each with its offline W&B run for `wandb sync`), one log per run and
-`results.json`/`results.csv`, rewritten after every run; running the same sweep again into the
-same directory continues it, first retrying the trials that failed. `key=value` overrides apply to
-every trial; `--timeout` stops a trial (SIGTERM) that runs too long; a sweep whose trials keep
-failing the same way stops with that error instead of starting more of them.
+Each trial is a cell of the grid runner (continual/grid.py): the sweep's own command (`continual
+fit ... key=value`, what `wandb agent` would run; DDP settings in it work the same) in a
+subprocess with W&B offline, `output_dir` inside the sweep directory and its output in a log
+beside it. The sweep directory holds the run directories (each with its offline W&B run for
+`wandb sync`), one log per run and `results.json`/`results.csv`, rewritten after every run;
+running the same sweep again into the same directory continues it, first retrying the trials that
+failed. `key=value` overrides apply to every trial; `--timeout` stops a trial (SIGTERM) that runs
+too long; a sweep whose trials keep failing the same way stops with that error instead of
+starting more of them.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 from continual.errors import ConfigError, SweepError
+from continual.grid import Cell, Runner
 from continual.run.files import atomic_write
-from continual.run.results import finished_metrics
 from continual.sweep import search, spec as sweep_spec
 
 
@@ -42,11 +41,6 @@ def _write_results(sweep_dir: Path, spec: dict, history: list[dict]) -> None:
     atomic_write(sweep_dir / "results.csv", buf.getvalue())
 
 
-def _metric(run_dir: Path, key: str):
-    metrics = finished_metrics(run_dir)
-    return None if metrics is None else metrics.get(key)
-
-
 def format_table(spec: dict, history: list[dict]) -> str:
     names = list(spec["parameters"])
     metric, goal = spec["metric"]["name"], spec["metric"]["goal"]
@@ -60,29 +54,12 @@ def format_table(spec: dict, history: list[dict]) -> str:
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows) + f"\n* best ({goal} {metric})"
 
 
-def _failure(log: Path, rc: int) -> str:
-    """A failed trial's error: its `continual: error:` line, else the log's last line, else the exit code."""
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    errors = [line.removeprefix("continual: error: ") for line in lines if line.startswith("continual: error: ")]
-    return errors[-1] if errors else lines[-1] if lines else f"exit {rc}"
-
-
-def _run_trial(cmd: list[str], env: dict, log: Path, timeout: float | None) -> tuple[int | None, str | None]:
-    """Run one trial; (exit code or None on timeout, its error or None). A timed-out trial gets
-    SIGTERM first, so it saves its checkpoint as any stopped run does."""
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "continual.cli.main", *cmd[1:]], env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            return None, f"timed out after {timeout:g} s"
-    return rc, None if rc == 0 else _failure(log, rc)
+def trial(spec: dict, params: dict, run_dir: Path, overrides: list[str] = ()) -> Cell:
+    """The trial with parameters `params`: the sweep command's config, `overrides` and the parameters on top."""
+    config, fixed = sweep_spec.fit_config(spec, list(overrides))
+    name = f"sweep_{spec['name']}"
+    return Cell(label=f"[{run_dir.name}]", run_dir=run_dir, config=config, overrides=[*fixed, *sweep_spec.overrides(params)],
+                group=name, job_type="sweep", tags=[name])
 
 
 def _retries(history: list[dict]) -> list[dict]:
@@ -108,24 +85,21 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
     history = _load_history(out)
     start = len(history)
     retry = _retries(history)
-    env = {**os.environ, "WANDB_MODE": "offline"}
+    runner = Runner("sweep", "trial", "--dir", subprocess=True, timeout=timeout)
     failures: list[tuple[str, str]] = []  # (run, error) of the failures in a row
     for _ in range(count if count is not None else sys.maxsize):
         params = retry.pop(0) if retry else search.next_params(spec, history, seed)
         if params is None:
             break
         name = f"run-{len(history):03d}"
-        run_dir = out / name
-        cmd = sweep_spec.command(spec, params, list(overrides)) + [
-            f"output_dir={run_dir}", f"logger.tags=[sweep_{spec['name']}]", f"logger.group=sweep_{spec['name']}", "logger.job_type=sweep", "overwrite=true",
-        ]
-        print(f"[{name}] {' '.join(cmd)}", flush=True)
-        rc, error = _run_trial(cmd, env, out / f"{name}.log", timeout)
-        value = _metric(run_dir, sweep_spec.metric_key(spec))
+        cell = trial(spec, params, out / name, overrides)
+        (cfg,) = runner.check([cell])
+        outcome = runner.run(cell, cfg)
+        value, error = None if outcome.metrics is None else outcome.metrics.get(sweep_spec.metric_key(spec)), outcome.error
         if error is None and value is None:
-            error = f"no {spec['metric']['name']} in {run_dir}/metrics.json"
-        status = "finished" if error is None else f"failed ({error if rc is None else f'exit {rc}'}, see {name}.log)"
-        history.append({"run": name, "params": params, "metric": value, "status": status, "run_dir": str(run_dir)})
+            error = f"no {spec['metric']['name']} in {cell.run_dir}/metrics.json"
+        status = "finished" if error is None else f"failed ({error if outcome.rc is None else f'exit {outcome.rc}'}, see {cell.log.name})"
+        history.append({"run": name, "params": params, "metric": value, "status": status, "run_dir": str(cell.run_dir)})
         _write_results(out, spec, history)
         print(f"[{name}] {spec['metric']['name']} = {value}  {status}", flush=True)
         failures = [] if error is None else [f for f in failures if f[1] == error] + [(name, error)]

@@ -49,6 +49,15 @@ def fit_args(spec: dict) -> list[str]:
     return [c for c in cmd[2:] if c != ARGS]
 
 
+def fit_config(spec: dict, extra: list[str] = ()) -> tuple[str | None, list[str]]:
+    """The config file of the sweep's command (`--config`; None: the default) and its fixed
+    key=value overrides, with `extra` after them: a trial is that config with its parameters on top."""
+    args = fit_args(spec)
+    config = args[args.index("--config") + 1] if "--config" in args else None
+    fixed = [a for i, a in enumerate(args) if "=" in a and (i == 0 or args[i - 1] != "--config")]
+    return config, [*fixed, *extra]
+
+
 def command(spec: dict, params: dict, extra: list[str] = ()) -> list[str]:
     """The command line `wandb agent` would run for `params` (with `continual` as the program), with
     `extra` overrides (`continual sweep FILE key=value ...`) after the sweep file's own."""
@@ -103,9 +112,7 @@ def validate(spec: dict, check_schema: bool = True, extra: list[str] = ()) -> No
         return
     from continual.config import load_config
 
-    args = fit_args(spec)
-    config = args[args.index("--config") + 1] if "--config" in args else None
-    fixed = [a for i, a in enumerate(args) if "=" in a and (i == 0 or args[i - 1] != "--config")] + list(extra)
+    config, fixed = fit_config(spec, list(extra))
     try:
         load_config(config, fixed)
     except ConfigError as err:

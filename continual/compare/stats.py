@@ -1,0 +1,44 @@
+"""Statistics of a compare grid: per (method row, scenario), the mean and std over seeds of each metric."""
+
+from __future__ import annotations
+
+import statistics
+
+from continual.compare.spec import Grid
+
+# the compare columns, each as <key>_mean and <key>_std (one list, for the table, csv and W&B alike)
+METRICS = ("acc", "bwt", "avg_forgetting", "wall_time_s", "trainable_per_task", "stored_floats", "mask_density")
+
+
+def metric(m: dict, key: str):
+    """A cell's value of `key` (trainable_per_task: the mean over its tasks); None where a run has none."""
+    if key == "trainable_per_task":
+        per_task = m.get("trainable_params_per_task")
+        return statistics.fmean(per_task) if per_task else None
+    return m.get(key)
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(grid: Grid, results: dict) -> list[dict]:
+    """One row per (method row, scenario): mean and std over seeds of each metric."""
+    rows = []
+    for row in grid.methods:
+        for sc in grid.scenarios:
+            if not grid.selected(row, sc):
+                continue
+            got = [results.get((row, sc, s)) for s in grid.seeds]
+            ok = [m for m in got if isinstance(m, dict)]
+            errors = [m for m in got if isinstance(m, str)]
+            entry = {"method": row, "scenario": sc, "seeds": len(ok), "failed": len(errors), "error": errors[0] if errors else ""}
+            for key in METRICS:
+                entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std([metric(m, key) for m in ok])
+            entry["reference_acc"] = grid.reference.get(row, {}).get(sc)
+            rows.append(entry)
+    return rows
+

@@ -1,0 +1,65 @@
+"""The compare tables: markdown (a result per row and scenario, then every metric) and csv (every column)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from continual.compare.spec import Grid
+
+
+def _fmt(mean, std, scale: float = 100.0, digits: int = 1) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def _count(v) -> str:
+    """A parameter or float count: 512k, 1.2M."""
+    if v is None:
+        return "n/a"
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.1f}k" if v >= 1e3 else f"{v:.0f}"
+
+
+def to_markdown(grid: Grid, rows: list[dict]) -> str:
+    seeds = ", ".join(map(str, grid.seeds))
+    lines = [f"# compare: {grid.out.name}", "", f"Mean ± std over seeds [{seeds}]. ACC, BWT, forgetting and mask density in %, "
+             "wall time in s; memory: trainable parameters per task and the floats the method keeps besides its "
+             "frozen backbone (stored floats, continual/metrics/memory.py).", ""]
+    by = {(r["method"], r["scenario"]): r for r in rows}
+    head = ["method", *[f"{sc}-IL ACC" for sc in grid.scenarios]]
+    if grid.reference:
+        head = ["method", *[h for sc in grid.scenarios for h in (f"{sc}-IL ACC", f"{sc}-IL paper")]]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in grid.methods:
+        cells = [row]
+        for sc in grid.scenarios:
+            r = by.get((row, sc))
+            if r is None:  # left out by --only
+                cells += ["—", ""] if grid.reference else ["—"]
+                continue
+            cells.append(_fmt(r["acc_mean"], r["acc_std"]) if r["seeds"] else ("FAILED" if r["failed"] else "n/a"))
+            if grid.reference:
+                ref = r["reference_acc"]
+                cells.append("" if ref is None else f"{ref:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| method | scenario | seeds | ACC | BWT | forgetting | trainable/task | stored floats | mask density | wall time (s) | status |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        status = f"{r['failed']} failed: {r['error']}" if r["failed"] else "ok"
+        lines.append(
+            f"| {r['method']} | {r['scenario']} | {r['seeds']} | {_fmt(r['acc_mean'], r['acc_std'])} | "
+            f"{_fmt(r['bwt_mean'], r['bwt_std'])} | {_fmt(r['avg_forgetting_mean'], r['avg_forgetting_std'])} | "
+            f"{_count(r['trainable_per_task_mean'])} | {_count(r['stored_floats_mean'])} | "
+            f"{_fmt(r['mask_density_mean'], r['mask_density_std'])} | "
+            f"{_fmt(r['wall_time_s_mean'], r['wall_time_s_std'], 1.0, 0)} | {status} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()

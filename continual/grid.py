@@ -1,0 +1,202 @@
+"""The one runner of many runs: a cell of `continual compare` and a trial of `continual sweep` alike.
+
+A cell is a config (a base config file plus overrides) and the run folder it writes. The runner
+loads and checks every cell's config before running any, skips a cell whose folder already holds
+a finished run of the same config (`finished_metrics`, plus the resume rule `config_diff`, so a
+table never mixes two settings), and refuses a finished cell whose config has changed. It runs a
+cell in this process or, with a log and an optional timeout, in a subprocess; either way a failed
+cell's error text is kept beside its folder (`<run folder>.log`) and the other cells still run.
+Every cell of one setting shares a logger group (and job type), so W&B draws its seeds together.
+Cells are independent of each other, so running several at once is a pool around `Runner.run`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from continual.errors import ConfigError, Interrupted, KeyboardInterrupted
+from continual.run.results import finished_metrics
+
+
+@dataclass
+class Cell:
+    label: str  # how progress lines name it, e.g. "[3/8] ewc / class-IL / seed 1" or "[run-004]"
+    run_dir: Path
+    config: str | None  # the base config (a path or a shipped name); None: the default one
+    overrides: list[str] = field(default_factory=list)
+    group: str | None = None  # logger.group: the runs W&B draws together
+    job_type: str | None = None  # logger.job_type: a second grouping level
+    tags: list[str] = field(default_factory=list)  # logger.tags
+
+    @property
+    def log(self) -> Path:
+        """Beside the run folder: a subprocess's whole output, or an in-process failure's traceback."""
+        return self.run_dir.with_name(f"{self.run_dir.name}.log")
+
+    def fit_overrides(self) -> list[str]:
+        """The cell's overrides of its base config: grouping first (a cell's own setting wins), its folder last."""
+        grouping = [f"logger.{k}={v}" for k, v in (("group", self.group), ("job_type", self.job_type)) if v is not None]
+        grouping += [f"logger.tags=[{','.join(self.tags)}]"] if self.tags else []
+        return [*grouping, *self.overrides, f"output_dir={self.run_dir}", "overwrite=true"]
+
+    def fit_command(self) -> list[str]:
+        """The `continual fit` arguments that run this cell."""
+        return ["fit", *(["--config", self.config] if self.config is not None else []), *self.fit_overrides()]
+
+
+@dataclass
+class Outcome:
+    metrics: dict | None = None  # the finished run's metrics.json
+    error: str | None = None  # one line: why the cell failed
+    rc: int | None = None  # a subprocess's exit code (None: in-process, or timed out)
+    skipped: bool = False  # finished earlier, not run again
+
+
+def changed_since(run_dir: Path, cfg) -> str | None:
+    """How `cfg` differs from the config a finished cell was run with (None: unchanged or unfinished).
+
+    Skipping a finished cell is only right if it would be run the same way again. Keys added to
+    the schema after the cell ran take their defaults, which keep the earlier behaviour (the resume rule)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from continual.resume import config_diff, fingerprint
+
+    if finished_metrics(run_dir) is None:
+        return None
+    try:
+        saved = OmegaConf.load(run_dir / "config.yaml")
+    except (OSError, yaml.YAMLError, OmegaConfBaseException) as err:
+        return f"its config.yaml cannot be read as a config: {str(err).splitlines()[0]}"
+    return config_diff(fingerprint(saved), cfg)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'2/3' -> (2, 3): the second of three shards."""
+    if text is None:
+        return 1, 1
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        i = n = 0
+    if not 1 <= i <= n:
+        raise ConfigError(f"--shard '{text}' is not I/N with 1 <= I <= N; e.g. --shard 1/2 and --shard 2/2 in two processes")
+    return i, n
+
+
+def _failure(log: Path, rc: int) -> str:
+    """A failed subprocess's error: its `continual: error:` line, else the log's last line, else the exit code."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line.removeprefix("continual: error: ") for line in lines if line.startswith("continual: error: ")]
+    return errors[-1] if errors else lines[-1] if lines else f"exit {rc}"
+
+
+@dataclass
+class Runner:
+    """How the cells of one command run: `command` and `unit` name them in messages ("compare",
+    "cell"), `out_option` is the command's option for another output folder."""
+
+    command: str
+    unit: str
+    out_option: str
+    subprocess: bool = False  # each cell in a `continual fit` subprocess, W&B offline, output in its log
+    timeout: float | None = None  # subprocess only: SIGTERM a cell that runs longer; it counts as failed
+
+    def check(self, cells: list[Cell]) -> list:
+        """Every cell's config, validated; a ConfigError before anything runs if one is invalid or
+        a finished cell was run with another config."""
+        from continual.config import load_config
+
+        configs = [load_config(cell.config, cell.fit_overrides()) for cell in cells]
+        stale = [f"{cell.run_dir} ({diff})" for cell, cfg in zip(cells, configs) if (diff := changed_since(cell.run_dir, cfg))]
+        if stale:
+            raise ConfigError(
+                f"{len(stale)} finished {self.unit}(s) were run with another config than this {self.command} now gives, "
+                f"e.g. {stale[0]}; delete those {self.unit} folders to rerun them, or pass {self.out_option} <new folder>"
+            )
+        return configs
+
+    def run(self, cell: Cell, cfg) -> Outcome:
+        """Run `cell` (config `cfg`, from `check`) unless it finished earlier."""
+        done = finished_metrics(cell.run_dir)
+        if done is not None:
+            print(f"{cell.label}: done earlier, skipped", flush=True)
+            return Outcome(metrics=done, skipped=True)
+        print(f"{cell.label}: running" + (f" continual {' '.join(cell.fit_command())}" if self.subprocess else ""), flush=True)
+        try:
+            outcome = self._subprocess(cell) if self.subprocess else self._in_process(cell, cfg)
+        except (Interrupted, KeyboardInterrupted) as err:  # SIGTERM or Ctrl-C: stop every cell, not just this one
+            why = "Ctrl-C" if isinstance(err, KeyboardInterrupted) else "SIGTERM"
+            raise type(err)(
+                f"stopped by {why} in {self.unit} {cell.run_dir}; run the same {self.command} command again to "
+                f"continue (finished {self.unit}s are kept, this one starts over)"
+            ) from None
+        if outcome.error is not None:
+            print(f"{cell.label}: FAILED ({outcome.error})", flush=True)
+        return outcome
+
+    def run_all(self, cells: list[Cell], configs: list, shard: tuple[int, int] = (1, 1)) -> list[Outcome | None]:
+        """Run every unfinished cell (configs from `check`) in turn; an Outcome per cell (None: not finished).
+
+        `shard=(i, n)` runs only every n-th cell, starting at the i-th, so n processes (or machines
+        sharing the folder) split the cells; other shards' cells are read from disk once this shard
+        is done, so the last shard to finish sees every finished cell."""
+        outcomes: list[Outcome | None] = [None] * len(cells)
+        for i, (cell, cfg) in enumerate(zip(cells, configs)):
+            if i % shard[1] == shard[0] - 1 or finished_metrics(cell.run_dir) is not None:
+                outcomes[i] = self.run(cell, cfg)
+        for i, cell in enumerate(cells):  # other shards' cells that finished meanwhile
+            if outcomes[i] is None and (done := finished_metrics(cell.run_dir)) is not None:
+                outcomes[i] = Outcome(metrics=done, skipped=True)
+        return outcomes
+
+    def _in_process(self, cell: Cell, cfg) -> Outcome:
+        from continual import experiment
+
+        cell.log.unlink(missing_ok=True)  # an earlier failure's traceback
+        try:
+            return Outcome(metrics=experiment.run(cfg))
+        except Interrupted:
+            raise
+        except Exception as err:  # one broken cell must not stop the others
+            cell.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            cell.log.write_text(traceback.format_exc())
+            return Outcome(error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+
+    def _subprocess(self, cell: Cell) -> Outcome:
+        """A timed-out cell gets SIGTERM first, so it saves its checkpoint as any stopped run does."""
+        cell.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "WANDB_MODE": "offline"}
+        with open(cell.log, "w") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "continual.cli.main", *cell.fit_command()], env=env, stdout=out, stderr=subprocess.STDOUT)
+            try:
+                rc = proc.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                _stop(proc)
+                return Outcome(error=f"timed out after {self.timeout:g} s")
+            except KeyboardInterrupted:  # a terminal's Ctrl-C reaches the cell too: it saves its checkpoint and exits
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    _stop(proc)
+                raise
+        if rc != 0:
+            return Outcome(error=_failure(cell.log, rc), rc=rc)
+        metrics = finished_metrics(cell.run_dir)
+        return Outcome(metrics=metrics, rc=rc, error=None if metrics is not None else f"no complete metrics.json in {cell.run_dir}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
