@@ -61,4 +61,3 @@ def stream_from_torchvision(name: str, train, test, cfg: DictConfig, seed: int =
     """A torchvision data set pair exposing `.data` and `.targets` (MNIST-like, CIFAR-like)."""
     xs = [torch.as_tensor(ds.data).float() / scale for ds in (train, test)]
     return stream_from_tensors(name, xs[0], train.targets, xs[1], test.targets, cfg, seed)
-
