@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 def build_method(cfg: DictConfig, stream):
     """The method `cfg.method` selects, over the backbone `cfg.backbone` describes."""
     from continual.methods import method_class
-    from continual.models.backbone import build_backbone
+    from continual.models.backbones import build_backbone
     from continual.scenarios import LabelSpace
 
     cls = method_class(cfg.method)

@@ -11,7 +11,7 @@ from continual.callbacks.frozen_guard import FrozenBackboneGuard
 from continual.config.schema import Config
 from continual.data.streams import build_stream
 from continual.errors import CheckpointError, FrozenBackboneError
-from continual.models.backbone import build_backbone, freeze, state_hash
+from continual.models.backbones import build_backbone, freeze, state_hash
 from continual.models.continual_module import ContinualModule
 from continual.models.mlp import MLP
 

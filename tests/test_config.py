@@ -85,8 +85,8 @@ def test_console_script_prints_no_traceback():
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "continual: error: data.stream='split_digitz' is not valid (did you mean 'split_digits'?); "
-        "choose one of: split_digits, split_mnist, permuted_mnist, rotated_mnist, split_fashion_mnist, "
-        "split_cifar10, split_cifar100, custom"
+        "choose one of: custom, permuted_mnist, rotated_mnist, split_cifar10, split_cifar100, split_digits, "
+        "split_fashion_mnist, split_mnist, or <module>:<function> for your own stream"
     )
 
 

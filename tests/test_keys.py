@@ -1,4 +1,4 @@
-"""Settings are discoverable: `fit --help` names methods, streams and scenarios; `config keys` lists the schema."""
+"""Settings are discoverable: `fit --help` names methods, streams, backbones and scenarios; `config keys` lists the schema."""
 
 import re
 
@@ -7,17 +7,23 @@ from omegaconf import OmegaConf
 
 from continual.cli.main import main
 from continual.config.load import schema
-from continual.config.schema import SCENARIOS, STREAMS
+from continual.config.schema import SCENARIOS
+from continual.data.streams import STREAMS
 from continual.methods import builtin
+from continual.models.backbones import BACKBONES
 
 
-def test_fit_help_names_the_methods_streams_scenarios_and_config_keys(capsys):
+def test_fit_help_names_the_methods_streams_backbones_scenarios_and_config_keys(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["fit", "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for name in [*builtin(), *STREAMS, *SCENARIOS, "split_digits.yaml", "router_split_digits.yaml"]:
+    for name in [*builtin(), *SCENARIOS, "split_digits.yaml", "router_split_digits.yaml"]:
         assert name in out, name
+    for registry in (STREAMS, BACKBONES):  # each with its own help line
+        for name, text in registry.help().items():
+            assert re.search(rf"^  {name} +{re.escape(text)}$", out, re.M), name
+    assert "split_mnist" in STREAMS.help() and "mlp" in BACKBONES.help()
     assert "continual config keys [prefix]" in out
 
 
@@ -44,6 +50,8 @@ def test_config_keys_lists_every_schema_key_with_its_type_default_and_meaning(ca
         assert meaning.strip(), f"{key} has no meaning: comment it in its dataclass"
     assert rows["data.root"].endswith("folder holding MNIST/raw (torchvision layout)")  # the schema's comment
     assert "(one of: task, class, domain)" in rows["scenario"]
+    assert f"(one of: {', '.join(STREAMS.builtin())}, or <module>:<function> for your own)" in rows["data.stream"]
+    assert "(one of: mlp, or <module>:<function> for your own)" in rows["backbone.name"]
 
 
 def test_config_keys_takes_a_prefix_and_refuses_an_unknown_one(capsys):

@@ -15,7 +15,7 @@ from continual.data.datamodule import TaskStreamDataModule
 from continual.data.streams import build_stream
 from continual.errors import ConfigError
 from continual.experiment import build_method, run
-from continual.models.backbone import state_hash
+from continual.models.backbones import state_hash
 
 QUICK = ["method=router", "logger.wandb=false", "trainer.enable_progress_bar=false", "router.h=16"]
 

@@ -103,10 +103,14 @@ def test_custom_stream_from_tensors_and_by_name(tmp_path, monkeypatch):
         "import torch\nfrom continual.data.custom import stream_from_tensors\n"
         "def four(cfg, seed):\n    x, y = torch.rand(40, 5), torch.arange(40) % 4\n"
         "    return stream_from_tensors('four', x, y, x, y, cfg, seed)\n"
+        "def not_a_stream(cfg, seed):\n    return [1, 2]\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    s = build_stream(data_cfg(stream="custom", custom="mystreams:four"), seed=0)
-    assert s.name == "four" and len(s) == 2
+    for spelling in (dict(stream="custom", custom="mystreams:four"), dict(stream="mystreams:four")):  # one code path
+        s = build_stream(data_cfg(**spelling), seed=0)
+        assert s.name == "four" and s.task_classes == [[0, 1], [2, 3]]
+    with pytest.raises(ConfigError, match=r"^data.stream='mystreams:not_a_stream' returned list, not a continual Stream$"):
+        build_stream(data_cfg(stream="mystreams:not_a_stream"), seed=0)
     with pytest.raises(ConfigError, match="module:function"):
         build_stream(data_cfg(stream="custom"), seed=0)
     sys.modules.pop("mystreams", None)

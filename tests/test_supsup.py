@@ -17,7 +17,7 @@ from continual.cli.main import main
 from continual.config import load_config
 from continual.config.schema import OptimConfig
 from continual.experiment import run
-from continual.models.backbone import state_hash
+from continual.models.backbones import state_hash
 from continual.models.mlp import MLP
 
 QUIET = ["logger.wandb=false", "trainer.enable_progress_bar=false"]

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from continual.config.schema import choice
 from continual.data.task_data import TaskData
-from continual.models.backbone import freeze
+from continual.models.backbones import freeze
 from continual.models.continual_module import ContinualModule
 from continual.models.mlp import MLP
 

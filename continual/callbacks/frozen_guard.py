@@ -9,7 +9,7 @@ from __future__ import annotations
 import lightning as L
 
 from continual.errors import FrozenBackboneError
-from continual.models.backbone import state_hash
+from continual.models.backbones import state_hash
 
 
 class FrozenBackboneGuard(L.Callback):

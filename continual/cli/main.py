@@ -16,22 +16,30 @@ EPILOG = """examples:
 
 
 class _FitHelp(argparse.Action):
-    """`fit --help` names the methods (importing them costs seconds, so only when asked)."""
+    """`fit --help` names the methods, streams and backbones (importing them costs seconds, so only when asked)."""
 
     def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
         from continual.config.load import config_dirs
-        from continual.config.schema import SCENARIOS, STREAMS
+        from continual.config.schema import SCENARIOS
+        from continual.data.streams import STREAMS
         from continual.methods import builtin
+        from continual.models.backbones import BACKBONES
+
+        def plugins(registry) -> str:
+            helps = registry.help()
+            width = max(map(len, helps))
+            return "".join(f"\n  {name:<{width}}  {text}" for name, text in helps.items()) + f"\n  or {registry.user} for your own"
 
         configs = sorted({p.name for d in config_dirs() if d.is_dir() for p in d.glob("*.yaml")})
         parser.epilog = (
             f"configs:   {', '.join(configs)} (--config NAME, from any folder)\n"
             f"methods:   {', '.join(builtin())}, or <module>:<Class> for your own\n"
-            f"streams:   {', '.join(STREAMS)} (data.stream=...)\n"
             f"scenarios: {', '.join(SCENARIOS)} (scenario=...)\n"
+            f"streams (data.stream=...; docs/streams.md):{plugins(STREAMS)}\n"
+            f"backbones (backbone.name=...; docs/backbones.md):{plugins(BACKBONES)}\n"
             "every key with its type, default and meaning: continual config keys [prefix], e.g. continual config keys router\n"
             "the resolved config of a command: continual config show [--config FILE] [key=value ...]"
         )
@@ -54,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="train a method over a task stream and write a run directory", add_help=False,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    fit.add_argument("-h", "--help", action=_FitHelp, help="show this help (with the methods, streams and scenarios) and exit")
+    fit.add_argument("-h", "--help", action=_FitHelp, help="show this help (with the methods, scenarios, streams and backbones) and exit")
     _add_config_args(fit)
     sweep = sub.add_parser("sweep", help="run a W&B sweep file offline (no W&B server): runs, results table, offline W&B runs")
     sweep.add_argument("file", help="a W&B sweep YAML, e.g. sweeps/router_grid_h_nv.yaml")

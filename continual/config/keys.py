@@ -16,6 +16,7 @@ import tokenize
 
 from continual.config.schema import Config
 from continual.errors import ConfigError
+from continual.registry import registry_at
 
 
 def field_comments(cls: type) -> dict[str, str]:
@@ -48,6 +49,16 @@ def _default(f: dataclasses.Field):
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
+def _choices(f: dataclasses.Field) -> str:
+    """" (one of: ...)" for a field with fixed choices or naming a registry's entries, else ""."""
+    if "choices" in f.metadata:
+        return f" (one of: {', '.join(f.metadata['choices'])})"
+    if "registry" in f.metadata:
+        registry = registry_at(f.metadata["registry"])
+        return f" (one of: {', '.join(registry.builtin())}, or {registry.user} for your own)"
+    return ""
+
+
 def _rows(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
     """(key, type, default, meaning) of every leaf field of `cls` and its nested sections."""
     meaning = field_comments(cls)
@@ -60,8 +71,7 @@ def _rows(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
             rows.append((f"{prefix}{f.name}.<argument>", "Any", "", meaning[f.name]))
             rows += [(f"{prefix}{f.name}.{k}", type(v).__name__, repr(v), "lightning.Trainer argument") for k, v in value.items()]
         else:
-            choices = f" (one of: {', '.join(f.metadata['choices'])})" if "choices" in f.metadata else ""
-            rows.append((f"{prefix}{f.name}", str(f.type), repr(value), meaning[f.name] + choices))
+            rows.append((f"{prefix}{f.name}", str(f.type), repr(value), meaning[f.name] + _choices(f)))
     return rows
 
 

@@ -12,7 +12,6 @@ are dropped. An override of another method's key is refused: it would do nothing
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import warnings
@@ -25,6 +24,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from continual.config.schema import Config
 from continual.errors import ConfigError
+from continual.registry import did_you_mean, registry_at
 from continual.run_logger import logger_kinds
 
 DEFAULT_CONFIG = "split_digits.yaml"
@@ -60,9 +60,7 @@ def resolve_config_path(path: str | None, what: str = "config file") -> Path:
 
 def _suggest(word: str, options: Iterable[str]) -> str:
     options = list(options)
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"{hint}; valid keys: {', '.join(sorted(options))}"
+    return f"{did_you_mean(word, options)}; valid keys: {', '.join(sorted(options))}"
 
 
 def _sections(method) -> dict[str, type]:
@@ -105,7 +103,7 @@ def _explain(err: OmegaConfBaseException, source: str, method=None) -> ConfigErr
         leaves = [f"{s}.{k}" for s, node in _sections(method).items() for k in _leaf_keys(node)]
         elsewhere = sorted((k for k in leaves if k.split(".")[-1] == name), key=lambda k: k.count("."))
         if elsewhere:  # `lr=` means optim.lr, not the nearest top-level spelling
-            return ConfigError(f"unknown config key '{key}' in {source}{where} (did you mean '{elsewhere[0]}'?)")
+            return ConfigError(f"unknown config key '{key}' in {source}{where}{did_you_mean(elsewhere[0], elsewhere[:1])}")
         return ConfigError(f"unknown config key '{key}' in {source}{where}" + _suggest(name, valid))
     msg = str(err).splitlines()[0]
     if key:
@@ -148,9 +146,9 @@ def _check_choices(cfg: DictConfig, node: type, prefix: str = "") -> None:
         key = prefix + f.name
         if "choices" in f.metadata and value not in f.metadata["choices"]:
             valid = f.metadata["choices"]
-            close = difflib.get_close_matches(str(value), valid, n=1, cutoff=0.5)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{key}='{value}' is not valid{hint}; choose one of: {', '.join(valid)}")
+            raise ConfigError(f"{key}='{value}' is not valid{did_you_mean(value, valid)}; choose one of: {', '.join(valid)}")
+        if "registry" in f.metadata:  # a stream, a backbone: a built-in's name or user code that imports
+            registry_at(f.metadata["registry"]).get(value, key)
         if f.default_factory is not dataclasses.MISSING:
             sub = f.default_factory()
             if dataclasses.is_dataclass(sub):
@@ -195,9 +193,7 @@ def _check_trainer(cfg: DictConfig) -> None:
         if key in _RESERVED_TRAINER_KEYS:
             raise ConfigError(f"trainer.{key} is set by continual; use {_RESERVED_TRAINER_KEYS[key]} instead")
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-            hint = f" (did you mean 'trainer.{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown config key 'trainer.{key}': not a lightning.Trainer argument{hint}")
+            raise ConfigError(f"unknown config key 'trainer.{key}': not a lightning.Trainer argument{did_you_mean(key, valid, 'trainer.')}")
         ok, words = _accepts(hints.get(key), cfg.trainer[key])
         if not ok:
             raise ConfigError(f"trainer.{key}={cfg.trainer[key]!r} is not valid; give {' or '.join(dict.fromkeys(words))}")

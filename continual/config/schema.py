@@ -2,8 +2,9 @@
 the selected method's own section, which its class carries (`<Method>.Config`, see
 continual/methods.py) and the loader adds under the method's name.
 
-Fields with a fixed set of values carry `choices` metadata; `continual.config.load` checks
-them and names the valid ones in the error.
+Fields with a fixed set of values carry `choices` metadata, fields naming a plug-in (a stream, a
+backbone) the registry of them; `continual.config.load` checks both and names the valid ones in
+the error.
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 SCENARIOS = ("task", "class", "domain")
-STREAMS = (
-    "split_digits", "split_mnist", "permuted_mnist", "rotated_mnist", "split_fashion_mnist", "split_cifar10", "split_cifar100", "custom",
-)
 PRETRAIN_DATASETS = ("digits", "digits28", "mnist")  # digits28: the 8x8 digits at MNIST's 28x28 layout
 
 
@@ -22,9 +20,15 @@ def choice(default, choices, **kw):
     return field(default=default, metadata={"choices": tuple(choices)}, **kw)
 
 
+def plugin(default: str, registry: str):
+    """A field naming an entry of `registry` ("module:attribute" of a `continual.registry.Registry`,
+    imported only when checked) or your own code as <module>:<attr>."""
+    return field(default=default, metadata={"registry": registry})
+
+
 @dataclass
 class DataConfig:
-    stream: str = choice("split_digits", STREAMS)  # the task stream (custom: your own, see data.custom)
+    stream: str = plugin("split_digits", "continual.data.streams:STREAMS")  # the task stream (docs/streams.md)
     root: str = "data"  # folder holding MNIST/raw (torchvision layout)
     download: bool = False  # let torchvision download missing files (needs network)
     n_tasks: Optional[int] = None  # default: 5 for split streams, 10 for permuted
@@ -52,6 +56,7 @@ class PretrainConfig:
 
 @dataclass
 class BackboneConfig:
+    name: str = plugin("mlp", "continual.models.backbones:BACKBONES")  # the backbone network (docs/backbones.md)
     hidden: List[int] = field(default_factory=lambda: [400, 400])  # the MLP's hidden widths
     activation: str = choice("relu", ("relu", "tanh", "gelu"))  # hidden-layer nonlinearity
     init: str = choice("random", ("random", "pretrain", "checkpoint"))  # where the backbone's weights come from

@@ -8,7 +8,7 @@
         train, test = KMNIST(cfg.root, train=True), KMNIST(cfg.root, train=False)
         return stream_from_torchvision("split_kmnist", train, test, cfg, seed)
 
-    $ continual fit data.stream=custom data.custom=mystreams:kmnist
+    $ continual fit data.stream=mystreams:kmnist      # or: data.stream=custom data.custom=mystreams:kmnist
 
 The stream is split into tasks exactly like the built-in split streams (`data.classes_per_task`,
 `data.n_tasks`, `data.class_order`, `data.val_fraction` all apply).
@@ -19,15 +19,14 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from continual.data.streams import Stream, split_stream
-from continual.errors import ConfigError, DataError
-from continual.methods import import_user_module
+from continual.data.streams.cutting import Stream, split_stream
+from continual.errors import DataError
 
 
 def _check_tensors(name: str, x_train, y_train, x_test, y_test) -> int:
     """The number of classes of valid stream tensors; a one-line DataError for anything that would
     be silently dropped or poison training (unpaired rows, NaN/inf inputs, labels not 0..C-1)."""
-    fix = f"fix the tensors the data.custom function returns for '{name}'"
+    fix = f"fix the tensors your stream function returns for '{name}'"
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if y.ndim != 1 or len(x) != len(y):
             raise DataError(f"custom stream '{name}': x_{split} has {len(x)} rows but y_{split} has {tuple(y.shape)} labels; {fix}")
@@ -62,17 +61,3 @@ def stream_from_torchvision(name: str, train, test, cfg: DictConfig, seed: int =
     """A torchvision data set pair exposing `.data` and `.targets` (MNIST-like, CIFAR-like)."""
     xs = [torch.as_tensor(ds.data).float() / scale for ds in (train, test)]
     return stream_from_tensors(name, xs[0], train.targets, xs[1], test.targets, cfg, seed)
-
-
-def load_custom(cfg: DictConfig, seed: int) -> Stream:
-    """`data.stream=custom`: call the function named by `data.custom` ("module:function")."""
-    if not cfg.custom or ":" not in cfg.custom:
-        raise ConfigError("data.stream=custom needs data.custom='module:function' (a function (cfg, seed) -> Stream)")
-    module, fn = cfg.custom.split(":", 1)
-    builder = getattr(import_user_module(module, f"data.custom='{cfg.custom}'"), fn, None)
-    if not callable(builder):
-        raise ConfigError(f"data.custom='{cfg.custom}': {module} has no function '{fn}'; name a function (cfg, seed) -> Stream")
-    stream = builder(cfg, seed)
-    if not isinstance(stream, Stream):
-        raise ConfigError(f"data.custom='{cfg.custom}' returned {type(stream).__name__}, not a continual Stream")
-    return stream

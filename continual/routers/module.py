@@ -32,7 +32,7 @@ from continual.data.task_data import TaskData
 from continual.errors import ConfigError
 from continual.methods import register
 from continual.metrics.protocol import Padded, Probe
-from continual.models.backbone import freeze
+from continual.models.backbones import freeze
 from continual.models.continual_module import ContinualModule
 from continual.models.mlp import MLP
 from continual.routers import gating

@@ -1,12 +1,9 @@
-"""Build the backbone (random, pretrained or from a checkpoint), freeze it, and fingerprint it.
-
-The fingerprint (`state_hash`) is what `FrozenBackboneGuard` compares before and after every
-task: a frozen backbone whose bytes changed aborts the run.
+"""`backbone.name=mlp`: Linear -> activation blocks (`backbone.hidden`, `backbone.activation`) and a
+linear head, its weights random, pretrained (`backbone.pretrain.*`) or from a checkpoint.
 """
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 
@@ -15,26 +12,10 @@ from omegaconf import DictConfig
 from torch import nn
 
 from continual.data import sources
-from continual.data.streams import Stream
+from continual.data.streams import STREAMS, Stream
 from continual.errors import CheckpointError, ConfigError
+from continual.models.backbones import register
 from continual.models.mlp import MLP
-
-# Which pretraining data set is the same data as which stream (pretraining on it leaks).
-_SAME_SOURCE = {"split_digits": "digits", "split_mnist": "mnist", "permuted_mnist": "mnist"}
-
-
-def state_hash(module: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module.eval()
 
 
 def _pretrain_data(cfg: DictConfig, stream: Stream, seed: int):
@@ -53,7 +34,7 @@ def _pretrain_data(cfg: DictConfig, stream: Stream, seed: int):
     classes = sorted(set(p.classes)) if p.classes is not None else sorted(y.unique().tolist())
     keep = torch.isin(y, torch.tensor(classes))
     x, y = x[keep], y[keep]
-    if _SAME_SOURCE.get(stream.name) == p.dataset:
+    if STREAMS.facts(stream.name).get("source") == p.dataset:  # the stream's own data
         # the first task's classes are fair game (its data is there before anything is frozen:
         # "first-task pretraining"); any later task's classes mean the backbone saw the future
         later = {c for task in stream.tasks[1:] for c in task.labels}
@@ -111,10 +92,10 @@ def load_checkpoint(path: str, net: MLP) -> None:
     net.load_state_dict({**own, **hidden, **head})
 
 
-def build_backbone(cfg: DictConfig, stream: Stream, n_out: int) -> MLP:
-    """The MLP that `cfg.backbone` describes, with an `n_out`-wide head."""
+@register("mlp")
+def mlp(cfg: DictConfig, stream: Stream, n_out: int) -> MLP:
+    """an MLP (backbone.hidden, backbone.activation); weights: backbone.init=random|pretrain|checkpoint"""
     b = cfg.backbone
-    torch.manual_seed(cfg.seed)
     net = MLP(stream.n_features, list(b.hidden), n_out, b.activation)
     if b.init == "pretrain":
         trained = pretrain(cfg, stream, cfg.seed)

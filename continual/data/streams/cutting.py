@@ -1,4 +1,5 @@
-"""Task streams `T1: S1, S2, ...; T2: ...`: a data set cut into an ordered list of tasks.
+"""Task streams `T1: S1, S2, ...; T2: ...`: a data set cut into an ordered list of tasks, the
+ways every stream file (and your own) cuts one: by classes, by permutation, by rotation.
 
 A task holds its classes and its train/val/test tensors. Labels are *global* class ids,
 unique across the stream (Split-MNIST keeps the digit; Permuted-MNIST task t maps digit d to
@@ -13,7 +14,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from continual.data import sources
 from continual.errors import ConfigError
 
 
@@ -182,25 +182,3 @@ def rotated_stream(name: str, arrays, cfg: DictConfig, seed: int) -> Stream:
     stream = transformed_stream(name, arrays, cfg, [turn(a) for a in angles], torch.Generator().manual_seed(seed))
     stream.meta["rotations"] = angles
     return stream
-
-
-def build_stream(cfg: DictConfig, seed: int) -> Stream:
-    """The stream named by `cfg.stream` (a `DataConfig`)."""
-    if cfg.stream == "split_digits":
-        return split_stream("split_digits", sources.load_digits(cfg.test_fraction, seed), cfg, seed)
-    if cfg.stream == "split_mnist":
-        return split_stream("split_mnist", sources.load_mnist(cfg.root, cfg.download), cfg, seed)
-    if cfg.stream == "split_fashion_mnist":
-        return split_stream(cfg.stream, sources.load_mnist(cfg.root, cfg.download, "FashionMNIST"), cfg, seed)
-    if cfg.stream in ("split_cifar10", "split_cifar100"):
-        n = 10 if cfg.stream == "split_cifar10" else 100
-        return split_stream(cfg.stream, sources.load_cifar(cfg.root, cfg.download, cfg.stream[6:]), cfg, seed, n)
-    if cfg.stream == "permuted_mnist":
-        return permuted_stream("permuted_mnist", sources.load_mnist(cfg.root, cfg.download), cfg, seed)
-    if cfg.stream == "rotated_mnist":
-        return rotated_stream("rotated_mnist", sources.load_mnist(cfg.root, cfg.download), cfg, seed)
-    if cfg.stream == "custom":
-        from continual.data.custom import load_custom
-
-        return load_custom(cfg, seed)
-    raise ConfigError(f"data.stream='{cfg.stream}' has no builder")

@@ -1,0 +1,35 @@
+"""Your own code, named by `<module>:<attr>` in a config value (`method=mymod:MyMethod`,
+`data.stream=mystreams:kmnist`, `backbone.name=mynets:wide`): imported with one-line errors."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from continual.errors import ConfigError
+
+
+def import_user_module(module_name: str, setting: str):
+    """Import the user's module that `setting` (e.g. "method='m:C'") names; a one-line ConfigError
+    if it is missing or fails to import (a syntax error in it included)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise ConfigError(f"{setting}: module '{err.name}' not found; put {module_name}.py on PYTHONPATH (or run from its folder)") from None
+    except Exception as err:
+        first = (str(err).splitlines() or [""])[0]
+        where = f" at line {err.lineno}" if isinstance(err, SyntaxError) and err.lineno else ""
+        raise ConfigError(f"{setting}: importing '{module_name}' failed ({type(err).__name__}{where}: {first}); fix that module") from None
+
+
+def resolve(spec: str, setting: str, accepts: Callable[[Any], bool], what: str) -> Any:
+    """The attribute `spec` ("module:attr", the value of `setting`) names, if `accepts` it; else a
+    one-line ConfigError saying it must be `what`."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"{setting}='{spec}' is not <module>:<attr>; name {what} as module:name")
+    obj = getattr(import_user_module(module_name, f"{setting}='{spec}'"), attr, None)
+    if not accepts(obj):
+        found = "nothing" if obj is None else type(obj).__name__
+        raise ConfigError(f"{setting}='{spec}': '{attr}' in {module_name} is {found}, not {what}")
+    return obj
