@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from continual.baselines.finetune import FineTune
-from continual.data.task_data import TaskData
 from continual.config.fields import at_least, positive
+from continual.data.task_data import TaskData
 from continual.methods import register
 
 EMBED_CLAMP = 6.0  # |e| bound, as in the paper's code

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from continual.baselines.finetune import FineTune
-from continual.data.task_data import TaskData
 from continual.config.fields import at_least
+from continual.data.task_data import TaskData
 from continual.methods import register
 
 

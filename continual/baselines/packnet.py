@@ -19,8 +19,8 @@ from omegaconf import DictConfig
 from torch.nn import functional as F
 
 from continual.baselines.finetune import FineTune
-from continual.data.task_data import TaskData
 from continual.config.fields import in_range
+from continual.data.task_data import TaskData
 from continual.methods import register
 
 FREE = -1

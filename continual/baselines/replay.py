@@ -16,8 +16,8 @@ from torch.nn import functional as F
 
 from continual.baselines.buffer import ReservoirBuffer
 from continual.baselines.finetune import FineTune, past_weight
-from continual.data.task_data import TaskData
 from continual.config.fields import in_range, positive
+from continual.data.task_data import TaskData
 from continual.methods import register
 
 

@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig
 
 from continual.baselines.finetune import FineTune
-from continual.data.task_data import TaskData
 from continual.config.fields import at_least, positive
+from continual.data.task_data import TaskData
 from continual.methods import register
 
 
