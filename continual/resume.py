@@ -30,30 +30,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from continual.config.schema import VOLATILE  # keys that may differ on resume: marked `volatile` in the schema
 from continual.errors import CheckpointError
 from continual.run.files import atomic_write
 
 STATE = "state.pt"
 LAST = "last"  # Lightning appends .ckpt
 FORMAT = 4  # 4: method state inside `module`, callback states in `callbacks`
-# Keys that may differ between the killed run and its resumption: they change where files go,
-# what is logged, or how many processes share the work (global batches keep the math the same).
-VOLATILE = (
-    "output_dir",
-    "resume",
-    "overwrite",
-    "checkpoint_every_n_steps",
-    "checkpoint_every_s",
-    "logger.",
-    "trainer.devices",
-    "trainer.num_nodes",
-    "trainer.strategy",
-    "trainer.accelerator",
-    "trainer.enable_progress_bar",
-    "trainer.enable_model_summary",
-    "trainer.log_every_n_steps",
-    "trainer.default_root_dir",
-)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:

@@ -130,10 +130,12 @@ class RunLogger:
     def finish(self, metrics: dict, suite, pngs: dict[str, Path]) -> None:
         if not self.loggers:
             return
+        from continual.metrics.registry import final_scalars
+
         summary = {k: metrics[k] for k in FINAL_KEYS if metrics[k] is not None}
         summary.update({f"forgetting/task_{j + 1}": f for j, f in enumerate(metrics["forgetting"]) if f is not None})
         T = len(metrics["accuracy_matrix"])
-        self._log({"task": T, **{f"final/{k}": v for k, v in summary.items()}, **suite.final_scalars(metrics)})
+        self._log({"task": T, **{f"final/{k}": v for k, v in summary.items()}, **final_scalars(metrics)})
         for logger in self.loggers:
             logger.finalize("success")
         if self.wandb is not None:

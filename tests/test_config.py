@@ -115,3 +115,105 @@ def test_every_cell_of_every_shipped_compare_grid_validates(path):
     assert cells
     for cell in cells:
         load_config(grid.base, grid.cell_overrides(*cell))
+
+
+# -- range checks from field metadata (continual/config/fields.py) ------------------------------
+def _ranged_keys():
+    """(method, dotted key, field) of every field with a range rule: the schema and every method's Config."""
+    import dataclasses
+
+    from continual.config.schema import Config
+    from continual.methods import builtin
+
+    def walk(node, prefix):
+        for f in dataclasses.fields(node):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if dataclasses.is_dataclass(default):
+                yield from walk(type(default), f"{prefix}{f.name}.")
+            elif "rule" in f.metadata:
+                yield prefix + f.name, f
+
+    out = [("finetune", key, f) for key, f in walk(Config, "")]
+    for name, cls in builtin().items():
+        if cls.Config is not None:
+            out += [(name, key, f) for key, f in walk(cls.Config, f"{name}.")]
+    return out
+
+
+RANGED = _ranged_keys()
+OUTSIDE = (-1, 0, 1.5, 2**32, [], [-1], [0.5, 1.0])  # values some range leaves out
+
+
+def test_every_method_has_ranged_keys_and_no_range_is_checked_by_hand():
+    methods = {m for m, _, _ in RANGED}
+    assert {"finetune", "router", "ewc", "er", "lwf", "hat", "si", "l2", "packnet", "prototypes", "slda", "supsup"} <= methods
+    assert len(RANGED) > 40
+
+
+@pytest.mark.parametrize("method, key, f", RANGED, ids=[k for _, k, _ in RANGED])
+def test_every_range_is_refused_in_one_line_naming_key_value_and_rule(method, key, f):
+    rule = f.metadata["rule"]
+    is_list = isinstance(f.default_factory(), list) if callable(f.default_factory) else False
+    bad = next(v for v in OUTSIDE if isinstance(v, list) == is_list and not rule.test(v))
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"method={method}", f"{key}={bad}".replace(" ", "")])
+    msg = str(err.value)
+    assert msg.startswith(f"{key}=") and f" must be {rule.words}" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.test_fraction=1", "data.test_fraction=1.0 must be in (0, 1)"),
+    ("data.test_fraction=0", "data.test_fraction=0.0 must be in (0, 1)"),
+    ("checkpoint_every_s=nan", "checkpoint_every_s=nan must be >= 0 (0: checkpoint only at task ends), e.g. checkpoint_every_s=300.0"),
+    ("checkpoint_every_n_steps=-2", "checkpoint_every_n_steps=-2 must be >= 0 (0: use checkpoint_every_s), e.g. checkpoint_every_n_steps=0"),
+    ("optim.lr=0", "optim.lr=0.0 must be a positive finite number, e.g. optim.lr=0.001"),
+    ("optim.betas=[0.9]", "optim.betas=[0.9] must be two numbers in [0, 1), e.g. optim.betas=[0.9,0.999]"),
+    ("backbone.hidden=[]", "backbone.hidden=[] must be a non-empty list of positive widths, e.g. backbone.hidden=[400,400]"),
+    ("seed=4294967296", "seed=4294967296 must be in 0..4294967295 (the range numpy's generator accepts)"),
+    ("metrics.probe_per_task=0", "metrics.probe_per_task=0 must be a positive integer"),
+    ("logger.mode=ofline", "logger.mode='ofline' is not valid (did you mean 'offline'?); choose one of: online, offline, disabled"),
+    ("method=router router.patch_size=0", "router.patch_size=0 must be a positive integer (or null for sqrt(inputs))"),
+    ("method=lwf lwf.alpha=1.5", "lwf.alpha=1.5 must be in [0, 1] (or null for 1 - 1/tasks seen)"),
+    ("method=packnet packnet.prune=1", "packnet.prune=1.0 must be in [0, 1)"),
+    ("method=ewc ewc.gamma=-0.5", "ewc.gamma=-0.5 must be >= 0, e.g. ewc.gamma=1.0"),
+    ("method=er er.batch_size=0", "er.batch_size=0 must be a positive integer (or null for data.batch_size)"),
+])
+def test_range_errors_word_by_word(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, override.split())
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("override", [
+    "checkpoint_every_s=inf", "checkpoint_every_s=0", "data.val_fraction=0", "optim.betas=[0,0.5]", "seed=4294967295",
+    "data.n_tasks=null", "method=lwf lwf.alpha=null", "method=lwf lwf.alpha=1", "method=supsup supsup.sparsity=1",
+])
+def test_values_on_a_range_boundary_or_null_pass(override):
+    load_config(None, override.split())
+
+
+def test_cross_key_checks_stay_beside_the_ranges(capsys):
+    code, err = run_cli(capsys, "fit", "data.eval_split=val", "data.val_fraction=0", "logger.wandb=false")
+    assert code == 2 and err == "continual: error: data.eval_split=val needs a validation split: set data.val_fraction>0 (e.g. 0.1)"
+    with pytest.raises(ConfigError, match="supsup.init=signed_constant needs backbone.activation=relu"):
+        load_config(None, ["method=supsup", "backbone.activation=tanh"])
+
+
+# -- keys that may differ on resume: marked in the schema --------------------------------------
+@pytest.mark.parametrize("override", [
+    "output_dir=/elsewhere", "resume=/elsewhere", "overwrite=true", "checkpoint_every_s=5", "checkpoint_every_n_steps=7",
+    "logger.project=other", "logger.kind=csv", "trainer.devices=2", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+])
+def test_volatile_keys_leave_the_fingerprint_alone(override):
+    from continual.resume import fingerprint
+
+    assert fingerprint(load_config(None, [override])) == fingerprint(load_config(None, []))
+
+
+@pytest.mark.parametrize("override", ["seed=1", "optim.lr=0.5", "trainer.max_epochs=2", "metrics.probe_per_task=8", "data.batch_size=64"])
+def test_other_keys_change_the_fingerprint(override):
+    from continual.resume import fingerprint
+
+    key = override.split("=")[0]
+    a, b = fingerprint(load_config(None, [override])), fingerprint(load_config(None, []))
+    assert a[key] != b[key] and {k for k in a if a[k] != b[k]} == {key}

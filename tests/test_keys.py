@@ -60,3 +60,19 @@ def test_config_keys_takes_a_prefix_and_refuses_an_unknown_one(capsys):
     assert "logger.kind" in keys and all(k.startswith("logger.") for k in keys)
     assert main(["config", "keys", "loggr"]) == 2
     assert "no config key is or starts with 'loggr'; give a key or a section: " in capsys.readouterr().err
+
+
+def test_config_keys_shows_each_keys_range_beside_its_meaning(capsys):
+    assert main(["config", "keys"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert rows["data.batch_size"].endswith("the global training batch (split over DDP processes) (a positive integer)")
+    assert rows["data.val_fraction"].endswith("(in [0, 1))")
+    assert rows["seed"].endswith("(in 0..4294967295)")
+    assert rows["optim.lr"].endswith("(a positive finite number)")
+    assert rows["optim.betas"].endswith("(two numbers in [0, 1))")
+    assert rows["router.h"].endswith("head size (a positive integer)")
+    assert rows["supsup.sparsity"].endswith("(in (0, 1])")
+    assert rows["logger.mode"].endswith("(one of: online, offline, disabled)")
+    # the metric registry's section: each switch's help, the option's range
+    assert rows["metrics.task_inference"].endswith("accuracy and confusion matrix of the inferred task")
+    assert rows["metrics.probe_per_task"].endswith("mask stability: the first K test samples of each task (a positive integer)")

@@ -145,3 +145,66 @@ def test_task_inference_confusion_by_hand():
     assert r["confusion_matrix"] == [[2, 1], [1, 2]]
     assert r["accuracy"] == pytest.approx(4 / 6) and r["per_task"] == pytest.approx([2 / 3, 2 / 3])
     assert r["accuracy_curve"] == pytest.approx([2 / 3, 4 / 6])
+
+
+# -- the registry: what each metric declares, read by the suite, the loggers and compare ----------
+def test_the_registry_gives_metrics_json_order_and_the_metrics_section():
+    from continual.metrics import registry
+
+    assert [m.key for m in registry.metrics()] == ["forgetting", "memory", "mask_stability", "padded_class", "task_inference"]
+    cfg = load_config(None, ["metrics.padded_class=false", "logger.wandb=false"])
+    assert dict(cfg.metrics) == {"mask_stability": True, "padded_class": False, "task_inference": True, "probe_per_task": 64}
+
+
+def test_a_metric_that_is_off_or_unread_is_null_in_metrics_json():
+    from continual.metrics.suite import MetricSuite
+
+    cfg = load_config(None, ["method=router", "router.h=16", "metrics.task_inference=false", "logger.wandb=false"])
+    stream = build_stream(cfg.data, cfg.seed)
+    suite = MetricSuite(cfg, stream, build_method(cfg, stream))
+    assert [cb.key for cb in suite.callbacks] == ["forgetting", "memory", "mask_stability", "padded_class"]
+    cfg = load_config(None, ["method=ewc", "logger.wandb=false"])  # ewc returns none of task, probe, padded
+    suite = MetricSuite(cfg, stream, build_method(cfg, stream))
+    assert [cb.key for cb in suite.callbacks] == ["forgetting", "memory"]
+    assert suite.state_dict().keys() == {"forgetting", "memory"}
+
+
+def test_final_scalars_are_the_numbers_of_each_switchable_metrics_entry():
+    from continual.metrics.registry import final_scalars
+
+    m = {
+        "forgetting": [0.1, None], "acc": 0.5, "stored_floats": 3.0, "mask_density": 0.25,
+        "mask_stability": {"threshold": 0.5, "samples": 4, "per_task": [{"samples": 2}], "mask_size": None},
+        "padded_class": None,
+        "task_inference": {"accuracy": 0.75, "confusion_matrix": [[1]], "flag": True},
+    }
+    assert final_scalars(m) == {
+        "final/mask_stability/threshold": 0.5, "final/mask_stability/samples": 4, "final/task_inference/accuracy": 0.75,
+    }
+
+
+def test_compare_columns_read_a_runs_metrics_json():
+    from continual.metrics.registry import compare_columns
+
+    m = {"acc": 0.9, "bwt": -0.1, "avg_forgetting": 0.2, "wall_time_s": 12.5, "trainable_params_per_task": [10, 20, 30],
+         "stored_floats": 7.0, "mask_density": None}
+    cols = compare_columns()
+    assert [c.key for c in cols] == ["acc", "bwt", "avg_forgetting", "wall_time_s", "trainable_per_task", "stored_floats", "mask_density"]
+    assert [c.read(m) for c in cols] == [0.9, -0.1, 0.2, 12.5, 20.0, 7.0, None]
+    assert [c.format for c in cols] == ["percent"] * 3 + ["seconds", "count", "count", "percent"]
+    assert cols[4].read({"trainable_params_per_task": []}) is None
+
+
+def test_a_repeated_pass_replaces_its_row_and_state_round_trips():
+    """The base class's one structure: counts -> sum over processes -> one row per pass -> state."""
+    cb, module = TaskInference(2), SimpleNamespace(device="cpu")
+    t0, t1 = batch(0, [0, 1], [0, 1]), batch(1, [0, 1], [2, 3])
+    after_1 = [(t0, {"task": torch.tensor([0, 0])}), (t1, {"task": torch.tensor([1, 1])})]
+    run_pass(cb, module, 0, [(t0, {"task": torch.tensor([0, 1])}), (t1, {"task": torch.tensor([0, 0])})])
+    assert cb.state_dict() == {"confusions": [[[1, 1], [0, 0]]]}  # task 1 is not learned yet: not counted
+    resumed = TaskInference(2)
+    resumed.load_state_dict(cb.state_dict())
+    run_pass(cb, module, 1, after_1)
+    run_pass(resumed, module, 1, after_1)
+    run_pass(resumed, module, 1, after_1)  # killed after the pass, resumed: the pass is repeated
+    assert resumed.state_dict() == cb.state_dict() == {"confusions": [[[1, 1], [0, 0]], [[2, 0], [0, 2]]]}

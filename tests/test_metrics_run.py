@@ -4,6 +4,7 @@ on test sets (71 or 72 samples per task, eval batch 16) that are not a multiple 
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -51,3 +52,48 @@ def test_two_processes_give_the_single_process_metrics(one, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert comparable(two) == comparable(one)  # accuracy matrices, stability, padded, task inference
     assert (two / "mask_stability.csv").read_text() == (one / "mask_stability.csv").read_text()
+
+
+# -- docs/metrics.md: "add a metric", run as written ------------------------------------------
+def doc_blocks(lang: str) -> list[str]:
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
+    return re.findall(rf"```{lang}\n(.*?)```", page.read_text(), re.S)
+
+
+@pytest.fixture
+def walkthrough(monkeypatch):
+    """The page's metric file, registered for this test only, and its test."""
+    from continual.metrics import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    ns: dict = {}
+    metric, test = doc_blocks("python")
+    exec(compile(metric, "docs/metrics.md", "exec"), ns)  # noqa: S102 - the doc's own code
+    exec(compile(test, "docs/metrics.md", "exec"), ns)  # noqa: S102
+    return ns
+
+
+def test_the_metric_walkthrough_runs_as_written(walkthrough, tmp_path, capsys):
+    from continual.config import load_config
+    from continual.metrics.registry import compare_columns
+
+    walkthrough["test_plasticity_gap_by_hand"]()
+    assert load_config(None, []).metrics.plasticity_gap is False  # its switch, off by default
+    assert main(["config", "keys", "metrics.plasticity_gap"]) == 0
+    assert "the newest task's accuracy minus the mean of the earlier tasks'" in capsys.readouterr().out
+
+    run_dir = tmp_path / "gap"
+    assert main(["fit", f"output_dir={run_dir}", "metrics.plasticity_gap=true", "logger.kind=csv", *SMALL]) == 0
+    m = json.loads((run_dir / "metrics.json").read_text())
+    R = m["accuracy_matrix"]  # an independent computation: the accuracy matrix of the same passes
+    gap = m["plasticity_gap"]
+    assert gap["curve"][0] is None and len(gap["curve"]) == len(R)
+    assert gap["curve"][1:] == pytest.approx([R[i][i] - sum(R[i][:i]) / i for i in range(1, len(R))], abs=1e-12)
+    assert gap["final"] == gap["curve"][-1]
+    keys = list(m)
+    assert keys.index("padded_class") < keys.index("plasticity_gap") < keys.index("task_inference")  # registry order
+    logged = [row for f in (run_dir / "csv").rglob("metrics.csv") for row in csv.DictReader(f.open())]
+    assert [float(r["final/plasticity_gap/final"]) for r in logged if r.get("final/plasticity_gap/final")] == [gap["final"]]
+    assert [c.read(m) for c in compare_columns() if c.key == "plasticity_gap"] == [gap["final"]]

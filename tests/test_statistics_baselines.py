@@ -196,8 +196,8 @@ def test_slda_with_full_shrinkage_ranks_like_the_nearest_class_mean():
 
 
 @pytest.mark.parametrize("method, override, message", [
-    ("prototypes", "prototypes.k=0", "prototypes.k=0 and prototypes.iters=20 must be positive integers"),
-    ("prototypes", "prototypes.iters=0", "prototypes.k=16 and prototypes.iters=0 must be positive integers"),
+    ("prototypes", "prototypes.k=0", "prototypes.k=0 must be a positive integer"),
+    ("prototypes", "prototypes.iters=0", "prototypes.iters=0 must be a positive integer"),
     ("slda", "slda.shrinkage=1.5", r"slda.shrinkage=1.5 must be in \[0, 1\]"),
     ("ncm", "ncm.features=pixels", "ncm.features='pixels' is not valid; choose one of: input, hidden"),
 ])

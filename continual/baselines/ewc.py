@@ -15,9 +15,8 @@ from omegaconf import DictConfig
 
 from continual.baselines.finetune import FineTune
 from continual.baselines.fisher import fisher_diagonal
-from continual.config.schema import choice
+from continual.config.fields import at_least, choice, positive
 from continual.data.task_data import TaskData
-from continual.errors import ConfigError
 from continual.methods import register
 
 
@@ -25,20 +24,12 @@ from continual.methods import register
 class EWC(FineTune):
     @dataclass
     class Config:
-        lambda_: float = 100.0  # penalty weight: loss + lambda_/2 * sum F (theta - theta*)^2
+        lambda_: float = at_least(0, 100.0)  # penalty weight: loss + lambda_/2 * sum F (theta - theta*)^2
         online: bool = False  # one running Fisher (gamma-decayed) instead of one penalty per task
-        gamma: float = 1.0  # online only: decay of the old Fisher
+        gamma: float = at_least(0, 1.0)  # online only: decay of the old Fisher
         fisher: str = choice("predicted", ("predicted", "empirical", "sampled"))  # label used in the Fisher
-        fisher_samples: Optional[int] = None  # None: the task's whole training set
-        fisher_batch_size: int = 256  # per-sample gradients computed this many at a time
-
-    @classmethod
-    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
-        for key in ("lambda_", "gamma"):
-            if hp[key] < 0:
-                raise ConfigError(f"ewc.{key}={hp[key]} must be non-negative")
-        if hp.fisher_batch_size < 1 or (hp.fisher_samples is not None and hp.fisher_samples < 1):
-            raise ConfigError("ewc.fisher_batch_size and ewc.fisher_samples must be positive integers")
+        fisher_samples: Optional[int] = positive(None, integer=True, note="or null for the whole training set")  # None: the task's whole training set
+        fisher_batch_size: int = positive(256, integer=True)  # per-sample gradients computed this many at a time
 
     def __init__(self, net, hp: DictConfig, **kwargs):
         super().__init__(net, **kwargs)

@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from continual.baselines.finetune import FineTune
+from continual.config.fields import at_least, positive
 from continual.data.task_data import TaskData
-from continual.errors import ConfigError
 from continual.methods import register
 
 EMBED_CLAMP = 6.0  # |e| bound, as in the paper's code
@@ -31,14 +31,9 @@ class HAT(FineTune):
 
     @dataclass
     class Config:
-        smax: float = 400.0  # final slope of the gate sigmoid
-        c: float = 0.75  # mask-sparsity regularizer weight
-        clip: float = 10000.0  # gradient-norm clip (HAT's default)
-
-    @classmethod
-    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
-        if hp.smax <= 0 or hp.c < 0 or hp.clip <= 0:
-            raise ConfigError(f"hat.smax={hp.smax} and hat.clip={hp.clip} must be positive, hat.c={hp.c} non-negative")
+        smax: float = positive(400.0)  # final slope of the gate sigmoid
+        c: float = at_least(0, 0.75)  # mask-sparsity regularizer weight
+        clip: float = positive(10000.0)  # gradient-norm clip (HAT's default)
 
     def __init__(self, net, hp: DictConfig, **kwargs):
         super().__init__(net, **kwargs)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from continual.baselines.finetune import FineTune
+from continual.config.fields import at_least
 from continual.data.task_data import TaskData
-from continual.errors import ConfigError
 from continual.methods import register
 
 
@@ -21,12 +21,7 @@ from continual.methods import register
 class L2(FineTune):
     @dataclass
     class Config:
-        strength: float = 1.0  # penalty weight: loss + strength/2 * sum (theta - theta*)^2
-
-    @classmethod
-    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
-        if hp.strength < 0:
-            raise ConfigError(f"l2.strength={hp.strength} must be non-negative")
+        strength: float = at_least(0, 1.0)  # penalty weight: loss + strength/2 * sum (theta - theta*)^2
 
     def __init__(self, net, hp: DictConfig, **kwargs):
         super().__init__(net, **kwargs)

@@ -29,9 +29,8 @@ from omegaconf import DictConfig
 from torch.nn import functional as F
 
 from continual.baselines.finetune import FineTune, past_weight
-from continual.config.schema import choice
+from continual.config.fields import choice, in_range, positive
 from continual.data.task_data import TaskData
-from continual.errors import ConfigError
 from continual.methods import register
 
 
@@ -46,16 +45,9 @@ def distill(new: torch.Tensor, old: torch.Tensor, temperature: float, over_class
 class LwF(FineTune):
     @dataclass
     class Config:
-        temperature: float = 2.0  # distillation temperature of the old outputs
-        alpha: Optional[float] = None  # weight of the distillation loss; None: 1 - 1/t (current loss 1/t), t = tasks seen
+        temperature: float = positive(2.0)  # distillation temperature of the old outputs
+        alpha: Optional[float] = in_range(0, 1, None, note="or null for 1 - 1/tasks seen")  # weight of the distillation loss; None: 1 - 1/t (current loss 1/t), t = tasks seen
         kd_over_classes: str = choice("sum", ("sum", "mean"))  # "mean": divided by the outputs distilled over (van de Ven & Tolias 2019's code)
-
-    @classmethod
-    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
-        if hp.temperature <= 0:
-            raise ConfigError(f"lwf.temperature={hp.temperature} must be positive")
-        if hp.alpha is not None and not 0.0 <= hp.alpha <= 1.0:
-            raise ConfigError(f"lwf.alpha={hp.alpha} must be in [0, 1] (or null for 1 - 1/tasks seen)")
 
     def __init__(self, net, hp: DictConfig, **kwargs):
         super().__init__(net, **kwargs)

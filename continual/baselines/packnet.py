@@ -19,8 +19,8 @@ from omegaconf import DictConfig
 from torch.nn import functional as F
 
 from continual.baselines.finetune import FineTune
+from continual.config.fields import in_range
 from continual.data.task_data import TaskData
-from continual.errors import ConfigError
 from continual.methods import register
 
 FREE = -1
@@ -32,13 +32,8 @@ class PackNet(FineTune):
 
     @dataclass
     class Config:
-        prune: float = 0.75  # fraction of a task's free weights released for later tasks
-        retrain_fraction: float = 0.25  # last fraction of a task's steps: retrain the kept weights after pruning
-
-    @classmethod
-    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
-        if not 0.0 <= hp.prune < 1.0 or not 0.0 <= hp.retrain_fraction < 1.0:
-            raise ConfigError("packnet.prune and packnet.retrain_fraction must be in [0, 1)")
+        prune: float = in_range(0, 1, 0.75, hi_open=True)  # fraction of a task's free weights released for later tasks
+        retrain_fraction: float = in_range(0, 1, 0.25, hi_open=True)  # last fraction of a task's steps: retrain the kept weights after pruning
 
     def __init__(self, net, hp: DictConfig, **kwargs):
         super().__init__(net, **kwargs)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from torch.nn import functional as F
 
 from continual.baselines.statistics import ClassStatistics, sq_dist
-from continual.errors import ConfigError
+from continual.config.fields import positive
 from continual.methods import register
 from continual.models.mlp import MLP
 
@@ -49,13 +49,8 @@ def kmeans(points: torch.Tensor, mass: torch.Tensor, k: int, iters: int, gen: to
 class Prototypes(ClassStatistics):
     @dataclass
     class Config(ClassStatistics.Config):
-        k: int = 16  # prototypes per output
-        iters: int = 20  # Lloyd iterations
-
-    @classmethod
-    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
-        if hp.k < 1 or hp.iters < 1:
-            raise ConfigError(f"prototypes.k={hp.k} and prototypes.iters={hp.iters} must be positive integers")
+        k: int = positive(16, integer=True)  # prototypes per output
+        iters: int = positive(20, integer=True)  # Lloyd iterations
 
     @classmethod
     def from_config(cls, net, cfg, **common):

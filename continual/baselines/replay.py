@@ -16,8 +16,8 @@ from torch.nn import functional as F
 
 from continual.baselines.buffer import ReservoirBuffer
 from continual.baselines.finetune import FineTune, past_weight
+from continual.config.fields import in_range, positive
 from continual.data.task_data import TaskData
-from continual.errors import ConfigError
 from continual.methods import register
 
 
@@ -25,16 +25,9 @@ from continual.methods import register
 class ExperienceReplay(FineTune):
     @dataclass
     class Config:
-        buffer_size: int = 1000  # reservoir over every training sample seen so far
-        batch_size: Optional[int] = None  # replayed samples per step; None: data.batch_size
-        weight: Optional[float] = None  # weight of the replay loss; None: 1 - 1/t, t = tasks seen
-
-    @classmethod
-    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
-        if hp.buffer_size < 1 or (hp.batch_size is not None and hp.batch_size < 1):
-            raise ConfigError("er.buffer_size and er.batch_size must be positive integers")
-        if hp.weight is not None and not 0.0 <= hp.weight <= 1.0:
-            raise ConfigError(f"er.weight={hp.weight} must be in [0, 1] (or null for 1 - 1/tasks seen)")
+        buffer_size: int = positive(1000, integer=True)  # reservoir over every training sample seen so far
+        batch_size: Optional[int] = positive(None, integer=True, note="or null for data.batch_size")  # replayed samples per step; None: data.batch_size
+        weight: Optional[float] = in_range(0, 1, None, note="or null for 1 - 1/tasks seen")  # weight of the replay loss; None: 1 - 1/t, t = tasks seen
 
     def __init__(self, net, hp: DictConfig, batch_size: int, seed: int = 0, **kwargs):
         super().__init__(net, **kwargs)

@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig
 
 from continual.baselines.finetune import FineTune
+from continual.config.fields import at_least, positive
 from continual.data.task_data import TaskData
-from continual.errors import ConfigError
 from continual.methods import register
 
 
@@ -23,13 +23,8 @@ from continual.methods import register
 class SI(FineTune):
     @dataclass
     class Config:
-        c: float = 0.1  # surrogate-loss weight
-        xi: float = 0.1  # damping of omega = W / (delta^2 + xi)
-
-    @classmethod
-    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
-        if hp.c < 0 or hp.xi <= 0:
-            raise ConfigError(f"si.c={hp.c} must be non-negative and si.xi={hp.xi} positive")
+        c: float = at_least(0, 0.1)  # surrogate-loss weight
+        xi: float = positive(0.1)  # damping of omega = W / (delta^2 + xi)
 
     def __init__(self, net, hp: DictConfig, **kwargs):
         super().__init__(net, **kwargs)

@@ -32,7 +32,7 @@ from omegaconf import DictConfig
 
 from continual.baselines.ncm import NCM
 from continual.baselines.statistics import ClassStatistics, class_sums
-from continual.errors import ConfigError
+from continual.config.fields import in_range
 from continual.methods import register
 from continual.models.mlp import MLP
 
@@ -41,12 +41,7 @@ from continual.models.mlp import MLP
 class SLDA(NCM):
     @dataclass
     class Config(ClassStatistics.Config):
-        shrinkage: float = 1e-4  # eps in Lambda = [(1 - eps) Sigma + eps I]^-1
-
-    @classmethod
-    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
-        if not 0.0 <= hp.shrinkage <= 1.0:
-            raise ConfigError(f"slda.shrinkage={hp.shrinkage} must be in [0, 1]")
+        shrinkage: float = in_range(0, 1, 1e-4)  # eps in Lambda = [(1 - eps) Sigma + eps I]^-1
 
     def __init__(self, net: MLP, hp: DictConfig, **kwargs):
         super().__init__(net, hp, **kwargs)

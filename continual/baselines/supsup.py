@@ -40,7 +40,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
-from continual.config.schema import choice
+from continual.config.fields import choice, in_range
 from continual.data.task_data import TaskData
 from continual.errors import ConfigError
 from continual.methods import register
@@ -120,7 +120,7 @@ class SupSup(ContinualModule):
         # topk: each layer's top `sparsity` fraction of |scores| (edge-popup, their MultitaskMaskConv);
         # threshold: the connections whose score is >= 0 (their FastMultitaskMaskConv, used in their MNIST runs)
         mask: str = choice("topk", ("topk", "threshold"))
-        sparsity: float = 0.5  # topk: the fraction of each layer's connections a mask keeps (their `--sparsity`)
+        sparsity: float = in_range(0, 1, 0.5, lo_open=True, note="the fraction of connections a mask keeps")  # topk: the fraction of each layer's connections a mask keeps (their `--sparsity`)
         # signed_constant: SupSup's frozen weights (their MNIST choice); backbone: the backbone.* network as built
         init: str = choice("signed_constant", ("signed_constant", "backbone"))
         # width of the output layer (their `--output-size`; outputs past a task's classes are their
@@ -129,8 +129,6 @@ class SupSup(ContinualModule):
 
     @classmethod
     def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
-        if not 0.0 < hp.sparsity <= 1.0:
-            raise ConfigError(f"supsup.sparsity={hp.sparsity} must be in (0, 1]: the fraction of connections a mask keeps")
         if hp.init == "signed_constant" and cfg.backbone.activation != "relu":
             raise ConfigError(
                 f"supsup.init=signed_constant needs backbone.activation=relu (it moves the layers' constants to the "

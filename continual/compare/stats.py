@@ -6,16 +6,12 @@ import statistics
 
 from continual.compare.spec import Grid
 
-# the compare columns, each as <key>_mean and <key>_std (one list, for the table, csv and W&B alike)
-METRICS = ("acc", "bwt", "avg_forgetting", "wall_time_s", "trainable_per_task", "stored_floats", "mask_density")
+def columns():
+    """The compare columns, each as <key>_mean and <key>_std in the table, csv and W&B alike: the
+    metrics declare them (`continual.metrics.registry`)."""
+    from continual.metrics.registry import compare_columns
 
-
-def metric(m: dict, key: str):
-    """A cell's value of `key` (trainable_per_task: the mean over its tasks); None where a run has none."""
-    if key == "trainable_per_task":
-        per_task = m.get("trainable_params_per_task")
-        return statistics.fmean(per_task) if per_task else None
-    return m.get(key)
+    return compare_columns()
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -36,8 +32,8 @@ def summarize(grid: Grid, results: dict) -> list[dict]:
             ok = [m for m in got if isinstance(m, dict)]
             errors = [m for m in got if isinstance(m, str)]
             entry = {"method": row, "scenario": sc, "seeds": len(ok), "failed": len(errors), "error": errors[0] if errors else ""}
-            for key in METRICS:
-                entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std([metric(m, key) for m in ok])
+            for col in columns():
+                entry[f"{col.key}_mean"], entry[f"{col.key}_std"] = _mean_std([col.read(m) for m in ok])
             entry["reference_acc"] = grid.reference.get(row, {}).get(sc)
             rows.append(entry)
     return rows

@@ -6,6 +6,7 @@ import csv
 import io
 
 from continual.compare.spec import Grid
+from continual.compare.stats import columns
 
 
 def _fmt(mean, std, scale: float = 100.0, digits: int = 1) -> str:
@@ -21,9 +22,17 @@ def _count(v) -> str:
     return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.1f}k" if v >= 1e3 else f"{v:.0f}"
 
 
+def _cell(col, mean, std) -> str:
+    """A column's mean ± std as its format says: a percentage, a count, or seconds."""
+    if col.format == "count":
+        return _count(mean)
+    return _fmt(mean, std, 1.0, 0) if col.format == "seconds" else _fmt(mean, std)
+
+
 def to_markdown(grid: Grid, rows: list[dict]) -> str:
     seeds = ", ".join(map(str, grid.seeds))
-    lines = [f"# compare: {grid.out.name}", "", f"Mean ± std over seeds [{seeds}]. ACC, BWT, forgetting and mask density in %, "
+    percent = ", ".join(c.title for c in columns() if c.format == "percent")
+    lines = [f"# compare: {grid.out.name}", "", f"Mean ± std over seeds [{seeds}]. {percent} in %, "
              "wall time in s; memory: trainable parameters per task and the floats the method keeps besides its "
              "frozen backbone (stored floats, continual/metrics/memory.py).", ""]
     by = {(r["method"], r["scenario"]): r for r in rows}
@@ -43,17 +52,12 @@ def to_markdown(grid: Grid, rows: list[dict]) -> str:
                 ref = r["reference_acc"]
                 cells.append("" if ref is None else f"{ref:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| method | scenario | seeds | ACC | BWT | forgetting | trainable/task | stored floats | mask density | wall time (s) | status |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    cols = columns()
+    lines += ["", "| method | scenario | seeds | " + " | ".join(c.title for c in cols) + " | status |", "|---|---|---|" + "---|" * (len(cols) + 1)]
     for r in rows:
         status = f"{r['failed']} failed: {r['error']}" if r["failed"] else "ok"
-        lines.append(
-            f"| {r['method']} | {r['scenario']} | {r['seeds']} | {_fmt(r['acc_mean'], r['acc_std'])} | "
-            f"{_fmt(r['bwt_mean'], r['bwt_std'])} | {_fmt(r['avg_forgetting_mean'], r['avg_forgetting_std'])} | "
-            f"{_count(r['trainable_per_task_mean'])} | {_count(r['stored_floats_mean'])} | "
-            f"{_fmt(r['mask_density_mean'], r['mask_density_std'])} | "
-            f"{_fmt(r['wall_time_s_mean'], r['wall_time_s_std'], 1.0, 0)} | {status} |"
-        )
+        cells = [_cell(c, r[f"{c.key}_mean"], r[f"{c.key}_std"]) for c in cols]
+        lines.append(f"| {r['method']} | {r['scenario']} | {r['seeds']} | " + " | ".join(cells) + f" | {status} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,8 +1,10 @@
 """`continual config keys [prefix]`: every config key with its type, default and meaning.
 
 Everything comes from the schema's dataclasses (`Config` and each method's `Config`): the
-meaning of a field is its comment (on its line, else the comment lines right above it), so the
-schema's source stays the one place a key is described and this list never drifts from it.
+meaning of a field is its comment (on its line, else the comment lines right above it; the
+metric registry's switches carry theirs as `help`), followed by its valid values (its field's
+choices or range, `continual.config.fields.describe`), so the schema's source stays the one
+place a key is described and this list never drifts from it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import io
 import textwrap
 import tokenize
 
+from continual.config.fields import describe
 from continual.config.schema import Config
 from continual.errors import ConfigError
-from continual.registry import registry_at
 
 
 def field_comments(cls: type) -> dict[str, str]:
@@ -45,23 +47,19 @@ def _own_comments(cls: type) -> dict[str, str]:
     return out
 
 
+def _type(f: dataclasses.Field) -> str:
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+
+
 def _default(f: dataclasses.Field):
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
-def _choices(f: dataclasses.Field) -> str:
-    """" (one of: ...)" for a field with fixed choices or naming a registry's entries, else ""."""
-    if "choices" in f.metadata:
-        return f" (one of: {', '.join(f.metadata['choices'])})"
-    if "registry" in f.metadata:
-        registry = registry_at(f.metadata["registry"])
-        return f" (one of: {', '.join(registry.builtin())}, or {registry.user} for your own)"
-    return ""
-
-
 def _rows(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
-    """(key, type, default, meaning) of every leaf field of `cls` and its nested sections."""
-    meaning = field_comments(cls)
+    """(key, type, default, meaning) of every leaf field of `cls` and its nested sections; the
+    meaning is a field's `help` (a section built by the metric registry) or its comment."""
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(cls) if "help" in f.metadata}
+    meaning = helps if len(helps) == len(dataclasses.fields(cls)) else {**field_comments(cls), **helps}
     rows = []
     for f in dataclasses.fields(cls):
         value = _default(f)
@@ -71,7 +69,7 @@ def _rows(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
             rows.append((f"{prefix}{f.name}.<argument>", "Any", "", meaning[f.name]))
             rows += [(f"{prefix}{f.name}.{k}", type(v).__name__, repr(v), "lightning.Trainer argument") for k, v in value.items()]
         else:
-            rows.append((f"{prefix}{f.name}", str(f.type), repr(value), meaning[f.name] + _choices(f)))
+            rows.append((f"{prefix}{f.name}", _type(f), repr(value), meaning[f.name] + describe(f)))
     return rows
 
 

@@ -12,7 +12,6 @@ are dropped. An override of another method's key is refused: it would do nothing
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import warnings
 from pathlib import Path
@@ -22,9 +21,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from continual.config.fields import check_fields
 from continual.config.schema import Config
 from continual.errors import ConfigError
-from continual.registry import did_you_mean, registry_at
+from continual.registry import did_you_mean
 from continual.run_logger import logger_kinds
 
 DEFAULT_CONFIG = "split_digits.yaml"
@@ -140,21 +140,6 @@ def parse_overrides(overrides: Sequence[str]) -> DictConfig:
         raise ConfigError(f"cannot parse overrides {list(overrides)}: {str(err).splitlines()[0]}") from None
 
 
-def _check_choices(cfg: DictConfig, node: type, prefix: str = "") -> None:
-    for f in dataclasses.fields(node):
-        value = cfg[f.name]
-        key = prefix + f.name
-        if "choices" in f.metadata and value not in f.metadata["choices"]:
-            valid = f.metadata["choices"]
-            raise ConfigError(f"{key}='{value}' is not valid{did_you_mean(value, valid)}; choose one of: {', '.join(valid)}")
-        if "registry" in f.metadata:  # a stream, a backbone: a built-in's name or user code that imports
-            registry_at(f.metadata["registry"]).get(value, key)
-        if f.default_factory is not dataclasses.MISSING:
-            sub = f.default_factory()
-            if dataclasses.is_dataclass(sub):
-                _check_choices(value, type(sub), key + ".")
-
-
 _PLAIN = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
 
 
@@ -205,44 +190,11 @@ def _check_trainer(cfg: DictConfig) -> None:
 
 
 def _check_values(cfg: DictConfig) -> None:
-    d = cfg.data
-    if not 0.0 <= d.val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction={d.val_fraction} must be in [0, 1)")
-    if d.eval_split == "val" and d.val_fraction == 0:
+    """The checks that span keys (each key's own range is its field's, `check_fields`)."""
+    if cfg.data.eval_split == "val" and cfg.data.val_fraction == 0:
         raise ConfigError("data.eval_split=val needs a validation split: set data.val_fraction>0 (e.g. 0.1)")
-    if not 0.0 < d.test_fraction < 1.0:
-        raise ConfigError(f"data.test_fraction={d.test_fraction} must be in (0, 1)")
-    for key in ("batch_size", "eval_batch_size", "classes_per_task"):
-        if d[key] < 1:
-            raise ConfigError(f"data.{key}={d[key]} must be a positive integer")
-    if d.n_tasks is not None and d.n_tasks < 1:
-        raise ConfigError(f"data.n_tasks={d.n_tasks} must be a positive integer")
-    if any(w < 1 for w in cfg.backbone.hidden) or not cfg.backbone.hidden:
-        raise ConfigError(f"backbone.hidden={list(cfg.backbone.hidden)} must be a non-empty list of positive widths")
     if cfg.backbone.init == "checkpoint" and not cfg.backbone.checkpoint:
         raise ConfigError("backbone.init=checkpoint needs backbone.checkpoint=<path to a state_dict file>")
-    if cfg.checkpoint_every_n_steps < 0:
-        raise ConfigError(f"checkpoint_every_n_steps={cfg.checkpoint_every_n_steps} must be >= 0 (0: use checkpoint_every_s)")
-    if not cfg.checkpoint_every_s >= 0:
-        raise ConfigError(f"checkpoint_every_s={cfg.checkpoint_every_s} must be >= 0 (0: checkpoint only at task ends)")
-    if cfg.metrics.probe_per_task < 1:
-        raise ConfigError(f"metrics.probe_per_task={cfg.metrics.probe_per_task} must be a positive integer")
-    if not 0 <= cfg.seed < 2**32:
-        raise ConfigError(f"seed={cfg.seed} must be in 0..{2**32 - 1} (the range numpy's generator accepts)")
-    for key, lr in (("optim.lr", cfg.optim.lr), ("backbone.pretrain.lr", cfg.backbone.pretrain.lr)):
-        if not (math.isfinite(lr) and lr > 0):
-            raise ConfigError(f"{key}={lr} must be a positive finite number, e.g. {key}=0.001")
-    for key in ("weight_decay", "momentum"):
-        if not (math.isfinite(cfg.optim[key]) and cfg.optim[key] >= 0):
-            raise ConfigError(f"optim.{key}={cfg.optim[key]} must be a finite number >= 0, e.g. optim.{key}=0")
-    betas = list(cfg.optim.betas)
-    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-        raise ConfigError(f"optim.betas={betas} must be two numbers in [0, 1), e.g. optim.betas=[0.9,0.999]")
-    for key in ("epochs", "batch_size"):
-        if cfg.backbone.pretrain[key] < 1:
-            raise ConfigError(f"backbone.pretrain.{key}={cfg.backbone.pretrain[key]} must be a positive integer")
-    if cfg.logger.mode not in (None, "online", "offline", "disabled"):
-        raise ConfigError(f"logger.mode='{cfg.logger.mode}' is not valid; choose one of: online, offline, disabled")
     logger_kinds(cfg.logger)
 
 
@@ -343,9 +295,9 @@ def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> DictC
         _apply_wandb_switch(cfg, in_overrides, "overrides")
     elif in_file is not _ABSENT:
         _apply_wandb_switch(cfg, in_file, str(file))
-    _check_choices(cfg, Config)
+    check_fields(cfg, Config)
     if method.Config is not None:
-        _check_choices(cfg[method.name], method.Config, method.name + ".")
+        check_fields(cfg[method.name], method.Config, method.name + ".")
     _check_trainer(cfg)
     _check_values(cfg)
     _check_method(cfg, method)

@@ -2,9 +2,11 @@
 the selected method's own section, which its class carries (`<Method>.Config`, see
 continual/methods.py) and the loader adds under the method's name.
 
-Fields with a fixed set of values carry `choices` metadata, fields naming a plug-in (a stream, a
-backbone) the registry of them; `continual.config.load` checks both and names the valid ones in
-the error.
+Fields carry their valid values in metadata (`continual.config.fields`: `choice`, `positive`,
+`in_range`, `plugin` for a key naming a stream or a backbone, ...), checked by one walk in
+`continual.config.load`; keys that may differ when a run resumes are marked `volatile`. The
+`metrics` section is built from the metric registry (`continual.metrics.registry`): each metric
+callback declares its own switch.
 """
 
 from __future__ import annotations
@@ -12,18 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from continual.config.fields import at_least, choice, each, in_range, plugin, positive, volatile, volatile_keys
+
 SCENARIOS = ("task", "class", "domain")
 PRETRAIN_DATASETS = ("digits", "digits28", "mnist")  # digits28: the 8x8 digits at MNIST's 28x28 layout
-
-
-def choice(default, choices, **kw):
-    return field(default=default, metadata={"choices": tuple(choices)}, **kw)
-
-
-def plugin(default: str, registry: str):
-    """A field naming an entry of `registry` ("module:attribute" of a `continual.registry.Registry`,
-    imported only when checked) or your own code as <module>:<attr>."""
-    return field(default=default, metadata={"registry": registry})
 
 
 @dataclass
@@ -31,16 +25,16 @@ class DataConfig:
     stream: str = plugin("split_digits", "continual.data.streams:STREAMS")  # the task stream (docs/streams.md)
     root: str = "data"  # folder holding MNIST/raw (torchvision layout)
     download: bool = False  # let torchvision download missing files (needs network)
-    n_tasks: Optional[int] = None  # default: 5 for split streams, 10 for permuted
-    classes_per_task: int = 2  # split streams only
+    n_tasks: Optional[int] = positive(None, integer=True)  # default: 5 for split streams, 10 for permuted
+    classes_per_task: int = positive(2, integer=True)  # split streams only
     class_order: Optional[List[int]] = None  # fixed class order; overrides shuffle_classes
     shuffle_classes: bool = False  # shuffle the class order with `seed` (the orders of van de Ven & Tolias's code)
-    val_fraction: float = 0.1  # per task, held out of the training split
+    val_fraction: float = in_range(0.0, 1.0, 0.1, hi_open=True)  # per task, held out of the training split
     # the split every test pass evaluates: choose hyperparameters with `val`, report `test` once
     eval_split: str = choice("test", ("test", "val"))
-    test_fraction: float = 0.2  # split_digits only: MNIST has its own test split
-    batch_size: int = 128  # the global training batch (split over DDP processes)
-    eval_batch_size: int = 8192  # test-pass batch
+    test_fraction: float = in_range(0.0, 1.0, 0.2, lo_open=True, hi_open=True)  # split_digits only: MNIST has its own test split
+    batch_size: int = positive(128, integer=True)  # the global training batch (split over DDP processes)
+    eval_batch_size: int = positive(8192, integer=True)  # test-pass batch
     custom: Optional[str] = None  # stream=custom: "module:function" returning a Stream, see continual.data.custom
     rotations: Optional[List[float]] = None  # rotated_mnist: degrees per task; None: evenly over [0, 180)
 
@@ -49,15 +43,15 @@ class DataConfig:
 class PretrainConfig:
     dataset: str = choice("mnist", PRETRAIN_DATASETS)  # the data set backbone.init=pretrain trains on
     classes: Optional[List[int]] = None  # None: all classes of the data set
-    epochs: int = 1  # pretraining epochs
-    lr: float = 1e-3  # pretraining learning rate (Adam)
-    batch_size: int = 128  # pretraining batch
+    epochs: int = positive(1, integer=True)  # pretraining epochs
+    lr: float = positive(1e-3, finite=True)  # pretraining learning rate (Adam)
+    batch_size: int = positive(128, integer=True)  # pretraining batch
 
 
 @dataclass
 class BackboneConfig:
     name: str = plugin("mlp", "continual.models.backbones:BACKBONES")  # the backbone network (docs/backbones.md)
-    hidden: List[int] = field(default_factory=lambda: [400, 400])  # the MLP's hidden widths
+    hidden: List[int] = each(positive(1, integer=True), "a non-empty list of positive widths", default_factory=lambda: [400, 400])  # the MLP's hidden widths
     activation: str = choice("relu", ("relu", "tanh", "gelu"))  # hidden-layer nonlinearity
     init: str = choice("random", ("random", "pretrain", "checkpoint"))  # where the backbone's weights come from
     checkpoint: Optional[str] = None  # a state_dict file, used when init=checkpoint
@@ -67,10 +61,11 @@ class BackboneConfig:
 @dataclass
 class OptimConfig:
     name: str = choice("adam", ("adam", "sgd", "adamw", "rmsprop"))  # the optimizer of each task's training
-    lr: float = 1e-3  # learning rate
-    weight_decay: float = 0.0  # L2 weight decay (decoupled for adamw)
-    momentum: float = 0.0  # sgd and rmsprop
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam and adamw
+    lr: float = positive(1e-3, finite=True)  # learning rate
+    weight_decay: float = at_least(0, 0.0, finite=True)  # L2 weight decay (decoupled for adamw)
+    momentum: float = at_least(0, 0.0, finite=True)  # sgd and rmsprop
+    betas: List[float] = each(in_range(0, 1, 0.9, hi_open=True), "two numbers in [0, 1)", length=2,
+                              default_factory=lambda: [0.9, 0.999])  # adam and adamw
     # keep the optimizer's state (Adam's moments, SGD's momentum) from one task to the next instead
     # of a fresh optimizer per task; van de Ven & Tolias 2019 keep it, and it changes forgetting a lot
     carry_state: bool = False
@@ -84,40 +79,46 @@ class LoggerConfig:
     entity: Optional[str] = None  # W&B team or user; None: your default entity
     group: Optional[str] = None  # W&B group, e.g. the seeds of one setting (compare: <grid>/<row>; sweep: sweep_<name>)
     job_type: Optional[str] = None  # W&B job type, a second grouping level (compare: the scenario; sweep: sweep)
-    mode: Optional[str] = None  # W&B online|offline|disabled; None: $WANDB_MODE, else offline
+    mode: Optional[str] = choice(None, (None, "online", "offline", "disabled"))  # W&B online|offline|disabled; None: $WANDB_MODE, else offline
     name: Optional[str] = None  # the run's name; None: the run directory's name
     tags: List[str] = field(default_factory=list)  # W&B tags
 
 
-@dataclass
-class MetricsConfig:
-    """Continual-learning metric callbacks (continual/metrics/); the accuracy matrix is always on."""
+def metrics_config():
+    """The `metrics` section's defaults: one switch per registered metric callback and their options."""
+    from continual.metrics.registry import config_class
 
-    mask_stability: bool = True  # per-sample mask stability over a fixed probe set (methods exposing masks)
-    padded_class: bool = True  # accuracy over the N_v padded logits and the padded-slot win rate
-    task_inference: bool = True  # accuracy and confusion matrix of the inferred task
-    probe_per_task: int = 64  # mask stability: the first K test samples of each task
+    return config_class()()
+
+
+# Trainer arguments that may differ when a run resumes: how many processes share the work (global
+# batches keep the math the same), where Lightning writes, what it prints.
+TRAINER_VOLATILE = (
+    "devices", "num_nodes", "strategy", "accelerator", "enable_progress_bar", "enable_model_summary", "log_every_n_steps",
+    "default_root_dir",
+)
 
 
 @dataclass
 class Config:
     method: str = "finetune"  # a built-in method's name, or <module>:<Class> (continual/methods.py)
     scenario: str = choice("task", SCENARIOS)  # task: task id given at test; class: one head, task inferred; domain: shared outputs
-    seed: int = 0  # seeds everything (Lightning, data splits, shuffles): same seed, same metrics.json
-    output_dir: Optional[str] = None  # the run directory itself; None: runs/<name>
-    overwrite: bool = False  # allow writing into an output_dir that already holds results
-    resume: Optional[str] = None  # a run directory to continue from its last checkpoint (starts it if empty)
-    checkpoint_every_s: float = 300.0  # mid-task checkpoint every this many seconds of training (and on SIGTERM); 0: only at task ends
-    checkpoint_every_n_steps: int = 0  # > 0: every n training steps instead of every checkpoint_every_s
+    seed: int = in_range(0, 2**32 - 1, 0, integer=True, note="the range numpy's generator accepts")  # seeds everything (Lightning, data splits, shuffles): same seed, same metrics.json
+    output_dir: Optional[str] = volatile(None)  # the run directory itself; None: runs/<name>
+    overwrite: bool = volatile(False)  # allow writing into an output_dir that already holds results
+    resume: Optional[str] = volatile(None)  # a run directory to continue from its last checkpoint (starts it if empty)
+    checkpoint_every_s: float = at_least(0, 300.0, note="0: checkpoint only at task ends", volatile=True)  # mid-task checkpoint every this many seconds of training (and on SIGTERM); 0: only at task ends
+    checkpoint_every_n_steps: int = at_least(0, 0, note="0: use checkpoint_every_s", volatile=True)  # > 0: every n training steps instead of every checkpoint_every_s
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logger: LoggerConfig = volatile(default_factory=LoggerConfig)  # where and how a run reports: may change on resume
+    metrics: Any = field(default_factory=metrics_config)  # a dataclass built from the metric registry
     # + the selected method's section, `<method name>: <Method>.Config`, added by the loader
 
     # Passed to lightning.Trainer as-is, once per task: max_epochs is epochs per task.
     trainer: Dict[str, Any] = field(
+        metadata={"volatile_arguments": TRAINER_VOLATILE},
         default_factory=lambda: {
             "max_epochs": 1,
             "accelerator": "auto",
@@ -128,3 +129,7 @@ class Config:
             "log_every_n_steps": 10,
         }
     )
+
+
+VOLATILE = volatile_keys(Config)  # what `continual.resume` leaves out of a run's fingerprint
+

@@ -1,1 +1,2 @@
-"""Metrics: stream metrics from the accuracy matrix, and the files a run leaves."""
+"""Metrics: one `Metric` callback per file, found by `continual.metrics.registry`; the stream
+formulas of the accuracy matrix (`stream`), and the summary a run prints (`report`)."""

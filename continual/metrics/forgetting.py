@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from continual.metrics.base import StreamCallback
+from continual.metrics import plots
+from continual.metrics.base import Column, Metric, pct
+from continual.metrics.registry import register
 from continual.metrics.stream import forgetting_of, summarize
 
 
@@ -17,40 +19,46 @@ def ratio(c: int, n: int) -> float | None:
     return c / n if n else None
 
 
-class Forgetting(StreamCallback):
+@register
+class Forgetting(Metric):
     key = "forgetting"
+    state = ("initial", "rows")  # counts of the pass before training, of the pass after task i
+    initial_pass = True
+    columns = (
+        Column("acc", "ACC", lambda m: m.get("acc"), "percent"),
+        Column("bwt", "BWT", lambda m: m.get("bwt"), "percent"),
+        Column("avg_forgetting", "forgetting", lambda m: m.get("avg_forgetting"), "percent"),
+    )
+
+    @classmethod
+    def build(cls, cfg, stream, module) -> "Forgetting":
+        return cls(stream.task_classes, stream.n_classes)
 
     def __init__(self, task_classes: list[list[int]], n_classes: int):
         super().__init__()
         self.n_tasks, self.n_classes = len(task_classes), n_classes
         self.learned_in = {c: t for t, classes in enumerate(task_classes) for c in classes}
-        self.initial: dict | None = None  # counts of the pass before training
-        self.rows: list[dict] = []  # counts of the pass after task i
+        self.initial: dict | None = None
 
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        # [correct, total] x tasks and x classes
-        self._tasks = torch.zeros(2, self.n_tasks, dtype=torch.long, device=pl_module.device)
-        self._classes = torch.zeros(2, self.n_classes, dtype=torch.long, device=pl_module.device)
+    def zeros(self, device) -> torch.Tensor:
+        """[correct, total] x (tasks, then classes)."""
+        return torch.zeros(2, self.n_tasks + self.n_classes, dtype=torch.long, device=device)
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def count(self, counts, outputs, batch, task) -> None:
         hit = (outputs["pred"] == outputs["target"]).long()
-        for counts, key in ((self._tasks, batch["task"]), (self._classes, batch["y"])):
-            counts[0].index_add_(0, key, hit)
-            counts[1].index_add_(0, key, torch.ones_like(hit))
+        for part, key in ((counts[:, : self.n_tasks], batch["task"]), (counts[:, self.n_tasks:], batch["y"])):
+            part[0].index_add_(0, key, hit)
+            part[1].index_add_(0, key, torch.ones_like(hit))
 
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        tasks, classes = self.sum_ranks(trainer, self._tasks).tolist(), self.sum_ranks(trainer, self._classes).tolist()
-        record = {"correct": tasks[0], "total": tasks[1], "class_correct": classes[0], "class_total": classes[1]}
+    def row(self, counts, module) -> dict:
+        T = self.n_tasks
+        return {"correct": counts[0][:T], "total": counts[1][:T], "class_correct": counts[0][T:], "class_total": counts[1][T:]}
+
+    def keep(self, row) -> None:
         if self.after < 0:
-            self.initial = record
+            self.initial = row
         else:
-            self.store(self.rows, record)
-
-    def state_dict(self) -> dict:
-        return {"initial": self.initial, "rows": self.rows}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.initial, self.rows = state["initial"], state["rows"]
+            super().keep(row)
 
     # -- what the driver and metrics.json read ------------------------------------------------
     @property
@@ -87,5 +95,31 @@ class Forgetting(StreamCallback):
             out.update(summarize(out["accuracy_matrix"], out["initial_accuracy"]))
         return out
 
+    @classmethod
+    def entries(cls, results) -> dict:
+        return results  # the accuracy-matrix keys sit at metrics.json's top level
+
     def scalars(self) -> dict:
         return {f"acc/task_{j + 1}": a for j, a in enumerate(self.matrix()[-1])} if self.rows else {}
+
+    @classmethod
+    def final_scalars(cls, metrics: dict) -> dict:
+        return {}  # RunLogger logs final/acc, final/bwt, ... (continual.run_logger.FINAL_KEYS): what sweeps optimize
+
+    @classmethod
+    def summary(cls, metrics: dict) -> list[str]:
+        R = metrics["accuracy_matrix"]
+        T = len(R[0]) if R else 0
+        lines = [f"accuracy matrix (%), row i = after training task i, column j = task j   [{metrics['method']}, {metrics['scenario']}-IL]"]
+        lines.append("          " + "".join(f"{'T' + str(j + 1):>8}" for j in range(T)))
+        for i, row in enumerate(R):
+            lines.append(f"after T{i + 1:<3}" + "".join(f"{100 * v:8.2f}" for v in row))
+        lines.append(
+            f"ACC {pct(metrics['acc'])}   BWT {pct(metrics['bwt'])}   FWT {pct(metrics['fwt'])}   "
+            f"avg forgetting {pct(metrics['avg_forgetting'])}"
+        )
+        lines.append("forgetting per task: " + " ".join(pct(f).strip() for f in metrics["forgetting"]))
+        return lines
+
+    def files(self, metrics: dict, title: str) -> dict:
+        return {"accuracy_curves.png": plots.accuracy_curves(metrics["accuracy_matrix"], title)}

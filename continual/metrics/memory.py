@@ -11,9 +11,12 @@ Every row of a comparison is read at this cost (README, docs/router.md).
 
 from __future__ import annotations
 
+import statistics
+
 import torch
 
-from continual.metrics.base import StreamCallback
+from continual.metrics.base import Column, Metric
+from continual.metrics.registry import register
 
 
 def _floats(obj) -> float:
@@ -42,30 +45,35 @@ def trainable_params(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-class Memory(StreamCallback):
+@register
+class Memory(Metric):
     """After each task: the parameters that task could change, and what the method keeps."""
 
     key = "memory"
+    state = ("trainable", "stored")
+    # compare reads every cost of a run together: its time besides its memory
+    columns = (
+        Column("wall_time_s", "wall time (s)", lambda m: m.get("wall_time_s"), "seconds"),
+        Column("trainable_per_task", "trainable/task",
+               lambda m: statistics.fmean(m["trainable_params_per_task"]) if m.get("trainable_params_per_task") else None, "count"),
+        Column("stored_floats", "stored floats", lambda m: m.get("stored_floats"), "count"),
+    )
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.trainable: list[int] = []
-        self.stored: list[float] = []
+    def row(self, counts, module) -> tuple[int, float]:
+        # the requires_grad flags are still those of the task just learned
+        return trainable_params(module), stored_floats(module)
 
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        if self.after >= 0:  # the requires_grad flags are still those of the task just learned
-            self.store(self.trainable, trainable_params(pl_module))
-            self.store(self.stored, stored_floats(pl_module))
-
-    def state_dict(self) -> dict:
-        return {"trainable": self.trainable, "stored": self.stored}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.trainable, self.stored = list(state["trainable"]), list(state["stored"])
+    def keep(self, row) -> None:
+        self.store(self.trainable, row[0])
+        self.store(self.stored, row[1])
 
     def results(self) -> dict:
         return {"trainable_params_per_task": self.trainable, "stored_floats": self.stored[-1] if self.stored else None,
                 "stored_floats_curve": self.stored}
+
+    @classmethod
+    def entries(cls, results) -> dict:
+        return results  # the memory keys sit at metrics.json's top level
 
     def scalars(self) -> dict:
         return {"memory/stored_floats": self.stored[-1]} if self.stored else {}

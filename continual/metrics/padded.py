@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from continual.metrics.base import StreamCallback
+from continual.metrics.base import Metric, Switch, pct
 from continual.metrics.protocol import Padded
+from continual.metrics.registry import register
 
 FIELDS = ("correct", "total", "padded_wins", "padded_would_win")
 
@@ -35,31 +36,26 @@ def rates(counts: list[list[int]]) -> dict:
     }
 
 
-class PaddedClass(StreamCallback):
+@register
+class PaddedClass(Metric):
     key = "padded_class"
     reads = "padded"
+    switch = Switch(True, "accuracy over the N_v padded logits and the padded-slot win rate")
+
+    @classmethod
+    def build(cls, cfg, stream, module) -> "PaddedClass":
+        return cls(len(stream), getattr(module, "n_v", None))
 
     def __init__(self, n_tasks: int, n_v: int):
         super().__init__()
         self.n_tasks, self.n_v = n_tasks, n_v
         self.rows: list[list[list[int]]] = []  # after task i: [task][FIELDS]
 
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._counts = torch.zeros(self.n_tasks, len(FIELDS), dtype=torch.long, device=pl_module.device)
+    def zeros(self, device) -> torch.Tensor:
+        return torch.zeros(self.n_tasks, len(FIELDS), dtype=torch.long, device=device)
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self.after >= 0:
-            self._counts += padded_counts(outputs["padded"], batch["task"], self.n_tasks)
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        if self.after >= 0:
-            self.store(self.rows, self.sum_ranks(trainer, self._counts).tolist())
-
-    def state_dict(self) -> dict:
-        return {"rows": self.rows}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rows = state["rows"]
+    def count(self, counts, outputs, batch, task) -> None:
+        counts += padded_counts(outputs["padded"], batch["task"], self.n_tasks)
 
     def results(self) -> dict:
         """Rates of the last pass over the tasks learned by then, per task and overall."""
@@ -75,3 +71,10 @@ class PaddedClass(StreamCallback):
     def scalars(self) -> dict:
         r = rates(self.rows[-1][: len(self.rows)]) if self.rows else {}
         return {f"padded/{k}": v for k, v in r.items() if v is not None}
+
+    @classmethod
+    def summary(cls, metrics: dict) -> list[str]:
+        p = metrics.get(cls.key)
+        if not p:
+            return []
+        return [f"padded-class accuracy {pct(p['accuracy'])}   padded win rate {pct(p['win_rate'])}   would win unmasked {pct(p['would_win_rate'])}"]

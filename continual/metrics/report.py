@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import continual
+from continual.metrics.registry import summary_lines
 from continual.run.files import atomic_write
 
 
@@ -105,31 +106,6 @@ def save_accuracy_matrix_png(run_dir: Path, metrics: dict) -> Path:
     return save_png(plot_accuracy_matrix(metrics["accuracy_matrix"], run_title(metrics)), run_dir / "accuracy_matrix.png")
 
 
-def _pct(v) -> str:
-    return "   n/a" if v is None else f"{100 * v:6.2f}"
-
-
 def format_summary(metrics: dict) -> str:
-    R = metrics["accuracy_matrix"]
-    T = len(R[0]) if R else 0
-    lines = [f"accuracy matrix (%), row i = after training task i, column j = task j   [{metrics['method']}, {metrics['scenario']}-IL]"]
-    lines.append("          " + "".join(f"{'T' + str(j + 1):>8}" for j in range(T)))
-    for i, row in enumerate(R):
-        lines.append(f"after T{i + 1:<3}" + "".join(f"{100 * v:8.2f}" for v in row))
-    lines.append(
-        f"ACC {_pct(metrics['acc'])}   BWT {_pct(metrics['bwt'])}   FWT {_pct(metrics['fwt'])}   "
-        f"avg forgetting {_pct(metrics['avg_forgetting'])}"
-    )
-    lines.append("forgetting per task: " + " ".join(_pct(f).strip() for f in metrics["forgetting"]))
-    if metrics.get("task_inference"):
-        lines.append(f"task inference {_pct(metrics['task_inference']['accuracy'])}")
-    if metrics.get("padded_class"):
-        p = metrics["padded_class"]
-        lines.append(f"padded-class accuracy {_pct(p['accuracy'])}   padded win rate {_pct(p['win_rate'])}   would win unmasked {_pct(p['would_win_rate'])}")
-    if metrics.get("mask_stability"):
-        m = metrics["mask_stability"]
-        lines.append(
-            f"mask stability (probe masks of earlier tasks, threshold {m['threshold']}): unchanged {_pct(m['unchanged_fraction'])}   "
-            f"mean Jaccard {_pct(m['mean_jaccard'])}   rerouted {_pct(m['rerouted_fraction'])}   mask density {_pct(m['mask_density'])}"
-        )
-    return "\n".join(lines)
+    """The summary printed at the end of a run: each metric's lines (`continual.metrics.registry`)."""
+    return "\n".join(summary_lines(metrics))

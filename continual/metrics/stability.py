@@ -15,11 +15,18 @@ are the single-process masks.
 
 from __future__ import annotations
 
+import csv
+import io
+
 import torch
 
-from continual.metrics.base import StreamCallback
+from continual.config.fields import positive
+from continual.metrics import plots
+from continual.metrics.base import Column, Metric, Switch, pct
+from continual.metrics.registry import register
 
 THRESHOLD = 0.5
+CSV = "mask_stability.csv"
 COLUMNS = ("after_task", "task", "sample", "hamming", "jaccard", "unchanged", "rerouted")
 
 
@@ -44,9 +51,18 @@ def summarize_rows(rows: list[list]) -> dict:
     }
 
 
-class MaskStability(StreamCallback):
+@register
+class MaskStability(Metric):
     key = "mask_stability"
     reads = "probe"
+    switch = Switch(True, "per-sample mask stability over a fixed probe set (methods exposing masks)")
+    options = (("probe_per_task", int, positive(64, integer=True, help="mask stability: the first K test samples of each task")),)
+    state = ("learned", "learned_route", "density", "rows")
+    columns = (Column("mask_density", "mask density", lambda m: m.get("mask_density"), "percent"),)
+
+    @classmethod
+    def build(cls, cfg, stream, module) -> "MaskStability":
+        return cls(len(stream), cfg.metrics.probe_per_task)
 
     def __init__(self, n_tasks: int, probe_per_task: int):
         super().__init__()
@@ -102,13 +118,6 @@ class MaskStability(StreamCallback):
         local = self._probe.get(j) or [z(self.K, int(width)), z(self.K), z(self.K)]
         return tuple(self.sum_ranks(trainer, t).cpu() for t in local)
 
-    def state_dict(self) -> dict:
-        return {"learned": self.learned, "learned_route": self.learned_route, "density": self.density, "rows": self.rows}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.learned, self.learned_route = dict(state["learned"]), dict(state["learned_route"])
-        self.density, self.rows = list(state["density"]), state["rows"]
-
     def _earlier(self, after: int) -> list[list]:
         """Rows at boundary `after` of tasks learned before it (the last task has nothing to keep yet)."""
         return [r for r in self.rows if r[0] == after and r[1] < after]
@@ -146,3 +155,38 @@ class MaskStability(StreamCallback):
         if self.density:
             out["stability/mask_density"] = self.density[-1]
         return out
+
+    @classmethod
+    def entries(cls, results) -> dict:
+        # mask_density also at the top level: what a comparison reads of every run
+        return {"mask_density": results["mask_density"] if results else None, cls.key: results}
+
+    @classmethod
+    def summary(cls, metrics: dict) -> list[str]:
+        m = metrics.get(cls.key)
+        if not m:
+            return []
+        return [
+            f"mask stability (probe masks of earlier tasks, threshold {m['threshold']}): unchanged {pct(m['unchanged_fraction'])}   "
+            f"mean Jaccard {pct(m['mean_jaccard'])}   rerouted {pct(m['rerouted_fraction'])}   mask density {pct(m['mask_density'])}"
+        ]
+
+    def files(self, metrics: dict, title: str) -> dict:
+        buf = io.StringIO()
+        csv.writer(buf).writerows([COLUMNS, *self.rows])
+        final = self.final_rows()
+        return {
+            CSV: buf.getvalue(),
+            "mask_stability.png": plots.stability_histograms(
+                [r[3] for r in final], [r[4] for r in final], f"mask stability after the last task: {title}"),
+        }
+
+    def log_wandb(self, logger, metrics: dict) -> None:
+        import wandb
+
+        logger.log_table(key="mask_stability_per_sample", columns=list(COLUMNS), data=self.rows)
+        final = self.final_rows()
+        logger.experiment.log({
+            "mask_stability/hamming": wandb.Histogram([r[3] for r in final]),
+            "mask_stability/jaccard": wandb.Histogram([r[4] for r in final]),
+        })

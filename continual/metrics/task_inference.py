@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from continual.metrics.base import StreamCallback
+from continual.metrics.base import Metric, Switch, pct
+from continual.metrics.registry import register
 
 
 def accuracy(confusion: list[list[int]]) -> float | None:
@@ -16,32 +17,29 @@ def accuracy(confusion: list[list[int]]) -> float | None:
     return sum(confusion[j][j] for j in range(len(confusion))) / total if total else None
 
 
-class TaskInference(StreamCallback):
+@register
+class TaskInference(Metric):
     key = "task_inference"
     reads = "task"
+    switch = Switch(True, "accuracy and confusion matrix of the inferred task")
+    state = ("confusions",)
+
+    @classmethod
+    def build(cls, cfg, stream, module) -> "TaskInference":
+        return cls(len(stream))
 
     def __init__(self, n_tasks: int):
         super().__init__()
         self.n_tasks = n_tasks
         self.confusions: list[list[list[int]]] = []  # after task i: [true][inferred] over tasks 0..i
 
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._confusion = torch.zeros(self.n_tasks, self.n_tasks, dtype=torch.long, device=pl_module.device)
+    def zeros(self, device) -> torch.Tensor:
+        return torch.zeros(self.n_tasks, self.n_tasks, dtype=torch.long, device=device)
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if 0 <= self.after and dataloader_idx <= self.after:
+    def count(self, counts, outputs, batch, task) -> None:
+        if task <= self.after:  # an unlearned task cannot be inferred
             flat = batch["task"] * self.n_tasks + outputs["task"]
-            self._confusion.view(-1).index_add_(0, flat, torch.ones_like(flat))
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        if self.after >= 0:
-            self.store(self.confusions, self.sum_ranks(trainer, self._confusion).tolist())
-
-    def state_dict(self) -> dict:
-        return {"confusions": self.confusions}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.confusions = state["confusions"]
+            counts.view(-1).index_add_(0, flat, torch.ones_like(flat))
 
     def results(self) -> dict:
         last = self.confusions[-1] if self.confusions else []
@@ -55,3 +53,12 @@ class TaskInference(StreamCallback):
     def scalars(self) -> dict:
         a = accuracy(self.confusions[-1]) if self.confusions else None
         return {} if a is None else {"task_inference/accuracy": a}
+
+    @classmethod
+    def summary(cls, metrics: dict) -> list[str]:
+        return [f"task inference {pct(metrics[cls.key]['accuracy'])}"] if metrics.get(cls.key) else []
+
+    def log_wandb(self, logger, metrics: dict) -> None:
+        C = metrics[self.key]["confusion_matrix"]
+        logger.log_table(key="task_confusion", columns=["true_task"] + [f"inferred_T{j + 1}" for j in range(len(C))],
+                         data=[[i + 1, *row] for i, row in enumerate(C)])

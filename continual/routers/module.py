@@ -27,7 +27,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from continual.config.schema import choice
+from continual.config.fields import at_least, choice, positive
 from continual.data.task_data import TaskData
 from continual.errors import ConfigError
 from continual.methods import register
@@ -70,32 +70,22 @@ class RouterModule(ContinualModule):
         # by `mask_sparsity`, so each task keeps part of the network (soft gates at sigmoid(3) never
         # closed: mask_density 1.0)
         mask: str = choice("hard", ("soft", "hard"))  # sigmoid gates, or binary with straight-through
-        h: int = 64  # head size
-        heads: int = 1  # attention heads
+        h: int = positive(64, integer=True)  # head size
+        heads: int = positive(1, integer=True)  # attention heads
         n_v: Optional[int] = None  # padded within-task classes; None: the largest task's class count
-        memories: int = 32  # memory slots per task (keys + gate + value rows)
+        memories: int = positive(32, integer=True)  # memory slots per task (keys + gate + value rows)
         positional: bool = False  # learned token-position embeddings
-        window: int = 1  # local attention: a token sees tokens within +-window
-        latents: int = 8  # perceiver: m latents
-        patch_size: Optional[int] = None  # patch tokens: input features per patch (None: sqrt(n_in))
-        unit_chunks: int = 16  # unit tokens: input groups per unit token
-        task_loss_weight: float = 1.0  # weight of the task-id cross-entropy on the attention scores
+        window: int = at_least(0, 1)  # local attention: a token sees tokens within +-window
+        latents: int = positive(8, integer=True)  # perceiver: m latents
+        patch_size: Optional[int] = positive(None, integer=True, note="or null for sqrt(inputs)")  # patch tokens: input features per patch (None: sqrt(n_in))
+        unit_chunks: int = positive(16, integer=True)  # unit tokens: input groups per unit token
+        task_loss_weight: float = at_least(0, 1.0)  # weight of the task-id cross-entropy on the attention scores
         # how a task is inferred at test: the nearest key; the most likely slot under per-slot
         # diagonal Gaussians of the task's queries (variances fit when the task ends); or, as
         # SupSup does, the task whose gated network and values predict with the lowest entropy
         task_inference: str = choice("nearest", ("nearest", "gaussian", "entropy"))
         gate_init: float = 0.2  # initial gate logit (just above 0, the hard threshold: the full network, close to closing)
-        mask_sparsity: float = 0.2  # weight of the mean mask density in the loss (0: gates need not close)
-
-    @classmethod
-    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
-        for key in ("h", "heads", "memories", "latents", "unit_chunks"):
-            if hp[key] < 1:
-                raise ConfigError(f"router.{key}={hp[key]} must be a positive integer")
-        if hp.window < 0 or hp.task_loss_weight < 0 or hp.mask_sparsity < 0:
-            raise ConfigError("router.window, router.task_loss_weight and router.mask_sparsity must be non-negative")
-        if hp.patch_size is not None and hp.patch_size < 1:
-            raise ConfigError(f"router.patch_size={hp.patch_size} must be a positive integer (or null for sqrt(inputs))")
+        mask_sparsity: float = at_least(0, 0.2)  # weight of the mean mask density in the loss (0: gates need not close)
 
     def __init__(self, mlp: MLP, hp: DictConfig, **kwargs):
         super().__init__(**kwargs)
