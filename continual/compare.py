@@ -136,11 +136,12 @@ def changed_since(run_dir: Path, cfg) -> str | None:
 
     Skipping a finished cell is only right if it would be run the same way again; otherwise the
     table would silently mix results of two settings. Keys added to the schema after the cell ran
-    take their defaults, which keep the earlier behaviour (`resume.config_diff`, the resume rule)."""
+    take their defaults, which keep the earlier behaviour (`continual.run.state.config_diff`, the resume rule)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from continual import resume
+    from continual.build import method_schema
+    from continual.run.state import config_diff, fingerprint
 
     if finished_metrics(run_dir) is None:
         return None
@@ -148,7 +149,7 @@ def changed_since(run_dir: Path, cfg) -> str | None:
         saved = OmegaConf.load(run_dir / "config.yaml")
     except (OSError, yaml.YAMLError, OmegaConfBaseException) as err:
         return f"its config.yaml cannot be read as a config: {str(err).splitlines()[0]}"
-    return resume.config_diff(resume.fingerprint(saved), cfg)
+    return config_diff(fingerprint(saved), cfg, method_schema(cfg))
 
 
 def run_grid(grid: Grid, shard: tuple[int, int] = (1, 1)) -> dict:

@@ -1,4 +1,10 @@
-"""A run's folder: its files, written atomically, and the one reading of its results."""
+"""A run's folder, owned here alone: where each file lives (`layout`), its writer and lock
+(`folder.RunDirectory`), what its state holds and when a config may continue it (`state`),
+the one reading of its results (`results`) and atomic writing (`files`).
+
+Nothing here imports the layers above (experiment, build, methods, data, models): they pass
+in what the run folder needs, e.g. the method's config schema.
+"""
 
 from continual.run.files import atomic_write, storage_error
 from continual.run.results import finished_metrics, read_metrics

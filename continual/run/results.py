@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-METRICS = "metrics.json"
+from continual.run.layout import METRICS
 
 
 def read_metrics(run_dir: str | Path) -> dict:
