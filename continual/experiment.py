@@ -26,10 +26,11 @@ from omegaconf import DictConfig, OmegaConf
 def _stop_if_terminated(tr, run_dir, tasks_done: int) -> None:
     """Lightning swallows a SIGTERM that arrives outside training steps; honour it here."""
     from continual.errors import Interrupted
+    from continual.run import layout
 
     if tr.received_sigterm:
         raise Interrupted(
-            f"stopped by SIGTERM with {tasks_done} task(s) finished; checkpoints are in {run_dir}/checkpoints: "
+            f"stopped by SIGTERM with {tasks_done} task(s) finished; checkpoints are in {layout.checkpoint_dir(run_dir)}: "
             f"continue with the same command plus resume={run_dir}"
         )
 
