@@ -78,6 +78,8 @@ def test_finished_metrics_is_none_unless_metrics_json_is_whole_and_complete(tmp_
     assert finished_metrics(run.path) is None
     (run.path / layout.METRICS).write_text(whole)
     assert finished_metrics(run.path) == {**partial, "complete": True}
+    with pytest.raises(ConfigError, match=r"already holds a finished run \(metrics.json\); choose another output_dir"):
+        folder(run.path)  # the same rule decides that a new run may not write over it
 
 
 def test_a_partial_run_is_refused_without_resume_and_cleared_by_overwrite(tmp_path):

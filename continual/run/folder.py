@@ -25,7 +25,7 @@ from continual.errors import ConfigError, StorageError
 from continual.metrics import report
 from continual.run import layout, state
 from continual.run.files import atomic_write
-from continual.run.results import read_metrics
+from continual.run.results import finished_metrics, read_metrics
 
 RUN_DIR_ENV = "CONTINUAL_RUN_DIR"  # set by rank 0 so processes launched later agree on it
 _HELD: dict[Path, int] = {}  # run directory -> the open, flocked lock file of this process
@@ -59,13 +59,13 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
 
 def _earlier_run(path: Path) -> str | None:
     """What an earlier run left in `path`, as words for a refusal, or None if it left nothing."""
+    if finished_metrics(path) is not None:
+        return "already holds a finished run (metrics.json)"
     try:
         metrics = read_metrics(path)
     except (OSError, ValueError):
         metrics = None
-    if metrics is not None and metrics.get("complete"):
-        return "already holds a finished run (metrics.json)"
-    if metrics is not None:
+    if isinstance(metrics, dict):
         return f"holds a partial run ({metrics.get('tasks_done', '?')} of {len(metrics.get('tasks', [])) or '?'} tasks done)"
     if layout.state_path(path).is_file() or (path / layout.CONFIG).is_file():
         return "holds a partial run (no task finished yet)"
