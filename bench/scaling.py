@@ -26,7 +26,7 @@ import torch
 from bench.__main__ import describe
 from bench.workloads import config
 from continual.experiment import run
-from continual.run.files import atomic_write
+from continual.rundir import atomic_write
 
 
 class TaskClock(L.Callback):

@@ -20,11 +20,12 @@ import torch
 from omegaconf import DictConfig
 
 from bench.raw_loop import run_raw
+from continual.build import build_method
 from continual.config import load_config
 from continual.data.datamodule import TaskStreamDataModule
 from continual.data.loader import TensorLoader
 from continual.data.streams import build_stream
-from continual.experiment import build_method, run
+from continual.experiment import run
 
 QUIET = ["logger.wandb=false", "trainer.enable_progress_bar=false"]
 

@@ -15,9 +15,9 @@ __version__ = "0.1.0"
 _API = {
     "load_config": "continual.config.load",
     "build_stream": "continual.data.streams",
-    "build_method": "continual.experiment",
+    "build_method": "continual.build",
     "run": "continual.experiment",
-    "load_run": "continual.run_directory",
+    "load_run": "continual.build",
     "ContinualModule": "continual.models.continual_module",
     "TaskData": "continual.data.task_data",
     "register": "continual.methods",

@@ -23,25 +23,14 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 
-def build_method(cfg: DictConfig, stream):
-    """The method `cfg.method` selects, over the backbone `cfg.backbone` describes."""
-    from continual.methods import method_class
-    from continual.models.backbones import build_backbone
-    from continual.scenarios import LabelSpace
-
-    cls = method_class(cfg.method)
-    n_out = LabelSpace(cfg.scenario, stream.task_classes, stream.n_classes).n_out
-    common = dict(task_classes=stream.task_classes, n_classes=stream.n_classes, scenario=cfg.scenario, optim=cfg.optim)
-    return cls.from_config(build_backbone(cfg, stream, n_out), cfg, **common)
-
-
 def _stop_if_terminated(tr, run_dir, tasks_done: int) -> None:
     """Lightning swallows a SIGTERM that arrives outside training steps; honour it here."""
     from continual.errors import Interrupted
+    from continual.rundir import layout
 
     if tr.received_sigterm:
         raise Interrupted(
-            f"stopped by SIGTERM with {tasks_done} task(s) finished; checkpoints are in {run_dir}/checkpoints: "
+            f"stopped by SIGTERM with {tasks_done} task(s) finished; checkpoints are in {layout.checkpoint_dir(run_dir)}: "
             f"continue with the same command plus resume={run_dir}"
         )
 
@@ -68,14 +57,16 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     from lightning.pytorch.utilities import rank_zero_only
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from continual import resume
+    from continual.build import build_method, method_schema
     from continual.callbacks import FiniteLossGuard, FrozenBackboneGuard, TaskCheckpoint, TaskProgressBar
+    from continual.callbacks.checkpointing import AtomicCheckpointIO
     from continual.data.datamodule import TaskStreamDataModule
     from continual.data.streams import build_stream
     from continual.errors import Interrupted
     from continual.metrics import report
     from continual.metrics.suite import MetricSuite
-    from continual.run_directory import RunDirectory
+    from continual.rundir import state as run_state
+    from continual.rundir.folder import RunDirectory
     from continual.run_logger import RunLogger
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -88,7 +79,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     stream = build_stream(cfg.data, cfg.seed)  # data and model errors surface before any file is written
     module = build_method(cfg, stream)
-    run_dir = RunDirectory(cfg, writer=is_zero)
+    run_dir = RunDirectory(cfg, writer=is_zero, schema=method_schema(cfg))
     state = run_dir.load_state()
     if state is not None and state["complete"]:
         if is_zero:
@@ -103,7 +94,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     guard = FrozenBackboneGuard()
     suite = MetricSuite(cfg, stream, module)  # the same callbacks see every task's test pass
     stream_callbacks = {"guard": guard, "metrics": suite}
-    fingerprint = resume.fingerprint(cfg)
+    fingerprint = run_state.fingerprint(cfg)
     T = len(stream)
 
     def trainer(task: int | None = None) -> L.Trainer:
@@ -121,6 +112,8 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
             cbs += [guard, TaskCheckpoint(run_dir.path, task, fingerprint, cfg.checkpoint_every_n_steps, cfg.checkpoint_every_s),
                     FiniteLossGuard(task)]
             kwargs["enable_checkpointing"] = True
+            plugins = kwargs.get("plugins") or []
+            kwargs["plugins"] = [*(plugins if isinstance(plugins, list) else [plugins]), AtomicCheckpointIO()]
         tr = L.Trainer(**kwargs, logger=wandb.lightning if wandb.lightning is not None else False, callbacks=cbs)
         dm.to(tr.strategy.root_device)
         return tr
@@ -149,7 +142,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
         module.load_state_dict(state["module"])
         for key, cb in stream_callbacks.items():
             cb.load_state_dict(state["callbacks"][key])
-        resume.set_rng_state(state["rng"])  # as the uninterrupted run had it at this task boundary
+        run_state.set_rng_state(state["rng"])  # as the uninterrupted run had it at this task boundary
         if is_zero:
             print(f"resuming {run_dir.path}: {suite.tasks_done} of {T} tasks already done")
     base = {

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from continual.errors import ConfigError, Interrupted, KeyboardInterrupted
-from continual.run.results import finished_metrics
+from continual.rundir.results import finished_metrics
 
 
 @dataclass
@@ -64,18 +64,19 @@ def changed_since(run_dir: Path, cfg) -> str | None:
 
     Skipping a finished cell is only right if it would be run the same way again. Keys added to
     the schema after the cell ran take their defaults, which keep the earlier behaviour (the resume rule)."""
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from continual.resume import config_diff, fingerprint
+    from continual.build import method_schema
+    from continual.rundir.results import saved_config
+    from continual.rundir.state import config_diff, fingerprint
 
     if finished_metrics(run_dir) is None:
         return None
     try:
-        saved = OmegaConf.load(run_dir / "config.yaml")
-    except (OSError, yaml.YAMLError, OmegaConfBaseException) as err:
+        saved = saved_config(run_dir)
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
         return f"its config.yaml cannot be read as a config: {str(err).splitlines()[0]}"
-    return config_diff(fingerprint(saved), cfg)
+    return config_diff(fingerprint(saved), cfg, method_schema(cfg))
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

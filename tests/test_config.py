@@ -205,14 +205,14 @@ def test_cross_key_checks_stay_beside_the_ranges(capsys):
     "logger.project=other", "logger.kind=csv", "trainer.devices=2", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
 ])
 def test_volatile_keys_leave_the_fingerprint_alone(override):
-    from continual.resume import fingerprint
+    from continual.rundir.state import fingerprint
 
     assert fingerprint(load_config(None, [override])) == fingerprint(load_config(None, []))
 
 
 @pytest.mark.parametrize("override", ["seed=1", "optim.lr=0.5", "trainer.max_epochs=2", "metrics.probe_per_task=8", "data.batch_size=64"])
 def test_other_keys_change_the_fingerprint(override):
-    from continual.resume import fingerprint
+    from continual.rundir.state import fingerprint
 
     key = override.split("=")[0]
     a, b = fingerprint(load_config(None, [override])), fingerprint(load_config(None, []))

@@ -19,7 +19,7 @@ from cases import CASES, case_overrides
 from continual.cli.main import main
 from continual.config import load_config
 from continual.errors import ConfigError
-from continual.run_directory import resolve_run_dir
+from continual.rundir.folder import resolve_run_dir
 
 SMALL = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "data.eval_batch_size=16"]
 DDP = ["trainer.devices=2", "trainer.strategy=ddp"]

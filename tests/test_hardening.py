@@ -220,10 +220,10 @@ def test_loss_guard_names_the_first_non_finite_step_and_checks_on_logging_steps(
     from continual.errors import TrainingError
 
     guard, module = FiniteLossGuard(task=2), SimpleNamespace(optim_cfg=SimpleNamespace(lr=0.5))
-    for step, (loss, logs) in enumerate([(1.0, False), (2.0, True), (3.0, False), (math.inf, False), (math.nan, False)], 1):
-        trainer = SimpleNamespace(global_step=step, _logger_connector=SimpleNamespace(should_update_logs=logs))
+    for step, loss in enumerate([1.0, 2.0, 3.0, math.inf, math.nan], 1):
+        trainer = SimpleNamespace(global_step=step, log_every_n_steps=3, should_stop=False)
         guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(loss)}, None, step - 1)
-    assert [s for s, _ in guard.pending] == [3, 4, 5]  # steps 1-2 were checked on the logging step
+    assert [s for s, _ in guard.pending] == [4, 5]  # steps 1-3 were checked on the logging step
     with pytest.raises(TrainingError, match=r"in task 3 at step 4; lower optim.lr \(now 0.5\)"):
         guard.on_train_end(trainer, module)
 
@@ -381,11 +381,12 @@ def test_read_only_run_directory_is_one_line(small_fs, capsys):
 def test_sigterm_message_names_a_checkpoint_that_exists(tmp_path):
     """Stopped during a task whose last.ckpt was not written (at an epoch's end, or a method that
     trains in its hooks), the message points at state.pt, where that task restarts from."""
+    from continual.build import method_schema
     from continual.config import load_config
-    from continual.run_directory import RunDirectory
+    from continual.rundir.folder import RunDirectory
 
     cfg = load_config(None, [f"output_dir={tmp_path / 'run'}"])
-    run = RunDirectory(cfg, writer=True)
+    run = RunDirectory(cfg, writer=True, schema=method_schema(cfg))
     run.save_state(complete=False, module={}, callbacks={}, wall_time_s=0.0, wandb_id=None)
     assert f"task 2 restarts from {tmp_path / 'run' / 'checkpoints' / 'state.pt'}" in run.interrupted(1)
     (tmp_path / "run" / "checkpoints" / "last.ckpt").write_bytes(b"x")

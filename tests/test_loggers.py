@@ -169,7 +169,8 @@ def test_an_old_run_config_with_the_wandb_switch_loads_and_counts_as_the_same_co
     and as the config a finished compare cell or a resumed run was made with (logger.* may differ)."""
     from continual.config import load_config
     from continual.grid import changed_since
-    from continual.resume import config_diff, fingerprint
+    from continual.build import method_schema
+    from continual.rundir.state import config_diff, fingerprint
 
     out, _ = fit(tmp_path, "logger.kind=csv", "data.n_tasks=1", "trainer.max_epochs=1")
     text = (out / "config.yaml").read_text()
@@ -179,8 +180,8 @@ def test_an_old_run_config_with_the_wandb_switch_loads_and_counts_as_the_same_co
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             cfg = load_config(str(out / "config.yaml"))
-        assert cfg.logger.kind == "csv" and changed_since(out, cfg) is None
-        assert config_diff({**fingerprint(cfg), "logger.wandb": None if old == "null" else False}, cfg) is None
+        assert cfg.logger.kind == "csv" and changed_since(out, cfg, method_schema(cfg)) is None
+        assert config_diff({**fingerprint(cfg), "logger.wandb": None if old == "null" else False}, cfg, method_schema(cfg)) is None
     with pytest.warns(FutureWarning, match=r"^logger.wandb=false is retired; read as logger.kind=csv\."):
         changed = load_config(str(out / "config.yaml"), ["seed=1"])
     assert changed_since(out, changed) == "seed: 0 -> 1"

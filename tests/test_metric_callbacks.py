@@ -8,7 +8,7 @@ import torch
 
 from continual.config import load_config
 from continual.data.streams import build_stream
-from continual.experiment import build_method
+from continual.build import build_method
 from continual.metrics.forgetting import Forgetting
 from continual.metrics.padded import padded_counts, rates
 from continual.metrics.protocol import Padded, Probe

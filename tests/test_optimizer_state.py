@@ -9,7 +9,7 @@ from continual.cli.main import main
 from continual.config import load_config
 from continual.data.datamodule import TaskStreamDataModule
 from continual.data.streams import build_stream
-from continual.experiment import build_method
+from continual.build import build_method
 
 STEPS = 3
 

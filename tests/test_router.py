@@ -9,12 +9,13 @@ import lightning as L
 import pytest
 import torch
 
+from continual.build import build_method
 from continual.cli.main import main
 from continual.config import load_config
 from continual.data.datamodule import TaskStreamDataModule
 from continual.data.streams import build_stream
 from continual.errors import ConfigError
-from continual.experiment import build_method, run
+from continual.experiment import run
 from continual.models.backbones import state_hash
 
 QUICK = ["method=router", "logger.wandb=false", "trainer.enable_progress_bar=false", "router.h=16"]

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 
 from continual.errors import TrainingError
+from continual.lightning_internals import logs_at
 
 
 class FiniteLossGuard(L.Callback):
@@ -24,7 +25,7 @@ class FiniteLossGuard(L.Callback):
         if loss is None:
             return
         self.pending.append((trainer.global_step, loss.detach()))  # after this batch's optimizer step: from 1
-        if trainer._logger_connector.should_update_logs:
+        if logs_at(trainer, trainer.global_step):
             self.check(pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -124,7 +124,7 @@ def _on_ctrl_c(signum, frame) -> None:
     import os
 
     from continual.errors import KeyboardInterrupted
-    from continual.run_directory import RUN_DIR_ENV
+    from continual.rundir.folder import RUN_DIR_ENV
 
     run_dir = os.environ.get(RUN_DIR_ENV)
     how = f"continue with the same command plus resume={run_dir}" if run_dir else "run the same command again"

@@ -8,7 +8,7 @@ from continual.run_logger import logger_kinds
 
 
 def write_reports(grid: spec.Grid, rows: list[dict]) -> None:
-    from continual.run.files import atomic_write
+    from continual.rundir.files import atomic_write
 
     atomic_write(grid.out / "compare.md", tables.to_markdown(grid, rows))
     atomic_write(grid.out / "compare.csv", tables.to_csv(rows))

@@ -5,7 +5,7 @@ A rule lives in the field's metadata, next to the field's default and comment, s
 and each method's `Config` are the one place a key's valid values are written. `check_fields`
 walks a config against its dataclass and raises the one-line `ConfigError` naming the key, the
 value and the fix; `continual config keys` shows `describe(field)` beside each key, and
-`continual.resume` reads the volatile keys (`volatile_keys`).
+`continual.rundir.state` reads the volatile keys (`volatile_keys`).
 """
 
 from __future__ import annotations

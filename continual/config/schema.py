@@ -131,5 +131,5 @@ class Config:
     )
 
 
-VOLATILE = volatile_keys(Config)  # what `continual.resume` leaves out of a run's fingerprint
+VOLATILE = volatile_keys(Config)  # what `continual.rundir.state` leaves out of a run's fingerprint
 

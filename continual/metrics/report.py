@@ -1,8 +1,7 @@
-"""What a run leaves behind: metrics.json, metrics.csv, accuracy_matrix.png, and a printed table.
+"""How a run's results read: metrics.json's text, metrics.csv's text, the accuracy heatmap, the
+printed table, and the provenance of the code that made them.
 
-Files are written atomically (temporary file + rename), so a run killed mid-write never
-leaves a truncated result behind, and each finished task's row is on disk before the next
-task starts.
+Only formatting: the run folder (`continual.rundir.folder`) decides where these go and writes them.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import continual
 from continual.metrics.registry import summary_lines
-from continual.run.files import atomic_write
 
 
 def provenance() -> dict:
@@ -51,12 +49,8 @@ def to_json(metrics: dict) -> str:
     return re.sub(scalars, lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
 
 
-def write_metrics_json(run_dir: Path, metrics: dict) -> None:
-    atomic_write(run_dir / "metrics.json", to_json(metrics) + "\n")
-
-
-def write_metrics_csv(run_dir: Path, metrics: dict) -> None:
-    """Long format: one row per (after_task, eval_task) with exact counts."""
+def metrics_csv(metrics: dict) -> str:
+    """metrics.csv's text, long format: one row per (after_task, eval_task) with exact counts."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["after_task", "eval_task", "accuracy", "correct", "total"])
@@ -64,7 +58,7 @@ def write_metrics_csv(run_dir: Path, metrics: dict) -> None:
     for i, row in enumerate(metrics["accuracy_matrix"]):
         for j, acc in enumerate(row):
             w.writerow([i, j, f"{acc:.6f}", counts["correct"][i][j], counts["total"][i][j]])
-    atomic_write(run_dir / "metrics.csv", buf.getvalue())
+    return buf.getvalue()
 
 
 def plot_accuracy_matrix(matrix: list[list[float]], title: str):
@@ -88,22 +82,18 @@ def plot_accuracy_matrix(matrix: list[list[float]], title: str):
     return fig
 
 
-def save_png(fig, path: Path) -> Path:
+def png_bytes(fig) -> bytes:
+    """A figure as PNG bytes; the figure is closed (a long sweep would otherwise keep them all)."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
-    return path
+    return buf.getvalue()
 
 
 def run_title(metrics: dict) -> str:
     return f"{metrics['method']} / {metrics['stream']} / {metrics['scenario']}-IL"
-
-
-def save_accuracy_matrix_png(run_dir: Path, metrics: dict) -> Path:
-    return save_png(plot_accuracy_matrix(metrics["accuracy_matrix"], run_title(metrics)), run_dir / "accuracy_matrix.png")
 
 
 def format_summary(metrics: dict) -> str:

@@ -163,8 +163,10 @@ class ContinualModule(L.LightningModule):
         whole step of the 2x400 MLP), and on the other steps its value would only reach the
         progress bar, which therefore shows the loss of the last logged step.
         """
-        trainer = self._trainer
-        if trainer is None or not (trainer._logger_connector.should_update_logs or trainer.fast_dev_run):
+        from continual.lightning_internals import attached_trainer, logs_at
+
+        trainer = attached_trainer(self)
+        if trainer is None or not (logs_at(trainer, trainer.global_step + 1) or trainer.fast_dev_run):
             return
         self.log_dict(metrics, prog_bar=True, on_step=True, on_epoch=False, sync_dist=sync_dist, batch_size=batch_size)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from continual.errors import ConfigError, SweepError
 from continual.grid import Cell, Runner
-from continual.run.files import atomic_write
+from continual.rundir.files import atomic_write
 from continual.sweep import search, spec as sweep_spec
 
 

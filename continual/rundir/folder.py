@@ -2,9 +2,10 @@
 
 Everything a run leaves goes through it: `config.yaml`, `metrics.json` (after every task, with
 `"complete": false` until the end), `metrics.csv`, the plots, the stream metrics' own files and
-`checkpoints/` (`continual.resume`). Under DDP only rank 0 writes (`writer=False` elsewhere:
-every write is then a no-op), so the task loop calls it the same way on every rank.
-`load_run` reads a run back: its config, stream and trained module.
+the task-boundary state `checkpoints/state.pt` (its content: `continual.rundir.state`). The
+mid-task `checkpoints/last.ckpt` is written by Lightning through `TaskCheckpoint`, into the
+folder this package names (`continual.rundir.layout`). Under DDP only rank 0 writes (`writer=False`
+elsewhere: every write is then a no-op), so the task loop calls it the same way on every rank.
 
 A writer holds a lock on its folder (`.continual.lock`, an flock the system drops when the
 process dies), so a second `continual fit` into it refuses instead of mixing two runs' files.
@@ -17,20 +18,16 @@ import os
 import socket
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from continual import resume
 from continual.errors import ConfigError, StorageError
 from continual.metrics import report
-from continual.run.files import atomic_write
-from continual.run.results import read_metrics
+from continual.rundir import layout, state
+from continual.rundir.files import atomic_write
+from continual.rundir.results import finished_metrics, read_metrics
 
 RUN_DIR_ENV = "CONTINUAL_RUN_DIR"  # set by rank 0 so processes launched later agree on it
-LOCK = ".continual.lock"
-# what a run writes at its top level; `overwrite=true` removes these (and checkpoints/) first
-RESULTS = ("metrics.json", "config.yaml", "metrics.csv", "*.png", "*.csv")
 _HELD: dict[Path, int] = {}  # run directory -> the open, flocked lock file of this process
 
 
@@ -62,17 +59,24 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
 
 def _earlier_run(path: Path) -> str | None:
     """What an earlier run left in `path`, as words for a refusal, or None if it left nothing."""
+    if finished_metrics(path) is not None:
+        return "already holds a finished run (metrics.json)"
     try:
         metrics = read_metrics(path)
     except (OSError, ValueError):
         metrics = None
-    if metrics is not None and metrics.get("complete"):
-        return "already holds a finished run (metrics.json)"
-    if metrics is not None:
+    if isinstance(metrics, dict):
         return f"holds a partial run ({metrics.get('tasks_done', '?')} of {len(metrics.get('tasks', [])) or '?'} tasks done)"
-    if (resume.checkpoint_dir(path) / resume.STATE).is_file() or (path / "config.yaml").is_file():
+    if layout.state_path(path).is_file() or (path / layout.CONFIG).is_file():
         return "holds a partial run (no task finished yet)"
     return None
+
+
+def read_state(run_dir: Path, cfg: DictConfig, schema: DictConfig) -> dict | None:
+    """The task-boundary state of `run_dir`, checked against `cfg` (`schema`: the typed defaults
+    of its method); None if the run has none yet."""
+    path = layout.state_path(run_dir)
+    return state.checked_state(path, cfg, schema, run_dir) if path.is_file() else None
 
 
 def _lock(path: Path) -> None:
@@ -80,7 +84,7 @@ def _lock(path: Path) -> None:
     key = path.resolve()
     if key in _HELD:  # an earlier run of this process in the same folder has ended (or failed)
         os.close(_HELD.pop(key))
-    lock = path / LOCK
+    lock = path / layout.LOCK
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -104,16 +108,18 @@ def _release(path: Path) -> None:
 def _clear(path: Path) -> None:
     """Remove an earlier run's results (`overwrite=true`), metrics.json first: a run killed while
     this runs leaves no old complete result beside the new config."""
-    for pattern in RESULTS:
+    for pattern in layout.RESULTS:
         for file in sorted(path.glob(pattern)):
             file.unlink()
-    for name in (resume.STATE, f"{resume.LAST}.ckpt"):
-        (resume.checkpoint_dir(path) / name).unlink(missing_ok=True)
+    for file in (layout.state_path(path), layout.last_checkpoint_path(path)):
+        file.unlink(missing_ok=True)
 
 
 class RunDirectory:
-    def __init__(self, cfg: DictConfig, writer: bool):
-        self.cfg, self.writer = cfg, writer
+    def __init__(self, cfg: DictConfig, writer: bool, schema: DictConfig):
+        """`schema`: the typed defaults of `cfg`'s method, against which a resumed run's config
+        is checked (`continual.build.method_schema`)."""
+        self.cfg, self.writer, self.schema = cfg, writer, schema
         self.path = resolve_run_dir(cfg)
         os.environ[RUN_DIR_ENV] = str(self.path)
         if not writer:
@@ -138,23 +144,28 @@ class RunDirectory:
 
     def interrupted(self, task: int) -> str:
         """Where a run stopped during `task` continues from, for the message that stops it."""
-        ckpt = resume.checkpoint_dir(self.path) / f"{resume.LAST}.ckpt"
-        start = f"its checkpoint is {ckpt}" if ckpt.is_file() else f"task {task + 1} restarts from {resume.checkpoint_dir(self.path) / resume.STATE}"
+        ckpt = layout.last_checkpoint_path(self.path)
+        start = f"its checkpoint is {ckpt}" if ckpt.is_file() else f"task {task + 1} restarts from {layout.state_path(self.path)}"
         return f"{start}: continue with the same command plus resume={self.path}"
 
-    # -- resume -------------------------------------------------------------------------------
+    # -- state ----------------------------------------------------------------------------------
     def load_state(self) -> dict | None:
-        return resume.load_state(self.path, self.cfg) if self.cfg.resume else None
+        """The state `resume=` continues from (None without resume=, or before the first save)."""
+        return read_state(self.path, self.cfg, self.schema) if self.cfg.resume else None
 
-    def save_state(self, **state) -> None:
+    def save_state(self, **fields) -> None:
         """Save the task-boundary state; the complete run's is the last write: the lock goes."""
         if self.writer:
-            resume.save_state(self.path, self.cfg, **state)
-            if state["complete"]:
+            atomic_write(layout.state_path(self.path), state.state_bytes(self.cfg, **fields))
+            if fields["complete"]:
                 _release(self.path)
 
     def mid_task_checkpoint(self, task: int) -> Path | None:
-        return resume.mid_task_checkpoint(self.path, task, self.cfg) if self.cfg.resume else None
+        """The Lightning checkpoint that continues task `task` mid-way, if `resume=` has one."""
+        path = layout.last_checkpoint_path(self.path)
+        if not self.cfg.resume or not path.is_file():
+            return None
+        return path if state.resumes_task(path, task, self.cfg, self.schema, self.path) else None
 
     def read_metrics(self) -> dict:
         return read_metrics(self.path)
@@ -162,51 +173,35 @@ class RunDirectory:
     # -- results ------------------------------------------------------------------------------
     def write_config(self) -> None:
         if self.writer:
-            atomic_write(self.path / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
+            atomic_write(self.path / layout.CONFIG, OmegaConf.to_yaml(self.cfg, resolve=True))
+
+    def _write_metrics(self, metrics: dict) -> None:
+        atomic_write(self.path / layout.METRICS, report.to_json(metrics) + "\n")
+
+    def _write_png(self, fig, name: str) -> Path:
+        path = self.path / name
+        atomic_write(path, report.png_bytes(fig))
+        return path
 
     def task_done(self, metrics: dict) -> None:
         """A task's results are in `metrics` and the state: the partial metrics.json survives a crash,
         and the task's mid-task checkpoint is no longer needed."""
         if self.writer:
             if not metrics["complete"]:
-                report.write_metrics_json(self.path, metrics)
-            (resume.checkpoint_dir(self.path) / f"{resume.LAST}.ckpt").unlink(missing_ok=True)
+                self._write_metrics(metrics)
+            layout.last_checkpoint_path(self.path).unlink(missing_ok=True)
 
     def finish(self, metrics: dict, suite) -> dict[str, Path]:
         """The final files; returns the PNGs by W&B key."""
         if not self.writer:
             return {}
-        report.write_metrics_json(self.path, metrics)
-        report.write_metrics_csv(self.path, metrics)
-        pngs = {"accuracy_matrix_heatmap": report.save_accuracy_matrix_png(self.path, metrics)}
+        self._write_metrics(metrics)
+        atomic_write(self.path / layout.METRICS_CSV, report.metrics_csv(metrics))
+        heatmap = report.plot_accuracy_matrix(metrics["accuracy_matrix"], report.run_title(metrics))
+        pngs = {"accuracy_matrix_heatmap": self._write_png(heatmap, layout.ACCURACY_PNG)}
         for name, content in suite.files(metrics).items():
             if name.endswith(".png"):
-                pngs[name[:-4]] = report.save_png(content, self.path / name)
+                pngs[name[:-4]] = self._write_png(content, name)
             else:
                 atomic_write(self.path / name, content)
         return pngs
-
-
-class LoadedRun(NamedTuple):
-    cfg: DictConfig
-    stream: object  # continual.data.streams.Stream
-    module: object  # the ContinualModule, in eval mode, as the run left it
-    metrics: dict
-
-
-def load_run(path: str | Path) -> LoadedRun:
-    """A finished (or partly finished) run read back from its directory: its config, its stream
-    (rebuilt from the config: the data must be where `data.root` says) and its trained module."""
-    from continual.config import load_config
-    from continual.data.streams import build_stream
-    from continual.experiment import build_method
-
-    path = Path(path)
-    if not (path / "config.yaml").is_file() or not (resume.checkpoint_dir(path) / resume.STATE).is_file():
-        raise ConfigError(f"'{path}' is not a run directory (no config.yaml and checkpoints/{resume.STATE}); give the folder `continual fit` printed")
-    cfg = load_config(str(path / "config.yaml"), ["resume=null", "output_dir=null"])
-    state = resume.load_state(path, cfg)
-    stream = build_stream(cfg.data, cfg.seed)
-    module = build_method(cfg, stream)
-    module.load_state_dict(state["module"])
-    return LoadedRun(cfg, stream, module.eval(), read_metrics(path))

@@ -1,4 +1,7 @@
-"""Resume a killed run from its run directory: task-boundary state, mid-task checkpoints, config check.
+"""What a run's state is: the task-boundary state, the tag of a mid-task checkpoint, the config rule.
+
+The run folder (`continual.rundir.folder`) decides where these files live and reads and writes
+them; this module decides what they hold and whether a config may continue from them.
 
 Two files under `<run dir>/checkpoints/`, both written atomically by rank 0:
 
@@ -16,7 +19,8 @@ naming the keys that differ; keys that cannot change results (where files go, lo
 processes) may differ. The same rule (`config_diff`) decides whether `continual compare` may
 skip a finished cell: keys the schema gained after a run was made take their defaults there
 (defaults keep the earlier behaviour), and keys the schema no longer has (or that configure
-another method) are ignored.
+another method) are ignored. The schema is the caller's (`continual.build.method_schema`): the
+run folder knows no methods.
 """
 
 from __future__ import annotations
@@ -32,15 +36,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from continual.config.schema import VOLATILE  # keys that may differ on resume: marked `volatile` in the schema
 from continual.errors import CheckpointError
-from continual.run.files import atomic_write
+from continual.rundir.layout import CONFIG, STATE
 
-STATE = "state.pt"
-LAST = "last"  # Lightning appends .ckpt
 FORMAT = 4  # 4: method state inside `module`, callback states in `callbacks`
-
-
-def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints"
 
 
 def _flatten(node, prefix: str = "") -> dict:
@@ -58,16 +56,14 @@ def fingerprint(cfg: DictConfig) -> dict:
     return {k: v for k, v in sorted(flat.items()) if not any(k == p or (p.endswith(".") and k.startswith(p)) for p in VOLATILE)}
 
 
-def config_diff(saved: dict, cfg: DictConfig) -> str | None:
+def config_diff(saved: dict, cfg: DictConfig, schema: DictConfig) -> str | None:
     """How `cfg` differs from the fingerprint `saved` in the keys that determine results, or None.
 
-    A key `saved` lacks takes its schema default; a key only `saved` has counts only if the
-    schema still has it (Trainer arguments are free-form: they always count)."""
-    from continual.config.load import schema
-    from continual.methods import method_class
-
+    A key `saved` lacks takes its default in `schema` (the typed defaults of `cfg`'s method); a
+    key only `saved` has counts only if the schema still has it (Trainer arguments are
+    free-form: they always count)."""
     now = fingerprint(cfg)
-    defaults = fingerprint(schema(method_class(cfg.method)))
+    defaults = fingerprint(schema)
     known = now.keys() | {k for k in saved if k in defaults or k.startswith("trainer.")}
     unset = "<unset>"
     before = {k: saved.get(k, defaults.get(k, unset)) for k in known}
@@ -78,13 +74,13 @@ def config_diff(saved: dict, cfg: DictConfig) -> str | None:
     return shown + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
 
 
-def check_config(saved: dict, cfg: DictConfig, what: str, run_dir: Path) -> None:
-    diff = config_diff(saved, cfg)
+def check_config(saved: dict, cfg: DictConfig, schema: DictConfig, what: str, run_dir: Path) -> None:
+    diff = config_diff(saved, cfg, schema)
     if diff is None:
         return
     raise CheckpointError(
         f"{what} was written with a different config ({diff}); resume with the same settings, "
-        f"e.g. --config {Path(run_dir) / 'config.yaml'}, or start a new run without resume="
+        f"e.g. --config {Path(run_dir) / CONFIG}, or start a new run without resume="
     )
 
 
@@ -109,7 +105,9 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _load(path: Path) -> dict:
+def load_checkpoint(path: Path) -> dict:
+    """A `state.pt` or `last.ckpt` loaded with `weights_only=True`; one line naming the file if
+    it is torn or not ours."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -124,47 +122,46 @@ def _load(path: Path) -> dict:
         ) from None
 
 
-def save_state(run_dir: Path, cfg: DictConfig, **state) -> None:
-    """Write the task-boundary state atomically (rank 0 only)."""
-    fp = fingerprint(cfg)
+def state_bytes(cfg: DictConfig, **state) -> bytes:
+    """The task-boundary state as the bytes of `state.pt`: `state` plus the format, the config
+    fingerprint and the RNG states at this moment."""
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, "config": fp, "rng": rng_state(), **state}, buf)
-    atomic_write(checkpoint_dir(run_dir) / STATE, buf.getvalue())
+    torch.save({"format": FORMAT, "config": fingerprint(cfg), "rng": rng_state(), **state}, buf)
+    return buf.getvalue()
 
 
 STATE_KEYS = ("format", "config", "rng", "complete", "module", "callbacks", "wall_time_s", "wandb_id")
 
 
-def load_state(run_dir: Path, cfg: DictConfig) -> dict | None:
-    """The saved task-boundary state of `run_dir`, checked against `cfg`; None if there is none yet."""
-    path = checkpoint_dir(run_dir) / STATE
-    if not path.is_file():
-        return None
-    state = _load(path)
+def checked_state(path: Path, cfg: DictConfig, schema: DictConfig, run_dir: Path) -> dict:
+    """The task-boundary state in `path`, refused unless whole and written under `cfg`'s settings."""
+    state = load_checkpoint(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint '{path}' is not a continual run state (format {FORMAT}); start a new run without resume=")
     missing = [k for k in STATE_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint '{path}' lacks {', '.join(missing)}: it is damaged; start a new run without resume=")
-    check_config(state["config"], cfg, f"checkpoint '{path}'", run_dir)
+    check_config(state["config"], cfg, schema, f"checkpoint '{path}'", run_dir)
     return state
 
 
-def mid_task_checkpoint(run_dir: Path, task: int, cfg: DictConfig) -> Path | None:
-    """The Lightning checkpoint of task `task` in progress, if the killed run left a readable one.
+def task_tag(task: int, fingerprint: dict) -> dict:
+    """What a mid-task checkpoint carries beside Lightning's own state (its key "continual")."""
+    return {"task": task, "config": fingerprint, "rng": rng_state()}
+
+
+def resumes_task(path: Path, task: int, cfg: DictConfig, schema: DictConfig, run_dir: Path) -> bool:
+    """Whether the mid-task checkpoint `path` continues task `task` under `cfg`'s settings.
 
     A torn one (a kill or a full disk while an older version wrote it) is skipped with a warning:
     the task then restarts from state.pt, which loses only that task's progress."""
-    path = checkpoint_dir(run_dir) / f"{LAST}.ckpt"
-    if not path.is_file():
-        return None
     try:
-        ckpt = _load(path)
+        ckpt = load_checkpoint(path)
     except CheckpointError:
         warnings.warn(f"checkpoint '{path}' is torn or unreadable; ignoring it: task {task + 1} restarts from {STATE}", stacklevel=2)
-        return None
+        return False
     tag = ckpt.get("continual", {}) if isinstance(ckpt, dict) else {}
     if tag.get("task") != task:
-        return None  # it belongs to a task whose end state is already saved
-    check_config(tag.get("config", {}), cfg, f"checkpoint '{path}'", run_dir)
-    return path
+        return False  # it belongs to a task whose end state is already saved
+    check_config(tag.get("config", {}), cfg, schema, f"checkpoint '{path}'", run_dir)
+    return True

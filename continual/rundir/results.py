@@ -1,11 +1,13 @@
-"""The one reader of a run's `metrics.json`, and the one rule for "this run is finished"."""
+"""The one reader of a run's `metrics.json` and `config.yaml`, and the one rule for "this run is finished"."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-METRICS = "metrics.json"
+from omegaconf import DictConfig, OmegaConf
+
+from continual.rundir.layout import CONFIG, METRICS
 
 
 def read_metrics(run_dir: str | Path) -> dict:
@@ -20,3 +22,8 @@ def finished_metrics(run_dir: str | Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return metrics if isinstance(metrics, dict) and metrics.get("complete") is True else None
+
+
+def saved_config(run_dir: str | Path) -> DictConfig:
+    """The config a run was made with, as written (untyped); OSError / ValueError if unreadable."""
+    return OmegaConf.load(Path(run_dir) / CONFIG)

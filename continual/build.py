@@ -1,0 +1,66 @@
+"""Build a method from a config, and read a finished run back as a working method.
+
+The one place that turns `cfg.method` into a class: the task loop (`continual.experiment`),
+`load_run`, compare and the benchmarks build through it, and the run folder receives from it
+the schema a resumed config is checked against, so `continual.rundir` never imports a method.
+Methods, backbones and streams are imported on first use, so `continual --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+from omegaconf import DictConfig
+
+from continual.errors import ConfigError
+from continual.rundir import layout
+from continual.rundir.folder import read_state
+from continual.rundir.results import read_metrics
+
+
+def method_schema(cfg: DictConfig) -> DictConfig:
+    """The typed defaults of a run of `cfg.method` (what keys a config of it has, and their defaults)."""
+    from continual.config.load import schema
+    from continual.methods import method_class
+
+    return schema(method_class(cfg.method))
+
+
+def build_method(cfg: DictConfig, stream):
+    """The method `cfg.method` selects, over the backbone `cfg.backbone` describes."""
+    from continual.methods import method_class
+    from continual.models.backbones import build_backbone
+    from continual.scenarios import LabelSpace
+
+    cls = method_class(cfg.method)
+    n_out = LabelSpace(cfg.scenario, stream.task_classes, stream.n_classes).n_out
+    common = dict(task_classes=stream.task_classes, n_classes=stream.n_classes, scenario=cfg.scenario, optim=cfg.optim)
+    return cls.from_config(build_backbone(cfg, stream, n_out), cfg, **common)
+
+
+class LoadedRun(NamedTuple):
+    cfg: DictConfig
+    stream: object  # continual.data.streams.Stream
+    module: object  # the ContinualModule, in eval mode, as the run left it
+    metrics: dict
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    """A finished (or partly finished) run read back from its directory: its config, its stream
+    (rebuilt from the config: the data must be where `data.root` says) and its trained module."""
+    from continual.config import load_config
+    from continual.data.streams import build_stream
+
+    path = Path(path)
+    if not (path / layout.CONFIG).is_file() or not layout.state_path(path).is_file():
+        raise ConfigError(
+            f"'{path}' is not a run directory (no {layout.CONFIG} and {layout.CHECKPOINTS}/{layout.STATE}); "
+            f"give the folder `continual fit` printed"
+        )
+    cfg = load_config(str(path / layout.CONFIG), ["resume=null", "output_dir=null"])
+    state = read_state(path, cfg, method_schema(cfg))
+    stream = build_stream(cfg.data, cfg.seed)
+    module = build_method(cfg, stream)
+    module.load_state_dict(state["module"])
+    return LoadedRun(cfg, stream, module.eval(), read_metrics(path))
