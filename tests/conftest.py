@@ -1,4 +1,5 @@
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data"
+SIGNALS = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
 
 
 @pytest.fixture
@@ -21,3 +23,15 @@ def _isolate_cwd(tmp_path, monkeypatch):
     """Runs write runs/ and wandb/ under the test's own folder, never into the checkout."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CONTINUAL_RUN_DIR", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    """A run in this process may leave a signal handler behind (Lightning's SIGTERM notifier, a
+    Ctrl-C handler): the next test would see a SIGTERM or Ctrl-C handled as in a run. Put back
+    every handler this test changed."""
+    before = {s: signal.getsignal(s) for s in SIGNALS}
+    yield
+    for s, handler in before.items():
+        if handler is not None and signal.getsignal(s) != handler:
+            signal.signal(s, handler)
