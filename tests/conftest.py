@@ -18,6 +18,30 @@ def mnist_root() -> Path:
     return SHARED_MNIST
 
 
+@pytest.fixture(scope="session")
+def method_run(tmp_path_factory):
+    """`get(case, *overrides)`: the run directory of `case` under `cases.RUN` (plus overrides),
+    run in this process once per session; the resume, DDP and mixed-precision tests compare with
+    the same runs. Without a GPU, `trainer.accelerator=cpu` is what `auto` gives: one run serves both."""
+    import torch
+
+    from cases import RUN, case_overrides
+    from continual.cli.main import main
+
+    cache = {}
+
+    def get(case: str, *overrides: str) -> Path:
+        if not torch.cuda.is_available():
+            overrides = tuple(o for o in overrides if o != "trainer.accelerator=cpu")
+        if (case, overrides) not in cache:
+            out = tmp_path_factory.mktemp(case) / "run"
+            assert main(["fit", f"output_dir={out}", *RUN, *case_overrides(case), *overrides]) == 0
+            cache[case, overrides] = out
+        return cache[case, overrides]
+
+    return get
+
+
 @pytest.fixture(autouse=True)
 def _isolate_cwd(tmp_path, monkeypatch):
     """Runs write runs/ and wandb/ under the test's own folder, never into the checkout."""
