@@ -112,7 +112,7 @@ def inputs(tmp_path_factory):
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (gz / f"{name}.gz").write_bytes(gzip.compress(b"not unpacked"))
     earlier = d / "earlier"
-    assert main(["fit", f"output_dir={earlier}", *QUICK, "trainer.max_epochs=1"]) == 0
+    assert main(["fit", f"output_dir={earlier}", *QUIET, "trainer.max_epochs=1"]) == 0  # five tasks, as the cases say
     partial = d / "partial"
     shutil.copytree(earlier, partial)
     metrics = json.loads((partial / "metrics.json").read_text())
