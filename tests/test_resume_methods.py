@@ -58,6 +58,25 @@ for line in sys.stdin:
 """
 
 
+# known bugs, to fix in the method (this test then fails until its entry is removed)
+INEXACT_STATE = {"si": "SI resumed mid-task ends with other weights and omega (up to ~1e-3) than the uninterrupted run"}
+
+
+def final_state(run) -> dict:
+    """The module state (weights and method state) a finished run saved."""
+    return torch.load(run / "checkpoints" / "state.pt", weights_only=True)["module"]
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 @pytest.fixture(scope="module")
 def killer():
     """`kill(task, when, overrides, log)`: the exit status of a run that kills itself there."""
@@ -104,6 +123,12 @@ def test_sigkilled_run_resumes_mid_task_and_at_a_boundary_to_the_uninterrupted_m
     out = capsys.readouterr().out
     assert "2 of 3 tasks already done" in out and "mid-way" not in out
     assert comparable(killed) == comparable(full)
+    # and the weights and method state it ends with, bit for bit: a state restored slightly wrong
+    # can leave every count unchanged
+    if method in INEXACT_STATE:
+        assert not same(final_state(killed), final_state(full)), f"{method} resumes exactly now: remove it from INEXACT_STATE"
+        pytest.xfail(INEXACT_STATE[method])
+    assert same(final_state(killed), final_state(full))
 
 
 @pytest.mark.parametrize("method", CASES)
