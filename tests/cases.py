@@ -1,13 +1,23 @@
-"""The cases the per-method tests (resume, DDP, GPU) run: every registered method, plus variants
-whose state differs from their method's default. A new method or variant is covered everywhere."""
+"""The cases the per-method tests (resume, DDP, mixed precision, GPU) run: every registered
+method, plus variants whose state differs from their method's default. A new method or variant
+is covered everywhere."""
 
 from continual.methods import builtin
+from helpers import QUICK
 
 METHODS = builtin()
 VARIANTS = {"router_connections": ("router", ["router.gate=connections", "router.memories=4"])}  # masks kept as bits
 CASES = sorted(METHODS) + sorted(VARIANTS)
 # settings under which these small runs show each method's effect (a buffer that fits, penalties that bite)
-EXTRA = {"er": ["er.buffer_size=50"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
+EXTRA = {"er": ["er.buffer_size=60"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
+# One run per case that the resume, DDP and mixed-precision tests all compare with
+# (conftest.method_run): two epochs, so a resumed task crosses an epoch boundary; a checkpoint
+# every 3 steps, so there is a mid-task checkpoint to resume from; an eval batch (16) that the
+# 71-72 test samples per task and the DDP ranks' shards do not divide, so padding would show; the
+# default width (on QUICK's smaller MLP, SI learns fine-tuning's exact counts: a penalty lost under
+# DDP would not show).
+RUN = [*QUICK, "trainer.max_epochs=2", "checkpoint_every_n_steps=3", "metrics.probe_per_task=16", "data.eval_batch_size=16",
+       "backbone.hidden=[100,100]"]
 
 
 def method_of(case: str):

@@ -15,19 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from cases import CASES, case_overrides
+from cases import CASES, RUN, case_overrides
 from continual.cli.main import main
 from continual.config import load_config
 from continual.errors import ConfigError
 from continual.rundir.folder import resolve_run_dir
+from helpers import comparable
 
 SMALL = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "data.eval_batch_size=16"]
 DDP = ["trainer.devices=2", "trainer.strategy=ddp"]
-
-
-def comparable(run_dir: Path) -> dict:
-    m = json.loads((run_dir / "metrics.json").read_text())
-    return {k: v for k, v in m.items() if k not in ("wall_time_s", "provenance")}
 
 
 def child_env() -> dict:
@@ -35,7 +31,7 @@ def child_env() -> dict:
 
 
 def test_two_processes_give_the_single_process_metrics_and_one_writer(tmp_path):
-    assert main(["fit", f"output_dir={tmp_path / 'one'}", "logger.wandb=false", *SMALL]) == 0
+    assert main(["fit", f"output_dir={tmp_path / 'one'}", "logger.kind=none", *SMALL]) == 0
     two = tmp_path / "two"
     cmd = [sys.executable, "-m", "continual.cli.main", "fit", f"output_dir={two}", *SMALL, *DDP]
     out = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, cwd=tmp_path)
@@ -46,40 +42,50 @@ def test_two_processes_give_the_single_process_metrics_and_one_writer(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no rank wrote elsewhere
 
 
-BASELINE = ["data.n_tasks=3", "trainer.max_epochs=2", *SMALL[1:]]
+# Every case's two-process run, all in one launch (each rank starts its interpreter once): the
+# runs follow one another as a run's tasks do, in one process group, torn down at the end.
+BATCH = """
+import json, sys
+import torch.distributed as dist
+from continual import load_config, run
 
-
-def method_run(case: str) -> list[str]:
-    return ["logger.wandb=false", *case_overrides(case), *BASELINE]
+for overrides in json.load(open(sys.argv[1])):
+    run(load_config(None, overrides))
+if dist.is_initialized():
+    dist.destroy_process_group()
+"""
 
 
 @pytest.fixture(scope="module")
-def finetune_metrics(tmp_path_factory):
-    out = tmp_path_factory.mktemp("finetune") / "run"
-    assert main(["fit", f"output_dir={out}", *method_run("finetune")]) == 0
-    return comparable(out)
+def two_process_runs(tmp_path_factory):
+    """case -> the run directory of its two-process run under `cases.RUN`."""
+    base = tmp_path_factory.mktemp("ddp")
+    runs = {case: base / case for case in CASES}
+    (base / "runs.json").write_text(json.dumps([[*RUN, *case_overrides(c), "trainer.accelerator=cpu", *DDP, f"output_dir={d}"] for c, d in runs.items()]))
+    (base / "batch.py").write_text(BATCH)  # a file: Lightning starts rank 1 by running rank 0's command again
+    out = subprocess.run([sys.executable, str(base / "batch.py"), str(base / "runs.json")], env=child_env(), capture_output=True, text=True, cwd=base)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return runs
 
 
-@pytest.mark.parametrize("method", [c for c in CASES if c != "finetune"])
-def test_every_method_gives_the_single_process_metrics(tmp_path, method, finetune_metrics):
+@pytest.mark.slow
+@pytest.mark.parametrize("method", CASES)
+def test_every_method_gives_the_single_process_metrics(method, method_run, two_process_runs):
     """Penalties (EWC, SI), distillation (LwF), replay (ER), gates, pruning and the router are
     exact under DDP too (parametrized from the registry: a new method is covered)."""
-    assert main(["fit", f"output_dir={tmp_path / 'one'}", *method_run(method)]) == 0
-    cmd = [sys.executable, "-m", "continual.cli.main", "fit", f"output_dir={tmp_path / 'two'}", *method_run(method), *DDP]
-    out = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    one, two = comparable(tmp_path / "one"), comparable(tmp_path / "two")
-    assert two == one
+    one = comparable(method_run(method, "trainer.accelerator=cpu"))
+    assert comparable(two_process_runs[method]) == one
     # the method changes what is learned, so a wrongly scaled term under DDP would show
-    assert one["counts"] != finetune_metrics["counts"]
+    if method != "finetune":
+        assert one["counts"] != comparable(method_run("finetune", "trainer.accelerator=cpu"))["counts"]
 
 
 @pytest.mark.slow
 def test_torchrun_launch_gives_the_same_metrics(tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
-    assert main(["fit", f"output_dir={tmp_path / 'one'}", "logger.wandb=false", *SMALL]) == 0
+    assert main(["fit", f"output_dir={tmp_path / 'one'}", "logger.kind=none", *SMALL]) == 0
     cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "continual.cli.main", "fit",
-           f"output_dir={tmp_path / 'tr'}", "logger.wandb=false", *SMALL, *DDP]
+           f"output_dir={tmp_path / 'tr'}", "logger.kind=none", *SMALL, *DDP]
     out = subprocess.run(cmd, env=child_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert comparable(tmp_path / "tr") == comparable(tmp_path / "one")

@@ -6,18 +6,18 @@ import json
 import pytest
 
 from continual.cli.main import main
-
-FAST: list[str] = []  # the default config: Split-Digits, a few seconds per run
+from helpers import QUICK, comparable
 
 
 def fit(tmp_path, name, *overrides):
+    """A run of the default config (Split-Digits, a few seconds), or of `overrides`."""
     out = tmp_path / name
-    assert main(["fit", f"output_dir={out}", *FAST, *overrides]) == 0
+    assert main(["fit", f"output_dir={out}", *overrides]) == 0
     return out, json.loads((out / "metrics.json").read_text())
 
 
 def test_fit_writes_a_complete_run_directory(tmp_path, capsys):
-    out, m = fit(tmp_path, "run", "logger.wandb=false")
+    out, m = fit(tmp_path, "run", "logger.kind=none")
     for f in ("config.yaml", "metrics.json", "metrics.csv", "accuracy_matrix.png"):
         assert (out / f).is_file(), f
     assert (out / "accuracy_matrix.png").read_bytes()[:4] == b"\x89PNG"
@@ -42,17 +42,16 @@ def test_fit_writes_a_complete_run_directory(tmp_path, capsys):
 
 
 def test_same_seed_same_metrics_other_seed_differs(tmp_path):
-    strip = lambda m: {k: v for k, v in m.items() if k not in ("wall_time_s", "provenance")}
-    _, a = fit(tmp_path, "a", "logger.wandb=false", "seed=3")
-    _, b = fit(tmp_path, "b", "logger.wandb=false", "seed=3")
-    _, c = fit(tmp_path, "c", "logger.wandb=false", "seed=4")
-    assert strip(a) == strip(b)
-    assert strip(a) != strip(c)
+    _, a = fit(tmp_path, "a", *QUICK, "seed=3")
+    _, b = fit(tmp_path, "b", *QUICK, "seed=3")
+    _, c = fit(tmp_path, "c", *QUICK, "seed=4")
+    assert comparable(a) == comparable(b)
+    assert comparable(a) != comparable(c)
 
 
 @pytest.mark.parametrize("scenario", ["class", "domain"])
 def test_other_scenarios_run_and_class_il_forgets(tmp_path, scenario):
-    _, m = fit(tmp_path, scenario, "logger.wandb=false", f"scenario={scenario}")
+    _, m = fit(tmp_path, scenario, "logger.kind=none", f"scenario={scenario}")
     R = m["accuracy_matrix"]
     assert m["scenario"] == scenario
     if scenario == "class":
@@ -68,8 +67,8 @@ def test_wandb_runs_offline_into_the_run_directory(tmp_path, monkeypatch):
 
 
 def test_existing_results_are_never_overwritten(tmp_path, capsys):
-    out, _ = fit(tmp_path, "keep", "logger.wandb=false")
+    out, _ = fit(tmp_path, "keep", *QUICK)
     before = (out / "metrics.json").read_text()
-    assert main(["fit", f"output_dir={out}", "logger.wandb=false", *FAST]) == 2
+    assert main(["fit", f"output_dir={out}", *QUICK]) == 2
     assert "already holds a finished run" in capsys.readouterr().err
     assert (out / "metrics.json").read_text() == before

@@ -19,8 +19,7 @@ import pytest
 import torch
 
 from continual.cli.main import main
-
-FAST = ["logger.wandb=false", "trainer.enable_progress_bar=false"]
+from helpers import QUICK, QUIET, comparable
 
 STREAMS = '''
 import torch
@@ -113,7 +112,7 @@ def inputs(tmp_path_factory):
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (gz / f"{name}.gz").write_bytes(gzip.compress(b"not unpacked"))
     earlier = d / "earlier"
-    assert main(["fit", f"output_dir={earlier}", *FAST, "trainer.max_epochs=1"]) == 0
+    assert main(["fit", f"output_dir={earlier}", *QUIET, "trainer.max_epochs=1"]) == 0  # five tasks, as the cases say
     partial = d / "partial"
     shutil.copytree(earlier, partial)
     metrics = json.loads((partial / "metrics.json").read_text())
@@ -187,8 +186,8 @@ def test_bad_input_is_one_line_and_changes_nothing(inputs, capsys, args, expecte
     argv = args.format(d=inputs).split()
     if argv[0] == "fit" and "output_dir=" not in args and "resume=" not in args:
         argv += [f"output_dir={earlier}", "overwrite=true"]  # even overwrite=true: refused before anything is written
-    if argv[0] == "fit":
-        argv += FAST
+    if argv[0] == "fit":  # each case is checked against the default data and training settings
+        argv += QUIET
     code = main(argv)
     err = capsys.readouterr().err.strip()
     assert code == 2, err
@@ -205,7 +204,7 @@ def test_result_files_are_readable_by_others(inputs):
 
 
 def test_non_finite_loss_stops_the_run_naming_task_and_step(tmp_path, capsys):
-    code = main(["fit", f"output_dir={tmp_path / 'run'}", "optim.name=sgd", "optim.lr=1e30", *FAST])
+    code = main(["fit", f"output_dir={tmp_path / 'run'}", "optim.name=sgd", "optim.lr=1e30", *QUICK])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("continual: error: the training loss became NaN or inf in task 1 at step ")
     assert not (tmp_path / "run" / "metrics.json").exists()  # no result of a diverged run
@@ -230,7 +229,7 @@ def test_loss_guard_names_the_first_non_finite_step_and_checks_on_logging_steps(
 
 # -- faults, with the real CLI in subprocesses --------------------------------------------------
 
-SLOW = [*FAST, "trainer.max_epochs=40", "checkpoint_every_n_steps=3"]
+SLOW = [*QUICK, "trainer.max_epochs=40", "checkpoint_every_n_steps=3"]
 
 
 def cli(*args):
@@ -262,11 +261,7 @@ def mid_task(run: Path, task: int):
     return check
 
 
-def comparable(run: Path) -> dict:
-    return {k: v for k, v in json.loads((run / "metrics.json").read_text()).items() if k not in ("wall_time_s", "provenance")}
-
-
-TORN = [*FAST, "trainer.max_epochs=2", "checkpoint_every_n_steps=3"]
+TORN = [*QUICK, "trainer.max_epochs=2", "checkpoint_every_n_steps=3"]
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +292,7 @@ def test_concurrent_run_into_one_directory_refuses_and_a_dead_lock_is_taken_over
     first = subprocess.Popen(cli("fit", f"output_dir={run}", *SLOW), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for(lambda: (run / "checkpoints" / "state.pt").is_file(), first, "the first run's state.pt")
     config = (run / "config.yaml").read_text()
-    code = main(["fit", f"output_dir={run}", "overwrite=true", "seed=5", *FAST])  # would clear the first run's files
+    code = main(["fit", f"output_dir={run}", "overwrite=true", "seed=5", *QUICK])  # would clear the first run's files
     kept = (run / "config.yaml").read_text() == config and (run / "checkpoints" / "state.pt").is_file()
     first.kill()
     first.wait()
@@ -308,12 +303,12 @@ def test_concurrent_run_into_one_directory_refuses_and_a_dead_lock_is_taken_over
     ]
     # the killed run's lock file is still there, naming a dead process: the next run takes it over
     assert (run / ".continual.lock").read_text().startswith(f"pid {first.pid}")
-    assert main(["fit", f"output_dir={run}", "overwrite=true", "data.n_tasks=1", *FAST]) == 0
+    assert main(["fit", f"output_dir={run}", "overwrite=true", *QUICK, "data.n_tasks=1"]) == 0
 
 
 def test_overwrite_killed_early_leaves_no_stale_result(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["fit", f"output_dir={run}", *FAST]) == 0
+    assert main(["fit", f"output_dir={run}", *QUICK]) == 0
     assert json.loads((run / "metrics.json").read_text())["complete"]
     old_config = (run / "config.yaml").read_text()
     proc = subprocess.Popen(cli("fit", f"output_dir={run}", "overwrite=true", "seed=7", *SLOW), env=env(),
@@ -322,7 +317,7 @@ def test_overwrite_killed_early_leaves_no_stale_result(tmp_path, capsys):
     proc.kill()
     proc.wait()
     assert not (run / "metrics.json").exists() and not list(run.glob("*.png")) and not (run / "metrics.csv").exists()
-    assert main(["fit", f"output_dir={run}", *FAST]) == 2
+    assert main(["fit", f"output_dir={run}", *QUICK]) == 2
     assert f"continue it with resume={run}" in capsys.readouterr().err
 
 
@@ -342,7 +337,7 @@ def test_a_failed_sweep_trial_fails_the_sweep(tmp_path, capsys):
     spec.write_text(
         "method: grid\nmetric: {name: final/acc, goal: maximize}\n"
         "parameters: {data.custom: {values: ['no_such_module:f']}}\n"
-        "command: [continual, fit, data.stream=custom, logger.wandb=false, '${args_no_hyphens}']\n"
+        "command: [continual, fit, data.stream=custom, logger.kind=none, '${args_no_hyphens}']\n"
     )
     assert main(["sweep", str(spec), "--dir", str(tmp_path / "sw")]) == 1
     assert "failed (exit 2" in capsys.readouterr().out
@@ -361,7 +356,7 @@ def small_fs(tmp_path):
 
 def test_full_disk_is_one_line_and_leaves_no_torn_file(small_fs, capsys):
     run = small_fs / "run"
-    code = main(["fit", f"output_dir={run}", *FAST])
+    code = main(["fit", f"output_dir={run}", *QUICK])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("continual: error: cannot write '") and "No space left on device" in err[-1]
     assert not [p for p in run.rglob(".*") if p.name != ".continual.lock"]  # no temporary file left behind
@@ -373,7 +368,7 @@ def test_full_disk_is_one_line_and_leaves_no_torn_file(small_fs, capsys):
 def test_read_only_run_directory_is_one_line(small_fs, capsys):
     (small_fs / "run").mkdir()
     subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
-    assert main(["fit", f"output_dir={small_fs / 'run'}", *FAST]) == 2
+    assert main(["fit", f"output_dir={small_fs / 'run'}", *QUICK]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"continual: error: cannot write into output_dir '{small_fs / 'run'}' (Read-only file system); make it writable or choose another output_dir"
 

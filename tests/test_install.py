@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a pip install and a default run in a new interpreter
 def test_a_non_editable_install_runs_the_default_fit_from_another_folder(tmp_path):
     src, site, elsewhere = tmp_path / "src", tmp_path / "site", tmp_path / "elsewhere"
     # build from a copy: setuptools writes build/ and *.egg-info next to the sources

@@ -1,7 +1,7 @@
-"""Every registered method resumes exactly: a run SIGKILLed mid-task or at a task boundary and
-resumed with `resume=<run dir>` writes the metrics.json of the uninterrupted run, and a run read
-back with `load_run` reproduces its final accuracies. Parametrized from the registry, so a new
-method is covered without editing this file."""
+"""Every registered method resumes exactly: a run SIGKILLed mid-task, resumed, SIGKILLed again at
+a task boundary and resumed again with `resume=<run dir>` writes the metrics.json of the
+uninterrupted run, and a run read back with `load_run` reproduces its final accuracies.
+Parametrized from the registry, so a new method is covered without editing this file."""
 
 import json
 import os
@@ -12,91 +12,128 @@ import sys
 import pytest
 import torch
 
-from cases import CASES, EXTRA, case_overrides, method_of
+from cases import CASES, RUN, case_overrides, method_of
 from continual import load_run
 from continual.cli.main import main
+from helpers import comparable
 
-RUN = ["logger.wandb=false", "trainer.enable_progress_bar=false", "trainer.max_epochs=2", "checkpoint_every_n_steps=3",
-       "backbone.hidden=[64,64]", "metrics.probe_per_task=16"]
-RESUME_EXTRA = {**EXTRA, "er": ["er.buffer_size=60"]}
-
-# A run that kills itself with SIGKILL: mid-task (step 5 of `task`, after the step-3 checkpoint)
-# or at a task boundary (as `task`'s Trainer starts, its predecessor's state saved): its fit, or
-# for a method with nothing to train, whose fit the task loop skips, its test pass.
+# Runs that kill themselves with SIGKILL, each a child forked from one process that imported
+# torch, Lightning and continual once (and computed nothing, so a child starts with no thread
+# pool to inherit): a kill costs no interpreter start. Unbuffered (-u), so what a child printed
+# before its kill is in its log. A line in: `[task, when, overrides, log]`;
+# a line out: the child's exit status. `when`: mid-task (step 5 of `task`, after the step-3
+# checkpoint) or at a task boundary (as `task`'s Trainer starts, its predecessor's state saved):
+# its fit, or for a method with nothing to train, whose fit the task loop skips, its test pass.
 KILLER = """
-import os, signal, sys
+import json, os, signal, sys, traceback
 import lightning as L
 from continual import load_config, run
 
-task, when = int(sys.argv[1]), sys.argv[2]
-
 class Kill(L.Callback):
+    def __init__(self, task, when):
+        self.task, self.when = task, when
+
     def setup(self, trainer, pl_module, stage):
-        if when == "boundary" and pl_module.current_task == task:
+        if self.when == "boundary" and pl_module.current_task == self.task:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def on_train_batch_end(self, trainer, pl_module, *args):
-        if when == "mid" and pl_module.current_task == task and trainer.global_step == 5:
+        if self.when == "mid" and pl_module.current_task == self.task and trainer.global_step == 5:
             os.kill(os.getpid(), signal.SIGKILL)
 
-run(load_config(None, sys.argv[3:]), callbacks=[Kill()])
+for line in sys.stdin:
+    task, when, overrides, log = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1), os.dup2(fd, 2)
+        try:
+            run(load_config(None, overrides), callbacks=[Kill(task, when)])
+            os._exit(0)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+    status = os.waitpid(pid, 0)[1]
+    print(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status), flush=True)
 """
 
 
-def overrides(case: str) -> list[str]:
-    return [*RUN, *case_overrides(case, RESUME_EXTRA)]
+# known bugs, to fix in the method (this test then fails until its entry is removed)
+INEXACT_STATE = {"si": "SI resumed mid-task ends with other weights and omega (up to ~1e-3) than the uninterrupted run"}
 
 
-def comparable(run_dir) -> dict:
-    m = json.loads((run_dir / "metrics.json").read_text())
-    return {k: v for k, v in m.items() if k not in ("wall_time_s", "provenance")}
+def final_state(run) -> dict:
+    """The module state (weights and method state) a finished run saved."""
+    return torch.load(run / "checkpoints" / "state.pt", weights_only=True)["module"]
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    cache = {}
-
-    def get(method: str):
-        if method not in cache:
-            out = tmp_path_factory.mktemp(method) / "run"
-            assert main(["fit", f"output_dir={out}", *overrides(method)]) == 0
-            cache[method] = out
-        return cache[method]
-
-    return get
-
-
-@pytest.mark.parametrize("when", ["mid", "boundary"])
-@pytest.mark.parametrize("method", CASES)
-def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(tmp_path, uninterrupted, capsys, method, when):
-    full = uninterrupted(method)
-    # joint learns everything in its first fit: that is the task to kill it in
-    task = {"mid": 0 if method_of(method).joint else 1, "boundary": 2}[when]
-    if when == "mid" and json.loads((full / "metrics.json").read_text())["trainable_params_per_task"][task] == 0:
-        pytest.skip(f"{method} has nothing to train in task {task + 1}: no fit, so no step to kill it at")
-    killed = tmp_path / "killed"
+def killer():
+    """`kill(task, when, overrides, log)`: the exit status of a run that kills itself there."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "WANDB_MODE": "offline"}
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(task), when, f"output_dir={killed}", *overrides(method)],
-                          env=env, capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    partial = killed / "metrics.json"  # finished tasks survived (none yet when killed in the first)
-    assert (json.loads(partial.read_text())["tasks_done"] if partial.exists() else 0) == task
+    proc = subprocess.Popen([sys.executable, "-u", "-c", KILLER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def kill(task: int, when: str, overrides: list[str], log) -> int:
+        proc.stdin.write(json.dumps([task, when, overrides, str(log)]) + "\n")
+        proc.stdin.flush()
+        return int(proc.stdout.readline())
+
+    yield kill
+    proc.stdin.close()
+    proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", CASES)
+def test_sigkilled_run_resumes_mid_task_and_at_a_boundary_to_the_uninterrupted_metrics(tmp_path, method_run, killer, capsys, method):
+    full = method_run(method)
+    overrides = [*RUN, *case_overrides(method)]
+    killed = tmp_path / "killed"
     last = killed / "checkpoints" / "last.ckpt"
-    if when == "mid":
-        assert torch.load(last, weights_only=True)["continual"]["task"] == task
-    else:
-        assert not last.exists()
+
+    def tasks_done() -> int:  # finished tasks survive a kill (none yet when killed in the first)
+        partial = killed / "metrics.json"
+        return json.loads(partial.read_text())["tasks_done"] if partial.exists() else 0
+
+    # joint learns everything in its first fit: that is the task to kill it in
+    mid = 0 if method_of(method).joint else 1
+    trains = json.loads((full / "metrics.json").read_text())["trainable_params_per_task"][mid] > 0
+    resume = [f"output_dir={killed}"]
+    if trains:  # a method with nothing to train in that task has no step to kill it at
+        assert killer(mid, "mid", [*overrides, *resume], tmp_path / "mid.log") == -signal.SIGKILL, (tmp_path / "mid.log").read_text()[-2000:]
+        assert tasks_done() == mid and torch.load(last, weights_only=True)["continual"]["task"] == mid
+        resume = [f"resume={killed}"]
+    # the resumed run (or, with nothing to train, the first) is killed as the last task starts
+    assert killer(2, "boundary", [*overrides, *resume], tmp_path / "boundary.log") == -signal.SIGKILL, (tmp_path / "boundary.log").read_text()[-2000:]
+    out = (tmp_path / "boundary.log").read_text()
+    assert (f"{mid} of 3 tasks already done" in out and f"resuming task {mid + 1} mid-way" in out) == trains
+    assert tasks_done() == 2 and not last.exists()
     capsys.readouterr()
-    assert main(["fit", f"resume={killed}", *overrides(method)]) == 0
+    assert main(["fit", f"resume={killed}", *overrides]) == 0
     out = capsys.readouterr().out
-    assert f"{task} of 5 tasks already done" in out
-    assert (f"resuming task {task + 1} mid-way" in out) == (when == "mid")
+    assert "2 of 3 tasks already done" in out and "mid-way" not in out
     assert comparable(killed) == comparable(full)
+    # and the weights and method state it ends with, bit for bit: a state restored slightly wrong
+    # can leave every count unchanged
+    if method in INEXACT_STATE:
+        assert not same(final_state(killed), final_state(full)), f"{method} resumes exactly now: remove it from INEXACT_STATE"
+        pytest.xfail(INEXACT_STATE[method])
+    assert same(final_state(killed), final_state(full))
 
 
 @pytest.mark.parametrize("method", CASES)
-def test_a_run_read_back_reproduces_its_final_accuracies(uninterrupted, method):
-    run = load_run(uninterrupted(method))
+def test_a_run_read_back_reproduces_its_final_accuracies(method_run, method):
+    run = load_run(method_run(method))
     correct = []
     with torch.no_grad():
         for task in run.stream.tasks:

@@ -2,6 +2,7 @@
 win, `n_v` is validated, and every variant learns on Split-Digits."""
 
 import copy
+import dataclasses
 import itertools
 import math
 
@@ -14,16 +15,16 @@ from continual.cli.main import main
 from continual.config import load_config
 from continual.data.datamodule import TaskStreamDataModule
 from continual.data.streams import build_stream
-from continual.errors import ConfigError
 from continual.experiment import run
 from continual.models.backbones import state_hash
+from helpers import QUICK, comparable
 
-QUICK = ["method=router", "logger.wandb=false", "trainer.enable_progress_bar=false", "router.h=16"]
+ROUTER = [*QUICK, "method=router", "router.h=16"]
 
 
 def train_stream(overrides):
     """Train a router over the whole stream by hand, hashing what must not change."""
-    cfg = load_config(None, [*QUICK, *overrides])
+    cfg = load_config(None, [*ROUTER, *overrides])
     L.seed_everything(cfg.seed, verbose=False)
     stream = build_stream(cfg.data, cfg.seed)
     module = build_method(cfg, stream)
@@ -78,7 +79,7 @@ def test_same_sample_gets_the_same_mask_bit_for_bit(trained):
 
 
 def test_n_v_smaller_than_a_task_is_a_config_error(capsys):
-    assert main(["fit", *QUICK, "router.n_v=1"]) == 2
+    assert main(["fit", *ROUTER, "router.n_v=1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
         "continual: error: router.n_v=1 is smaller than task 1's 2 classes [0, 1]; "
@@ -100,30 +101,78 @@ def test_padded_classes_are_never_predicted(tmp_path):
 
 
 def test_class_il_infers_tasks_and_beats_finetune(tmp_path):
-    router = run(load_config(None, [*QUICK, "scenario=class", "optim.lr=1e-2", f"output_dir={tmp_path / 'r'}"]))
-    finetune = run(load_config(None, ["logger.wandb=false", "trainer.enable_progress_bar=false", "scenario=class", f"output_dir={tmp_path / 'f'}"]))
+    default = ["trainer.max_epochs=5", "data.n_tasks=5", "backbone.hidden=[100,100]"]  # the default config's size: the README's claim
+    router = run(load_config(None, [*ROUTER, *default, "scenario=class", "optim.lr=1e-2", f"output_dir={tmp_path / 'r'}"]))
+    finetune = run(load_config(None, [*QUICK, *default, "scenario=class", f"output_dir={tmp_path / 'f'}"]))
     assert router["bwt"] > -0.2 and finetune["bwt"] < -0.5
     assert router["acc"] > finetune["acc"] + 0.3
 
 
-VARIANTS = list(itertools.product(["layer", "unit", "patch"], ["learned", "dot", "perceiver", "local"], ["units", "connections"], ["soft", "hard"]))
+# A covering set instead of all 3 x 4 x 3 x 2 x 3 x 2 combinations: every pair of values of the
+# router's choice options (and `positional`) appears in some row, so each value is run and so is
+# each pair that interacts:
+# * tokens x attention: the attention reads the signature's shape (dot's query width is the token
+#   width; local's band and the positional embeddings are n_tokens wide; queries are chunked by n_tokens^2);
+# * gate x mask: hard connection masks are learned through shared gate logits and kept as bits,
+#   soft ones are the gates themselves; unit masks are mixed by attention before binarizing;
+# * task_inference x gate: entropy inference runs each task's gated forward pass;
+# * task_inference x attention, positional x attention: dot attention has parameters only with
+#   positional embeddings, and a trainable attention refits task 1's keys when it ends, in the same
+#   query pass that fits the Gaussian variances.
+# The numeric settings of one option each ride on rows that use it: heads on learned/local/perceiver,
+# window on local, latents on perceiver, patch_size and unit_chunks that do not divide the 64
+# inputs (the padded groups of the signature).
+# test_the_router_variants_cover_every_pair checks the covering property against the config. The four
+# rows not marked slow run every value once (one row per attention kind), for the quick test loop.
+VARIANTS = [  # tokens, attention, gate, mask, task_inference, positional, extra
+    pytest.param(*("layer", "learned", "units", "hard", "nearest", True, ["router.heads=2"]), marks=pytest.mark.slow),
+    ("layer", "dot", "none", "hard", "gaussian", True, []),
+    pytest.param(*("layer", "perceiver", "connections", "hard", "entropy", False, ["router.latents=3"]), marks=pytest.mark.slow),
+    pytest.param(*("layer", "local", "none", "soft", "gaussian", False, ["router.window=2"]), marks=pytest.mark.slow),
+    pytest.param(*("unit", "learned", "none", "hard", "entropy", True, []), marks=pytest.mark.slow),
+    pytest.param(*("unit", "dot", "connections", "hard", "nearest", False, ["router.unit_chunks=5"]), marks=pytest.mark.slow),
+    pytest.param(*("unit", "perceiver", "units", "soft", "gaussian", False, ["router.heads=2"]), marks=pytest.mark.slow),
+    ("unit", "local", "units", "hard", "entropy", True, []),
+    ("patch", "learned", "connections", "soft", "gaussian", False, ["router.patch_size=10"]),
+    pytest.param(*("patch", "dot", "units", "soft", "entropy", True, []), marks=pytest.mark.slow),
+    ("patch", "perceiver", "none", "hard", "nearest", True, []),
+    pytest.param(*("patch", "local", "connections", "soft", "nearest", True, ["router.heads=2", "router.patch_size=16"]), marks=pytest.mark.slow),
+]
+OPTIONS = ("tokens", "attention", "gate", "mask", "task_inference", "positional")
 
 
-@pytest.mark.parametrize("tokens,attention,gate,mask", VARIANTS)
-def test_every_variant_learns_task_il_without_forgetting(tmp_path, tokens, attention, gate, mask):
+def test_the_router_variants_cover_every_pair():
+    """Every pair of values of every two options is in VARIANTS, and a value added to an option
+    fails here until a row runs it."""
+    from continual.routers.module import RouterModule
+
+    values = {f.name: f.metadata["choices"] for f in dataclasses.fields(RouterModule.Config) if "choices" in f.metadata}
+    assert set(OPTIONS) == {*values, "positional"}
+    values["positional"] = (False, True)
+    rows = [v.values if hasattr(v, "values") else v for v in VARIANTS]  # pytest.param(...) or a tuple
+    for a, b in itertools.combinations(range(len(OPTIONS)), 2):
+        seen = {(row[a], row[b]) for row in rows}
+        assert seen == set(itertools.product(values[OPTIONS[a]], values[OPTIONS[b]])), (OPTIONS[a], OPTIONS[b])
+    quick = [v for v in VARIANTS if not hasattr(v, "marks")]
+    assert all({row[a] for row in quick} == set(values[OPTIONS[a]]) for a in range(len(OPTIONS)))
+
+
+@pytest.mark.parametrize(OPTIONS + ("extra",), VARIANTS)
+def test_every_variant_learns_task_il_without_forgetting(tmp_path, tokens, attention, gate, mask, task_inference, positional, extra):
     overrides = [
         f"router.tokens={tokens}", f"router.attention={attention}", f"router.gate={gate}", f"router.mask={mask}",
-        "router.memories=2", "router.positional=true", "optim.lr=1e-2", "trainer.max_epochs=6",
+        f"router.task_inference={task_inference}", f"router.positional={str(positional).lower()}", *extra,
+        "router.memories=2", "optim.lr=1e-2", "trainer.max_epochs=6",
         "backbone.hidden=[64,64]", "data.n_tasks=3", "data.eval_batch_size=512", f"output_dir={tmp_path}",
     ]
-    m = run(load_config(None, [*QUICK, *overrides]))
+    m = run(load_config(None, [*ROUTER, *overrides]))
     assert m["acc"] > 0.75  # chance is 0.5 on these 2-class tasks
     assert m["bwt"] == 0.0 and all(f == 0.0 for f in m["forgetting"][:-1])  # nothing learned is overwritten
 
 
 @pytest.mark.parametrize("mask", ["soft", "hard"])
 def test_mask_sparsity_closes_gates_and_still_learns(tmp_path, mask):
-    base = [*QUICK, f"router.mask={mask}", "router.gate_init=0.2", "optim.lr=1e-2", "trainer.max_epochs=3", "data.n_tasks=2"]
+    base = [*ROUTER, f"router.mask={mask}", "router.gate_init=0.2", "optim.lr=1e-2", "trainer.max_epochs=3", "data.n_tasks=2"]
     dense = run(load_config(None, [*base, "router.mask_sparsity=0", f"output_dir={tmp_path / 'dense'}"]))
     sparse = run(load_config(None, [*base, "router.mask_sparsity=1", f"output_dir={tmp_path / 'sparse'}"]))
     d, s = dense["mask_stability"]["mask_density"], sparse["mask_stability"]["mask_density"]
@@ -134,13 +183,12 @@ def test_mask_sparsity_closes_gates_and_still_learns(tmp_path, mask):
 def test_test_batch_query_memo_changes_no_number(tmp_path, monkeypatch):
     """Predictions and metric callbacks share one query computation per test batch; every
     number must be what separate computations give."""
-    overrides = [*QUICK, "scenario=class", "optim.lr=1e-2", "data.n_tasks=3", *SPARSE[:2]]
-    strip = lambda m: {k: v for k, v in m.items() if k not in ("wall_time_s", "provenance")}  # noqa: E731
-    memo = strip(run(load_config(None, [*overrides, f"output_dir={tmp_path / 'memo'}"])))
+    overrides = [*ROUTER, "scenario=class", "optim.lr=1e-2", "data.n_tasks=3", *SPARSE[:2]]
+    memo = comparable(run(load_config(None, [*overrides, f"output_dir={tmp_path / 'memo'}"])))
     from continual.routers.module import RouterModule
 
     monkeypatch.setattr(RouterModule, "on_test_batch_start", lambda self, *a, **k: None)  # memo off
-    plain = strip(run(load_config(None, [*overrides, f"output_dir={tmp_path / 'plain'}"])))
+    plain = comparable(run(load_config(None, [*overrides, f"output_dir={tmp_path / 'plain'}"])))
     assert memo == plain
     assert memo["task_inference"]["accuracy"] < 1.0  # some samples are misrouted: the shared query matters
 
@@ -164,9 +212,9 @@ def test_gaussian_task_inference_by_hand():
 
 
 def test_gaussian_inference_is_used_at_test_and_not_in_training(tmp_path):
-    m = run(load_config(None, [*QUICK, "scenario=class", "optim.lr=1e-2", "router.task_inference=gaussian", "trainer.max_epochs=1",
+    m = run(load_config(None, [*ROUTER, "scenario=class", "optim.lr=1e-2", "router.task_inference=gaussian", "trainer.max_epochs=1",
                                f"output_dir={tmp_path / 'g'}"]))
-    n = run(load_config(None, [*QUICK, "scenario=class", "optim.lr=1e-2", "trainer.max_epochs=1", f"output_dir={tmp_path / 'n'}"]))
+    n = run(load_config(None, [*ROUTER, "scenario=class", "optim.lr=1e-2", "trainer.max_epochs=1", f"output_dir={tmp_path / 'n'}"]))
     # same training (the losses use nearest-key scores either way), another task choice at test
     assert m["padded_class"] == n["padded_class"]
     assert m["task_inference"]["confusion_matrix"] != n["task_inference"]["confusion_matrix"]
@@ -239,7 +287,8 @@ def test_straight_through_is_exactly_the_hard_mask_forward_and_the_identity_back
 def test_finished_connection_masks_are_kept_as_bits_and_give_the_same_outputs():
     """Hard connection masks: a task is learned through float gate logits shared by all tasks;
     when it ends its masks become bits, and its outputs stay those it had, after later tasks too."""
-    cfg = load_config(None, [*QUICK, "router.gate=connections", "router.memories=2", "data.n_tasks=3", *SPARSE])
+    # five epochs: in one, no gate has closed yet
+    cfg = load_config(None, [*ROUTER, "router.gate=connections", "router.memories=2", "trainer.max_epochs=5", *SPARSE])
     L.seed_everything(cfg.seed, verbose=False)
     stream = build_stream(cfg.data, cfg.seed)
     module = build_method(cfg, stream)

@@ -1,0 +1,18 @@
+"""What tests share: the settings of a quick run, and the part of a run's metrics that must be
+reproduced exactly (by a rerun, a resumed run, a DDP run)."""
+
+import json
+from pathlib import Path
+
+# A run that prints and logs only its results (for a run that stops before training: a bad input)
+QUIET = ["logger.kind=none", "trainer.enable_progress_bar=false"]
+# A quiet run in a second or two: one epoch of three tasks on a small MLP. A test that needs more
+# (epochs to learn, all five tasks) overrides after QUICK and says why.
+QUICK = [*QUIET, "trainer.max_epochs=1", "data.n_tasks=3", "backbone.hidden=[64,64]"]
+
+
+def comparable(run: Path | dict) -> dict:
+    """A run's metrics (its run directory's metrics.json, or the dict `run()` returned) without
+    what differs between identical runs: wall time and provenance."""
+    m = run if isinstance(run, dict) else json.loads((Path(run) / "metrics.json").read_text())
+    return {k: v for k, v in m.items() if k not in ("wall_time_s", "provenance")}
