@@ -6,13 +6,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from continual.baselines.buffer import ReservoirBuffer
 from continual.baselines.ewc import EWC
-from continual.baselines.fisher import fisher_diagonal
 from continual.baselines.lwf import LwF
 from continual.cli.main import main
 from continual.config.schema import OptimConfig
 from continual.data.loader import TensorLoader
+from continual.helpers.buffer import ReservoirBuffer
+from continual.helpers.fisher import fisher_diagonal
 from continual.models.mlp import MLP
 
 

@@ -13,7 +13,6 @@ from continual.cli.main import main
 from continual.config import load_config
 from continual.data.datamodule import TaskStreamDataModule
 from continual.data.streams import build_stream
-from continual.errors import ConfigError
 from continual.experiment import build_method, run
 from continual.models.backbone import state_hash
 
@@ -27,7 +26,7 @@ def train_stream(overrides):
     stream = build_stream(cfg.data, cfg.seed)
     module = build_method(cfg, stream)
     dm = TaskStreamDataModule(stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
-    backbone_hash = state_hash(module.mlp)
+    backbone_hash = state_hash(module.net)
     memory_hashes = []
     for t in range(len(stream)):
         dm.set_task(t)
@@ -49,8 +48,8 @@ def trained():
 
 def test_backbone_and_earlier_tasks_are_untouched(trained):
     module, stream, backbone_hash, memory_hashes = trained
-    assert state_hash(module.mlp) == backbone_hash
-    assert all(not p.requires_grad for p in module.mlp.parameters())
+    assert state_hash(module.net) == backbone_hash
+    assert all(not p.requires_grad for p in module.net.parameters())
     for t, h in enumerate(memory_hashes):  # hashed right after task t; unchanged after all later tasks
         assert state_hash(module.memories[t]) == h
     # and while the last task trains, only its own memory is trainable
@@ -205,7 +204,7 @@ def test_value_readout_by_hand(trained):
     from continual.routers.gating import forward_units
 
     module, stream = copy.deepcopy(trained[0]), trained[1]
-    assert module.cfg.gate == "units"
+    assert module.hp.gate == "units"
     with torch.no_grad():
         for memory in module.memories:  # biases a readout ignores would also train to nothing: set them
             memory.value_bias.normal_()
@@ -216,10 +215,10 @@ def test_value_readout_by_hand(trained):
         out = module.route(x, task, infer=False)
         for i in range(len(x)):
             memory, alpha = module.memories[int(task[i])], out["alpha"][i]
-            feats = forward_units(module.mlp, x[i : i + 1], out["mask"][i : i + 1])[0]  # the sample's gated features
+            feats = forward_units(module.net, x[i : i + 1], out["mask"][i : i + 1])[0]  # the sample's gated features
             expected = sum(alpha[s] * (memory.values[s] @ feats + memory.value_bias[s]) for s in range(len(alpha)))
             assert torch.allclose(out["unmasked"][i], expected, atol=1e-5)
-            own = module.class_table[int(task[i])] >= 0
+            own = module.within_task.valid(int(task[i]))
             assert torch.allclose(out["logits"][i][own], expected[own], atol=1e-5)
 
 

@@ -14,10 +14,10 @@ from typing import Optional
 from omegaconf import DictConfig
 
 from continual.baselines.finetune import FineTune
-from continual.baselines.fisher import fisher_diagonal
 from continual.config.schema import choice
 from continual.data.task_data import TaskData
 from continual.errors import ConfigError
+from continual.helpers.fisher import fisher_diagonal
 from continual.methods import register
 
 

@@ -14,10 +14,10 @@ from typing import Optional
 from omegaconf import DictConfig
 from torch.nn import functional as F
 
-from continual.baselines.buffer import ReservoirBuffer
 from continual.baselines.finetune import FineTune, past_weight
 from continual.data.task_data import TaskData
 from continual.errors import ConfigError
+from continual.helpers.buffer import ReservoirBuffer
 from continual.methods import register
 
 

@@ -27,7 +27,7 @@ class MetricSuite:
         self.forgetting, self.memory = Forgetting(stream.task_classes, stream.n_classes), Memory()
         optional = {
             MaskStability.key: cfg.metrics.mask_stability and MaskStability(T, cfg.metrics.probe_per_task),
-            PaddedClass.key: cfg.metrics.padded_class and PaddedClass(T, getattr(module, "n_v", None)),
+            PaddedClass.key: cfg.metrics.padded_class and PaddedClass(T, module.within_task.n_v if hasattr(module, "within_task") else None),
             TaskInference.key: cfg.metrics.task_inference and TaskInference(T),
         }
         self.optional = {k: cb if cb and cb.active(module) else None for k, cb in optional.items()}
