@@ -42,7 +42,8 @@ def builtin() -> dict[str, type]:
     """Every built-in (and entry-point) method by name."""
     for package in BUILTIN_PACKAGES:
         for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-            importlib.import_module(f"{package}.{info.name}")
+            if not info.ispkg:  # a sub-package holds a method's parts (continual.routers.parts), not methods
+                importlib.import_module(f"{package}.{info.name}")
     for ep in entry_points(group=ENTRY_POINTS):
         if ep.name not in _REGISTRY:
             register(ep.name)(ep.load())

@@ -144,7 +144,7 @@ def test_test_batch_query_memo_changes_no_number(tmp_path, monkeypatch):
 
 
 def test_gaussian_task_inference_by_hand():
-    from continual.routers.memory import TaskMemory, gaussian_scores
+    from continual.routers.parts.memory import TaskMemory, gaussian_scores
 
     torch.manual_seed(0)
     q, keys, log_var = torch.randn(5, 3), torch.randn(4, 3), torch.randn(4, 3) * 0.3
@@ -201,7 +201,7 @@ def test_entropy_task_inference_by_hand(trained):
 def test_value_readout_by_hand(trained):
     """A sample's padded logits: each slot's value head on the gated features, weighted by the
     sample's attention over its task's slots and summed (padding: test_padded_classes_are_never_predicted)."""
-    from continual.routers.gating import forward_units
+    from continual.routers.parts.gating import forward_units
 
     module, stream = copy.deepcopy(trained[0]), trained[1]
     assert module.hp.gate == "units"

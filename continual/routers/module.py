@@ -36,10 +36,10 @@ from continual.metrics.protocol import Padded, Probe
 from continual.models.backbone import freeze
 from continual.models.continual_module import ContinualModule
 from continual.models.mlp import MLP
-from continual.routers import gating
-from continual.routers.attention import TokenAttention
-from continual.routers.memory import TaskMemory, gaussian_scores, slot_scores
-from continual.routers.signature import Signature
+from continual.routers.parts import gating
+from continual.routers.parts.attention import TokenAttention
+from continual.routers.parts.memory import TaskMemory, gaussian_scores, slot_scores
+from continual.routers.parts.signature import Signature
 
 
 @register("router")
