@@ -185,13 +185,13 @@ def test_entropy_task_inference_by_hand(trained):
             neg_entropy.append(torch.special.xlogy(p, p).sum(1) / math.log(n))
         expected = torch.stack(neg_entropy, 1).argmax(1)
         nearest = module.route(x)["task"]
-        module.cfg.task_inference = "entropy"
+        module.hp.task_inference = "entropy"
         try:
             chosen = module.route(x)["task"]
             module.train()
             in_training = module.route(x)["task"]
         finally:
-            module.cfg.task_inference = "nearest"
+            module.hp.task_inference = "nearest"
             module.eval()
     assert torch.equal(chosen, expected)
     assert not torch.equal(chosen, nearest)  # another rule, other choices
