@@ -12,7 +12,7 @@ import time
 import torch
 
 from bench.timing import summary
-from continual.routers.attention import TokenAttention
+from continual.routers.parts.attention import TokenAttention
 
 KINDS = ("learned", "perceiver")
 

@@ -57,7 +57,8 @@ class Registry:
         """Every built-in (and entry-point) entry by name, in the order they registered."""
         for package in self.packages:
             for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-                importlib.import_module(f"{package}.{info.name}")
+                if not info.ispkg:  # a sub-package holds an entry's parts (continual.routers.parts), not entries
+                    importlib.import_module(f"{package}.{info.name}")
         for ep in entry_points(group=self.group):
             if ep.name not in self._entries:
                 self.register(ep.name)(ep.load())

@@ -16,13 +16,18 @@ import torch
 from torch import nn
 
 
+def max_classes_per_task(task_classes: list[list[int]]) -> int:
+    """The largest task's class count: the domain-IL output width, and the padded within-task
+    width `n_v` of methods whose tasks share their outputs (`continual.helpers.within_task`)."""
+    return max(len(c) for c in task_classes)
+
+
 class LabelSpace(nn.Module):
     def __init__(self, scenario: str, task_classes: list[list[int]], n_classes: int):
         super().__init__()
         self.scenario = scenario
         T = len(task_classes)
-        width = max(len(c) for c in task_classes)
-        self.n_out = width if scenario == "domain" else n_classes
+        self.n_out = max_classes_per_task(task_classes) if scenario == "domain" else n_classes
         target = torch.full((n_classes,), -1, dtype=torch.long)
         own = torch.zeros(T, self.n_out, dtype=torch.bool)
         for t, classes in enumerate(task_classes):
@@ -43,15 +48,3 @@ class LabelSpace(nn.Module):
         if self.scenario == "class":
             return self.upto[current].expand(len(task), -1)
         return torch.ones(len(task), self.n_out, dtype=torch.bool, device=task.device)
-
-
-def within_task_tables(task_classes: list[list[int]], n_classes: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For methods whose every task uses the same `width` outputs, output j being its task's j-th
-    class: `[T, width]` the global class of each task's output (-1 past its classes), and
-    `[n_classes]` each class's output within its task."""
-    table = torch.full((len(task_classes), width), -1, dtype=torch.long)
-    within = torch.full((n_classes,), -1, dtype=torch.long)
-    for t, classes in enumerate(task_classes):
-        table[t, : len(classes)] = torch.tensor(classes)
-        within[torch.tensor(classes)] = torch.arange(len(classes))
-    return table, within

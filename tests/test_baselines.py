@@ -6,13 +6,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from continual.baselines.buffer import ReservoirBuffer
 from continual.baselines.ewc import EWC
-from continual.baselines.fisher import fisher_diagonal
 from continual.baselines.lwf import LwF
 from continual.cli.main import main
 from continual.config.schema import OptimConfig
 from continual.data.loader import TensorLoader
+from continual.helpers.buffer import ReservoirBuffer
+from continual.helpers.fisher import fisher_diagonal
 from continual.models.mlp import MLP
 
 
@@ -126,11 +126,11 @@ def test_lwf_loss_matches_hand_computation(scenario, over_classes):
     m = LwF(MLP(3, [4], 4), hp=hp, task_classes=[[0, 1], [2, 3]], n_classes=4, scenario=scenario, optim=OmegaConf.structured(OptimConfig))
     m.on_task_end(None)  # the old network: a copy of the current one ...
     with torch.no_grad():
-        m.old_net.head.bias += torch.tensor([1.0, -1.0, 0.5, 0.0])  # ... made to differ
+        m.teacher.head.bias += torch.tensor([1.0, -1.0, 0.5, 0.0])  # ... made to differ
     m.set_task(1)
     x, y = torch.randn(5, 3), torch.tensor([2, 3, 2, 2, 3])
     batch = {"x": x, "y": y, "task": torch.ones(5, dtype=torch.long), "global_size": 5}
-    new, old = m.net(x).detach(), m.old_net(x)
+    new, old = m.net(x).detach(), m.teacher(x)
     if scenario == "task":  # own outputs of task 2 for the CE, own outputs of task 1 for distillation
         ce = torch.nn.functional.cross_entropy(new[:, 2:], y - 2)
         q, p = (new[:, :2] / 2).log_softmax(1), (old[:, :2] / 2).softmax(1)

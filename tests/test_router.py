@@ -29,7 +29,7 @@ def train_stream(overrides):
     stream = build_stream(cfg.data, cfg.seed)
     module = build_method(cfg, stream)
     dm = TaskStreamDataModule(stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
-    backbone_hash = state_hash(module.mlp)
+    backbone_hash = state_hash(module.net)
     memory_hashes = []
     for t in range(len(stream)):
         dm.set_task(t)
@@ -51,8 +51,8 @@ def trained():
 
 def test_backbone_and_earlier_tasks_are_untouched(trained):
     module, stream, backbone_hash, memory_hashes = trained
-    assert state_hash(module.mlp) == backbone_hash
-    assert all(not p.requires_grad for p in module.mlp.parameters())
+    assert state_hash(module.net) == backbone_hash
+    assert all(not p.requires_grad for p in module.net.parameters())
     for t, h in enumerate(memory_hashes):  # hashed right after task t; unchanged after all later tasks
         assert state_hash(module.memories[t]) == h
     # and while the last task trains, only its own memory is trainable
@@ -194,7 +194,7 @@ def test_test_batch_query_memo_changes_no_number(tmp_path, monkeypatch):
 
 
 def test_gaussian_task_inference_by_hand():
-    from continual.routers.memory import TaskMemory, gaussian_scores
+    from continual.routers.parts.memory import TaskMemory, gaussian_scores
 
     torch.manual_seed(0)
     q, keys, log_var = torch.randn(5, 3), torch.randn(4, 3), torch.randn(4, 3) * 0.3
@@ -235,13 +235,13 @@ def test_entropy_task_inference_by_hand(trained):
             neg_entropy.append(torch.special.xlogy(p, p).sum(1) / math.log(n))
         expected = torch.stack(neg_entropy, 1).argmax(1)
         nearest = module.route(x)["task"]
-        module.cfg.task_inference = "entropy"
+        module.hp.task_inference = "entropy"
         try:
             chosen = module.route(x)["task"]
             module.train()
             in_training = module.route(x)["task"]
         finally:
-            module.cfg.task_inference = "nearest"
+            module.hp.task_inference = "nearest"
             module.eval()
     assert torch.equal(chosen, expected)
     assert not torch.equal(chosen, nearest)  # another rule, other choices
@@ -251,10 +251,10 @@ def test_entropy_task_inference_by_hand(trained):
 def test_value_readout_by_hand(trained):
     """A sample's padded logits: each slot's value head on the gated features, weighted by the
     sample's attention over its task's slots and summed (padding: test_padded_classes_are_never_predicted)."""
-    from continual.routers.gating import forward_units
+    from continual.routers.parts.gating import forward_units
 
     module, stream = copy.deepcopy(trained[0]), trained[1]
-    assert module.cfg.gate == "units"
+    assert module.hp.gate == "units"
     with torch.no_grad():
         for memory in module.memories:  # biases a readout ignores would also train to nothing: set them
             memory.value_bias.normal_()
@@ -265,10 +265,10 @@ def test_value_readout_by_hand(trained):
         out = module.route(x, task, infer=False)
         for i in range(len(x)):
             memory, alpha = module.memories[int(task[i])], out["alpha"][i]
-            feats = forward_units(module.mlp, x[i : i + 1], out["mask"][i : i + 1])[0]  # the sample's gated features
+            feats = forward_units(module.net, x[i : i + 1], out["mask"][i : i + 1])[0]  # the sample's gated features
             expected = sum(alpha[s] * (memory.values[s] @ feats + memory.value_bias[s]) for s in range(len(alpha)))
             assert torch.allclose(out["unmasked"][i], expected, atol=1e-5)
-            own = module.class_table[int(task[i])] >= 0
+            own = module.within_task.valid(int(task[i]))
             assert torch.allclose(out["logits"][i][own], expected[own], atol=1e-5)
 
 

@@ -1,1 +1,2 @@
-"""Baseline methods, each a ContinualModule in its own file (registered in continual/methods.py)."""
+"""Baseline methods, each a ContinualModule in its own file (registered in continual/methods.py);
+what they share is in continual/helpers/."""

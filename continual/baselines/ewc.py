@@ -14,9 +14,9 @@ from typing import Optional
 from omegaconf import DictConfig
 
 from continual.baselines.finetune import FineTune
-from continual.baselines.fisher import fisher_diagonal
 from continual.config.fields import at_least, choice, positive
 from continual.data.task_data import TaskData
+from continual.helpers.fisher import fisher_diagonal
 from continual.methods import register
 
 

@@ -52,7 +52,7 @@ class LwF(FineTune):
     def __init__(self, net, hp: DictConfig, **kwargs):
         super().__init__(net, **kwargs)
         self.hp = hp
-        self.old_net = copy.deepcopy(net).requires_grad_(False).eval()
+        self.teacher = copy.deepcopy(net).requires_grad_(False).eval()
         self.register_buffer("has_teacher", torch.tensor(False))
 
     def past_outputs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -74,7 +74,7 @@ class LwF(FineTune):
         loss = self.batch_mean(ce, batch)
         if self.has_teacher and self.current_task > 0:
             with torch.no_grad():
-                old = self.old_net(batch["x"])
+                old = self.teacher(batch["x"])
             terms = torch.stack([
                 distill(logits[:, s], old[:, s].masked_fill(~teacher[s], float("-inf")), self.hp.temperature, self.hp.kd_over_classes)
                 for s, teacher in self.past_outputs()
@@ -85,5 +85,5 @@ class LwF(FineTune):
         return loss
 
     def on_task_end(self, data: TaskData) -> None:
-        self.old_net.load_state_dict(self.net.state_dict())
+        self.teacher.load_state_dict(self.net.state_dict())
         self.has_teacher.fill_(True)

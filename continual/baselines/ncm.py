@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from continual.baselines.statistics import ClassStatistics, class_sums, sq_dist
+from continual.helpers.statistics import ClassStatistics, class_sums, sq_dist
 from continual.methods import register
 from continual.models.mlp import MLP
 

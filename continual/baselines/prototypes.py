@@ -20,8 +20,8 @@ import torch
 from omegaconf import DictConfig
 from torch.nn import functional as F
 
-from continual.baselines.statistics import ClassStatistics, sq_dist
 from continual.config.fields import positive
+from continual.helpers.statistics import ClassStatistics, sq_dist
 from continual.methods import register
 from continual.models.mlp import MLP
 

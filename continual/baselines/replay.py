@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 from omegaconf import DictConfig
-from torch.nn import functional as F
 
-from continual.baselines.buffer import ReservoirBuffer
 from continual.baselines.finetune import FineTune, past_weight
 from continual.config.fields import in_range, positive
 from continual.data.task_data import TaskData
+from continual.helpers.buffer import ReservoirBuffer
 from continual.methods import register
 
 
@@ -45,16 +44,13 @@ class ExperienceReplay(FineTune):
     def load_task_state(self, state: dict) -> None:
         self.buffer.load_state_dict(state)
 
-    def loss_on(self, batch: dict):
-        return F.cross_entropy(self.masked_logits(batch), self.labels.targets(batch["y"]), reduction="none")
-
     def training_step(self, batch: dict, batch_idx: int):
-        loss = self.batch_mean(self.loss_on(batch), batch)
+        loss = self.batch_mean(self.per_sample_loss(batch), batch)
         if len(self.buffer):
             # every rank holds the same buffer and draws the same replay batch (one seeded
             # generator), so DDP's gradient average leaves its gradient as one process has it
             w = past_weight(self.hp.weight, self.current_task)
-            loss = (1 - w) * loss + w * self.loss_on(self.buffer.sample(self.replay_batch)).mean()
+            loss = (1 - w) * loss + w * self.per_sample_loss(self.buffer.sample(self.replay_batch)).mean()
         self.log_train_step({"train/loss": loss}, batch_size=len(batch["y"]))
         return loss
 

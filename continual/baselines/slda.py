@@ -31,8 +31,8 @@ import torch
 from omegaconf import DictConfig
 
 from continual.baselines.ncm import NCM
-from continual.baselines.statistics import ClassStatistics, class_sums
 from continual.config.fields import in_range
+from continual.helpers.statistics import ClassStatistics, class_sums
 from continual.methods import register
 from continual.models.mlp import MLP
 

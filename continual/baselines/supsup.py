@@ -18,7 +18,7 @@ with per-sample instead of per-batch alphas so a batch's composition cannot chan
 task). The inferred task is reported in task-IL too.
 
 As in their MNIST runs, every task uses the same outputs: output j of a mask is the j-th class
-of its task (mapped to the global class by `class_table`), each mask is trained with
+of its task (mapped to the global class by `WithinTaskOutputs`), each mask is trained with
 cross-entropy over the whole head, and the outputs past a task's classes are their
 "superfluous neurons" (`outputs` sets the head's width, their `--output-size`). The learned
 masks are the same in every scenario; only the test differs.
@@ -43,13 +43,13 @@ from torch.nn import functional as F
 from continual.config.fields import choice, in_range
 from continual.data.task_data import TaskData
 from continual.errors import ConfigError
+from continual.helpers.within_task import WithinTaskOutputs
 from continual.methods import register
 from continual.metrics.protocol import Probe
 from continual.models.backbones import freeze
 from continual.models.continual_module import ContinualModule
 from continual.models.mlp import MLP
 from continual.models.straight_through import straight_through
-from continual.scenarios import within_task_tables
 
 
 def top_k(scores: torch.Tensor, keep: int) -> torch.Tensor:
@@ -138,11 +138,10 @@ class SupSup(ContinualModule):
     def __init__(self, net: MLP, hp: DictConfig, **kwargs):
         super().__init__(**kwargs)
         self.hp = hp
-        task_classes = kwargs["task_classes"]
-        self.n_v = max(len(c) for c in task_classes)
+        self.within_task = WithinTaskOutputs(kwargs["task_classes"], kwargs["n_classes"], kwargs["scenario"])
         if hp.outputs is not None:
-            if hp.outputs < self.n_v:
-                raise ConfigError(f"supsup.outputs={hp.outputs} is fewer than the {self.n_v} classes of the largest task")
+            if hp.outputs < self.within_task.n_v:
+                raise ConfigError(f"supsup.outputs={hp.outputs} is fewer than the {self.within_task.n_v} classes of the largest task")
             net.head = nn.Linear(net.widths[-1], hp.outputs)
         self.scale = signed_constant_(net) if hp.init == "signed_constant" else 1.0  # logits are multiplied by it
         self.net = freeze(net)
@@ -156,9 +155,6 @@ class SupSup(ContinualModule):
         self.scores = nn.Parameter(self.initial_scores(0))
         masks = torch.stack([self.binarize(self.initial_scores(t)) for t in range(self.n_tasks)]).bool()
         self.register_buffer("masks", masks)  # [T, connections]: row t is task t's mask
-        table, within = within_task_tables(task_classes, kwargs["n_classes"], self.n_v)
-        self.register_buffer("class_table", table, persistent=False)  # [T, n_v] global ids, -1 = padding
-        self.register_buffer("within_task", within, persistent=False)  # global id -> output of its task
 
     # -- masks -----------------------------------------------------------------------------
     def initial_scores(self, t: int) -> torch.Tensor:
@@ -221,11 +217,8 @@ class SupSup(ContinualModule):
         return torch.cat([(-entropy_gradients(self.net, part, masks, self.scale)).argmax(1) for part in x.split(chunk)])
 
     def _predict(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
-        """The best of each sample's task's classes: output j is its j-th class, a global class id
-        through `class_table` (domain-IL: j itself, the target space there)."""
-        logits = self.task_logits(x, task)[:, : self.n_v].masked_fill(self.class_table[task] < 0, float("-inf"))
-        j = logits.argmax(1)
-        return j if self.labels.scenario == "domain" else self.class_table[task, j]
+        """The best of each sample's task's classes (output j is its task's j-th class)."""
+        return self.within_task.label(self.within_task.mask_padding(self.task_logits(x, task), task), task)
 
     def predict(self, batch: dict) -> torch.Tensor:
         task = batch["task"] if self.labels.scenario == "task" else self.infer_task(batch["x"])
@@ -247,6 +240,6 @@ class SupSup(ContinualModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Cross-entropy over the whole head, the target being the class's output in its task."""
         logits = masked_forward(self.net, batch["x"], self.layer_masks(self.binarize(self.scores)), self.scale)
-        loss = self.batch_mean(F.cross_entropy(logits, self.within_task[batch["y"]], reduction="none"), batch)
+        loss = self.batch_mean(F.cross_entropy(logits, self.within_task.targets(batch["y"]), reduction="none"), batch)
         self.log_train_step({"train/loss": loss}, batch_size=len(logits), sync_dist=True)
         return loss

@@ -67,8 +67,10 @@ class Metric(Callback):
     def begin(self, after: int) -> None:
         self.after = after
 
-    def active(self, module) -> bool:
-        return self.reads is None or self.reads in module.eval_outputs
+    @classmethod
+    def active(cls, module) -> bool:
+        """Whether `module`'s `evaluate` returns what this metric reads."""
+        return cls.reads is None or cls.reads in module.eval_outputs
 
     # -- one test pass: count, sum over processes, keep a row ---------------------------------
     def zeros(self, device) -> torch.Tensor | None:

@@ -44,7 +44,7 @@ class PaddedClass(Metric):
 
     @classmethod
     def build(cls, cfg, stream, module) -> "PaddedClass":
-        return cls(len(stream), getattr(module, "n_v", None))
+        return cls(len(stream), module.within_task.n_v)  # built only for methods that return `padded`
 
     def __init__(self, n_tasks: int, n_v: int):
         super().__init__()

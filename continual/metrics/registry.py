@@ -59,8 +59,8 @@ def build(cfg, stream, module) -> dict[str, Metric | None]:
     not return what it reads (its metrics.json entry is then null)."""
     out = {}
     for m in metrics():
-        cb = m.build(cfg, stream, module) if m.switch is None or cfg.metrics[m.key] else None
-        out[m.key] = cb if cb is not None and cb.active(module) else None
+        wanted = m.switch is None or cfg.metrics[m.key]
+        out[m.key] = m.build(cfg, stream, module) if wanted and m.active(module) else None
     return out
 
 

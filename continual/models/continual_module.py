@@ -5,7 +5,8 @@ validation accuracy on the current task, the test pass's outputs and the optimiz
 supplies `logits(batch)` and, as needed:
 
 * `Config` (a dataclass: its hyperparameters, the config section named like the method, handed
-  in as `hp`), `scenarios` (the scenarios it supports) and `check(hp, cfg)` (value checks);
+  in as `hp`), `scenarios` (the scenarios it supports) and `check(hp, cfg)` (value checks); by
+  convention a method keeps `self.hp` and the network it is built over as `self.net`;
 * the task hooks `on_task_start(data)` / `on_task_end(data)`, called by the task loop before and
   after each task with that task's training data (`TaskData`), on the device training runs on;
 * `task_state()` / `load_task_state(state)`: everything it carries from task to task that is not
@@ -147,10 +148,12 @@ class ContinualModule(L.LightningModule):
         world = self.trainer.world_size if self._trainer is not None else 1
         return per_sample.sum() * world / batch.get("global_size", len(per_sample) * world)
 
+    def per_sample_loss(self, batch: dict) -> torch.Tensor:
+        """[B] cross-entropy of the scenario-masked logits against the scenario's targets."""
+        return nn.functional.cross_entropy(self.masked_logits(batch), self.labels.targets(batch["y"]), reduction="none")
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        per_sample = nn.functional.cross_entropy(
-            self.masked_logits(batch), self.labels.targets(batch["y"]), reduction="none"
-        )
+        per_sample = self.per_sample_loss(batch)
         loss = self.batch_mean(per_sample, batch)
         # the mean over ranks of each rank's share is the global batch mean
         self.log_train_step({"train/loss": loss}, batch_size=len(per_sample), sync_dist=True)

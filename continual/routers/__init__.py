@@ -1,1 +1,2 @@
-"""The task-signature attention router: signature, token attention, task memories, gating."""
+"""The task-signature attention router: the method in `module.py`, its parts (signature, token
+attention, task memories, gating) in `parts/`."""

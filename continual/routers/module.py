@@ -29,30 +29,16 @@ from torch import nn
 
 from continual.config.fields import at_least, choice, positive
 from continual.data.task_data import TaskData
-from continual.errors import ConfigError
+from continual.helpers.within_task import WithinTaskOutputs
 from continual.methods import register
 from continual.metrics.protocol import Padded, Probe
 from continual.models.backbones import freeze
 from continual.models.continual_module import ContinualModule
 from continual.models.mlp import MLP
-from continual.routers import gating
-from continual.routers.attention import TokenAttention
-from continual.routers.memory import TaskMemory, gaussian_scores, slot_scores
-from continual.routers.signature import Signature
-from continual.scenarios import within_task_tables
-
-
-def check_n_v(n_v: int | None, task_classes: list[list[int]]) -> int:
-    largest = max(len(c) for c in task_classes)
-    if n_v is None:
-        return largest
-    for t, classes in enumerate(task_classes):
-        if len(classes) > n_v:
-            raise ConfigError(
-                f"router.n_v={n_v} is smaller than task {t + 1}'s {len(classes)} classes {classes}; "
-                f"set router.n_v>={largest} (or leave it unset for the largest task's class count)"
-            )
-    return n_v
+from continual.routers.parts import gating
+from continual.routers.parts.attention import TokenAttention
+from continual.routers.parts.memory import TaskMemory, gaussian_scores, slot_scores
+from continual.routers.parts.signature import Signature
 
 
 @register("router")
@@ -87,35 +73,31 @@ class RouterModule(ContinualModule):
         gate_init: float = 0.2  # initial gate logit (just above 0, the hard threshold: the full network, close to closing)
         mask_sparsity: float = at_least(0, 0.2)  # weight of the mean mask density in the loss (0: gates need not close)
 
-    def __init__(self, mlp: MLP, hp: DictConfig, **kwargs):
+    def __init__(self, net: MLP, hp: DictConfig, **kwargs):
         super().__init__(**kwargs)
         task_classes = kwargs["task_classes"]
-        self.cfg = router = hp
-        self.n_v = check_n_v(router.n_v, task_classes)
+        self.hp = hp
+        self.within_task = WithinTaskOutputs(task_classes, kwargs["n_classes"], kwargs["scenario"], hp.n_v, "router.n_v")
         self.task_sizes = [len(c) for c in task_classes]
-        self.mlp = freeze(mlp)
-        self.signature = Signature(self.mlp, router.tokens, router.patch_size, router.unit_chunks)
+        self.net = freeze(net)
+        self.signature = Signature(self.net, hp.tokens, hp.patch_size, hp.unit_chunks)
         self.encoder = TokenAttention(
-            router.attention, self.signature.n_tokens, self.signature.dim, router.h, router.heads,
-            router.positional, router.window, router.latents,
+            hp.attention, self.signature.n_tokens, self.signature.dim, hp.h, hp.heads, hp.positional, hp.window, hp.latents,
         )
         self.query_norm = nn.LayerNorm(self.encoder.out_dim, elementwise_affine=False)
-        shapes = {"units": [(sum(mlp.widths),)], "connections": [tuple(layer.weight.shape) for layer in mlp.hidden], "none": []}[router.gate]
-        self.eval_outputs = ("task", "padded") if router.gate == "none" else ("task", "probe", "padded")
+        shapes = {"units": [(sum(net.widths),)], "connections": [tuple(layer.weight.shape) for layer in net.hidden], "none": []}[hp.gate]
+        self.eval_outputs = ("task", "padded") if hp.gate == "none" else ("task", "probe", "padded")
         # hard connection masks: one float copy of the gate logits, for the task being learned;
         # finished tasks keep their masks as bits (SupSup's accounting)
-        bits = router.gate == "connections" and router.mask == "hard"
+        bits = hp.gate == "connections" and hp.mask == "hard"
         self.memories = nn.ModuleList(
-            TaskMemory(router.memories, self.encoder.out_dim, shapes, mlp.widths[-1], self.n_v, router.gate_init,
-                       gaussian=router.task_inference == "gaussian", bits=bits)
+            TaskMemory(hp.memories, self.encoder.out_dim, shapes, net.widths[-1], self.within_task.n_v, hp.gate_init,
+                       gaussian=hp.task_inference == "gaussian", bits=bits)
             for _ in task_classes
         )
         self.gate_scores = nn.ParameterList(
-            nn.Parameter(torch.full((router.memories, *shape), router.gate_init)) for shape in (shapes if bits else ())
+            nn.Parameter(torch.full((hp.memories, *shape), hp.gate_init)) for shape in (shapes if bits else ())
         )
-        table, within = within_task_tables(task_classes, kwargs["n_classes"], self.n_v)
-        self.register_buffer("class_table", table, persistent=False)  # [T, n_v] global ids, -1 = padding
-        self.register_buffer("within_task", within, persistent=False)  # global id -> index in its task
         self.set_task(0)
 
     # -- which parameters task t may change ------------------------------------------------
@@ -126,10 +108,10 @@ class RouterModule(ContinualModule):
         self.encoder.requires_grad_(t == 0)
 
     def backbone(self) -> nn.Module:
-        return self.mlp
+        return self.net
 
     def frozen_modules(self) -> dict[str, nn.Module]:
-        frozen = {"backbone": self.mlp}
+        frozen = {"backbone": self.net}
         if self.current_task > 0:
             frozen["encoder"] = self.encoder
         frozen.update({f"memory[{k}]": self.memories[k] for k in range(self.current_task)})
@@ -150,7 +132,7 @@ class RouterModule(ContinualModule):
             memory.fit_keys(self._task_queries(data), gen)
         with torch.no_grad():  # a new task's gate logits start afresh (a mid-task checkpoint restores them after this)
             for g in self.gate_scores:
-                g.fill_(self.cfg.gate_init)
+                g.fill_(self.hp.gate_init)
 
     def on_task_end(self, data: TaskData) -> None:
         """If the token attention trained in this task (task 1), its queries moved under the
@@ -159,12 +141,12 @@ class RouterModule(ContinualModule):
         if len(self.gate_scores):
             self.memories[self.current_task].store_bits(list(self.gate_scores))
         refit = self.current_task == 0 and any(True for _ in self.encoder.parameters())
-        if not (refit or self.cfg.task_inference == "gaussian"):
+        if not (refit or self.hp.task_inference == "gaussian"):
             return
         q = self._task_queries(data)  # the encoder is final now: one query pass serves both
         if refit:
             self.memories[0].fit_keys(q, torch.Generator(), warm=True)
-        if self.cfg.task_inference == "gaussian":
+        if self.hp.task_inference == "gaussian":
             self.memories[self.current_task].fit_variances(q)
 
     # -- the forward pass --------------------------------------------------------------------
@@ -172,7 +154,7 @@ class RouterModule(ContinualModule):
         """[B, d] queries, in chunks so that a token-attention map never exceeds ~2^26 entries
         (unit tokens: a 8192-sample test batch would otherwise need a [8192, 800, 800] map)."""
         n = self.signature.n_tokens
-        chunk = max(1, 2**26 // (n * n * self.cfg.heads))
+        chunk = max(1, 2**26 // (n * n * self.hp.heads))
         return torch.cat([self.query_norm(self.encoder(self.signature(part))) for part in x.split(chunk)])
 
     def scores(self, q: torch.Tensor) -> torch.Tensor:
@@ -192,10 +174,10 @@ class RouterModule(ContinualModule):
         losses are defined on them); with `task_inference=gaussian` each task's most likely slot;
         with `entropy` minus the entropy of each task's within-task prediction, divided by the log
         of its class count (so tasks with more classes are not penalized), one forward per task."""
-        if self.training or self.cfg.task_inference == "nearest":
+        if self.training or self.hp.task_inference == "nearest":
             return self.task_scores(scores)
         ready = torch.stack([m.initialized for m in self.memories])
-        if self.cfg.task_inference == "gaussian":
+        if self.hp.task_inference == "gaussian":
             dens = torch.stack([gaussian_scores(q, m.keys, m.log_var).amax(1) for m in self.memories], 1)
             return dens.masked_fill(~ready, float("-inf"))
         neg_entropy = q.new_full((len(q), len(self.memories)), float("-inf"))
@@ -216,8 +198,9 @@ class RouterModule(ContinualModule):
         if task is None:
             task = tscores.argmax(1)
         alpha = scores[torch.arange(len(q), device=q.device), task].softmax(1)  # [B, S]
-        logits, unmasked = x.new_empty(len(x), self.n_v), x.new_empty(len(x), self.n_v)
-        mask = x.new_empty(len(x), sum(self.mlp.widths)) if self.cfg.gate == "units" else None
+        n_v = self.within_task.n_v
+        logits, unmasked = x.new_empty(len(x), n_v), x.new_empty(len(x), n_v)
+        mask = x.new_empty(len(x), sum(self.net.widths)) if self.hp.gate == "units" else None
         density = x.new_empty(len(x))
         # one task per batch in training; a few at class-IL test time. Under autocast a task's
         # outputs may be half precision: written into the batch's tensors in their dtype.
@@ -225,7 +208,7 @@ class RouterModule(ContinualModule):
             out, m, d = self._task_forward(self.memories[t], x[rows], alpha[rows])
             density[rows] = d.to(density.dtype)
             unmasked[rows] = out.to(unmasked.dtype)
-            logits[rows] = out.masked_fill(self.class_table[t] < 0, float("-inf")).to(logits.dtype)  # padded classes
+            logits[rows] = self.within_task.mask_padding(out, t).to(logits.dtype)
             if mask is not None:
                 mask[rows] = m.to(mask.dtype)
         return {"q": q, "task": task, "task_scores": tscores, "alpha": alpha, "logits": logits, "unmasked": unmasked,
@@ -234,17 +217,17 @@ class RouterModule(ContinualModule):
     def _task_forward(self, memory: TaskMemory, x: torch.Tensor, alpha: torch.Tensor):
         """Gate the frozen MLP with one task's slots mixed by `alpha`; its values give the logits.
         Also returns the unit mask (units gating) and each sample's mask density."""
-        hard = self.cfg.mask == "hard"
-        if self.cfg.gate == "none":
-            mask, feats, density = None, self.mlp.features(x), x.new_ones(len(x))
-        elif self.cfg.gate == "units":
+        hard = self.hp.mask == "hard"
+        if self.hp.gate == "none":
+            mask, feats, density = None, self.net.features(x), x.new_ones(len(x))
+        elif self.hp.gate == "units":
             mask = gating.unit_masks(memory.gates[0], alpha, hard)
-            feats = gating.forward_units(self.mlp, x, mask)
+            feats = gating.forward_units(self.net, x, mask)
             density = mask.mean(1)
         else:
             mask = None
             per_slot = self._connection_masks(memory)
-            feats = gating.forward_connections(self.mlp, x, per_slot, alpha)
+            feats = gating.forward_connections(self.net, x, per_slot, alpha)
             cells = sum(m[0].numel() for m in per_slot)
             density = alpha @ (sum(m.flatten(1).sum(1) for m in per_slot) / cells)
         # every slot's value head on the features, mixed by alpha: two matrix products (a
@@ -258,7 +241,7 @@ class RouterModule(ContinualModule):
         bits from the scores while its task is learned (in training it always is: no sync) and
         from its bits otherwise (the same values once the task ended)."""
         if not memory.n_bits:
-            return [gating.connection_masks(g, self.cfg.mask == "hard") for g in memory.gates]
+            return [gating.connection_masks(g, self.hp.mask == "hard") for g in memory.gates]
         if memory is self.memories[self.current_task] and (self.training or not bool(memory.finished)):
             return [gating.connection_masks(g, True) for g in self.gate_scores]
         return [b.to(self.gate_scores[0].dtype) for b in memory.mask_bits()]
@@ -268,13 +251,9 @@ class RouterModule(ContinualModule):
         """The task id the scenario gives at test time (task-IL), else None: inferred."""
         return batch["task"] if self.labels.scenario == "task" else None
 
-    def _label(self, out: dict) -> torch.Tensor:
-        """The predicted output index from a routing: within-task (domain-IL) or global class."""
-        j = out["logits"].argmax(1)
-        return j if self.labels.scenario == "domain" else self.class_table[out["task"], j]
-
     def predict(self, batch: dict) -> torch.Tensor:
-        return self._label(self.route(batch["x"], self.given_task(batch)))
+        out = self.route(batch["x"], self.given_task(batch))
+        return self.within_task.label(out["logits"], out["task"])
 
     def _probe_masks(self, out: dict, rows: torch.Tensor) -> torch.Tensor:
         """[P, M] the mask each probe row is evaluated with: its unit mask, or for connection
@@ -282,7 +261,7 @@ class RouterModule(ContinualModule):
         if out["mask"] is not None:
             return out["mask"][rows]
         task, alpha = out["task"][rows], out["alpha"][rows]
-        mask = alpha.new_empty(len(alpha), sum(layer.weight.numel() for layer in self.mlp.hidden))
+        mask = alpha.new_empty(len(alpha), sum(layer.weight.numel() for layer in self.net.hidden))
         for t in task.unique().tolist():
             sel = task == t
             per_slot = [m.flatten(1) for m in self._connection_masks(self.memories[t])]
@@ -297,10 +276,10 @@ class RouterModule(ContinualModule):
         out = self.route(x, self.given_task(batch), q)
         by_true = out if self.labels.scenario == "task" else self.route(x, true, q, infer=False)
         result = {
-            "pred": self._label(out),
+            "pred": self.within_task.label(out["logits"], out["task"]),
             "target": self.labels.targets(batch["y"]),
             "task": out["task_scores"].argmax(1),
-            "padded": Padded(by_true["logits"], by_true["unmasked"], self.class_table[true] >= 0, self.within_task[batch["y"]]),
+            "padded": Padded(by_true["logits"], by_true["unmasked"], self.within_task.valid(true), self.within_task.targets(batch["y"])),
         }
         if "probe" in self.eval_outputs:
             probe = batch["probe"].nonzero().squeeze(1)
@@ -310,14 +289,14 @@ class RouterModule(ContinualModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self.route(batch["x"], batch["task"])
         ce = nn.functional.cross_entropy
-        cls_loss = self.batch_mean(ce(out["logits"], self.within_task[batch["y"]], reduction="none"), batch)
+        cls_loss = self.batch_mean(ce(out["logits"], self.within_task.targets(batch["y"]), reduction="none"), batch)
         tscores = out["task_scores"][:, : self.current_task + 1]
         task_ce = self.batch_mean(ce(tscores, batch["task"], reduction="none"), batch)
         # keys follow their task's queries (q detached, so queries cannot collapse onto keys)
         q, keys = out["q"].detach(), self.memories[self.current_task].keys
         key_nll = self.batch_mean(-(-torch.cdist(q, keys).square() / (2 * q.shape[1] ** 0.5)).logsumexp(1), batch)
         density = self.batch_mean(out["density"], batch)  # fraction of the network in use
-        loss = cls_loss + self.cfg.task_loss_weight * (task_ce + key_nll) + self.cfg.mask_sparsity * density
+        loss = cls_loss + self.hp.task_loss_weight * (task_ce + key_nll) + self.hp.mask_sparsity * density
         self.log_train_step(
             {"train/loss": loss, "train/cls_loss": cls_loss, "train/task_ce": task_ce, "train/key_nll": key_nll,
              "train/mask_density": density},

@@ -36,37 +36,37 @@ def _grouped(x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor
 
 
 class Signature(nn.Module):
-    def __init__(self, mlp: MLP, tokens: str, patch_size: int | None, unit_chunks: int):
+    def __init__(self, net: MLP, tokens: str, patch_size: int | None, unit_chunks: int):
         super().__init__()
-        self.mlp, self.kind = mlp, tokens  # `mlp` is frozen by the owner; this module has no weights
+        self.net, self.kind = net, tokens  # `net` is frozen by the owner; this module has no weights
         if tokens == "layer":
-            self.n_tokens = len(mlp.hidden) + 1
-            self.dim = max([*mlp.widths, mlp.n_out])
+            self.n_tokens = len(net.hidden) + 1
+            self.dim = max([*net.widths, net.n_out])
         elif tokens == "unit":
-            self.n_tokens, self.dim = sum(mlp.widths), unit_chunks
+            self.n_tokens, self.dim = sum(net.widths), unit_chunks
         elif tokens == "patch":
-            self.patch = patch_size or max(1, math.isqrt(mlp.n_in))
-            if self.patch > mlp.n_in:
-                raise ConfigError(f"router.patch_size={self.patch} exceeds the input size {mlp.n_in}; pick a smaller patch")
-            self.n_tokens, self.dim = math.ceil(mlp.n_in / self.patch), mlp.widths[0]
+            self.patch = patch_size or max(1, math.isqrt(net.n_in))
+            if self.patch > net.n_in:
+                raise ConfigError(f"router.patch_size={self.patch} exceeds the input size {net.n_in}; pick a smaller patch")
+            self.n_tokens, self.dim = math.ceil(net.n_in / self.patch), net.widths[0]
         else:
             raise ConfigError(f"router.tokens='{tokens}' is not valid; choose one of: layer, unit, patch")
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, n_tokens, dim]."""
-        mlp = self.mlp
+        net = self.net
         if self.kind == "patch":
-            return _grouped(x, mlp.hidden[0].weight, self.n_tokens).transpose(1, 2)
+            return _grouped(x, net.hidden[0].weight, self.n_tokens).transpose(1, 2)
         rows, h = [], x
-        for layer in mlp.hidden:
+        for layer in net.hidden:
             if self.kind == "unit":
                 rows.append(_grouped(h, layer.weight, self.dim))
             z = layer(h)
             if self.kind == "layer":
                 rows.append(z)
-            h = mlp.act(z)
+            h = net.act(z)
         if self.kind == "unit":
             return torch.cat(rows, dim=1)
-        rows.append(mlp.head(h))
+        rows.append(net.head(h))
         return torch.stack([nn.functional.pad(r, (0, self.dim - r.shape[1])) for r in rows], dim=1)

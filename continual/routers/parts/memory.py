@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from continual.routers.gating import connection_masks
+from continual.routers.parts.gating import connection_masks
 
 
 def slot_scores(q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

@@ -33,16 +33,16 @@ def connection_masks(gates: torch.Tensor, hard: bool) -> torch.Tensor:
     return binarize(m) if hard else m
 
 
-def forward_units(mlp: MLP, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def forward_units(net: MLP, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     h = x
-    for layer, m in zip(mlp.hidden, mask.split(mlp.widths, dim=1)):
-        h = mlp.act(layer(h)) * m
+    for layer, m in zip(net.hidden, mask.split(net.widths, dim=1)):
+        h = net.act(layer(h)) * m
     return h
 
 
-def forward_connections(mlp: MLP, x: torch.Tensor, masks: list[torch.Tensor], alpha: torch.Tensor) -> torch.Tensor:
+def forward_connections(net: MLP, x: torch.Tensor, masks: list[torch.Tensor], alpha: torch.Tensor) -> torch.Tensor:
     h = x
-    for layer, m in zip(mlp.hidden, masks):
+    for layer, m in zip(net.hidden, masks):
         per_slot = torch.einsum("bi,soi->bso", h, layer.weight * m)  # [B, S, out]
-        h = mlp.act(torch.einsum("bs,bso->bo", alpha, per_slot) + layer.bias)
+        h = net.act(torch.einsum("bs,bso->bo", alpha, per_slot) + layer.bias)
     return h
