@@ -26,7 +26,7 @@ def startup(config: str, overrides: list[str], repeats: int, threads: int, devic
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": os.pathsep.join(sys.path)}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    fit = [*CLI, "fit", "--config", config, *overrides, "logger.wandb=false", "trainer.enable_progress_bar=false", "overwrite=true"]
+    fit = [*CLI, "fit", "--config", config, *overrides, "logger.kind=none", "trainer.enable_progress_bar=false", "overwrite=true"]
     raw = [sys.executable, "-c", f"from bench.workloads import config, reference; reference(config({config!r}, {overrides!r}), {device!r})"]
     floor = "import torch, lightning" + ("; torch.zeros(1, device='cuda')" if device == "cuda" else "")
     out = {

@@ -27,7 +27,7 @@ from continual.data.loader import TensorLoader
 from continual.data.streams import build_stream
 from continual.experiment import run
 
-QUIET = ["logger.wandb=false", "trainer.enable_progress_bar=false"]
+QUIET = ["logger.kind=none", "trainer.enable_progress_bar=false"]
 
 
 def config(path: str, overrides: list[str]) -> DictConfig:

@@ -7,7 +7,7 @@ import pytest
 
 from continual.cli.main import main
 
-QUIET = ["logger.wandb=false", "trainer.enable_progress_bar=false", "trainer.max_epochs=1"]
+QUIET = ["logger.kind=none", "trainer.enable_progress_bar=false", "trainer.max_epochs=1"]
 NET = 64 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10  # Split-Digits, hidden [100, 100], 10 outputs
 
 

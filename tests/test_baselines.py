@@ -18,7 +18,7 @@ from continual.models.mlp import MLP
 
 def fit(tmp_path, name, *overrides):
     out = tmp_path / name
-    assert main(["fit", f"output_dir={out}", "logger.wandb=false", "trainer.enable_progress_bar=false", *overrides]) == 0
+    assert main(["fit", f"output_dir={out}", "logger.kind=none", "trainer.enable_progress_bar=false", *overrides]) == 0
     return json.loads((out / "metrics.json").read_text())
 
 

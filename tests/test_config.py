@@ -35,7 +35,7 @@ def run_cli(capsys, *args):
     ],
 )
 def test_config_error_is_one_clear_line(capsys, override, expected):
-    code, err = run_cli(capsys, "fit", override, "logger.wandb=false")
+    code, err = run_cli(capsys, "fit", override, "logger.kind=none")
     assert code == 2
     assert expected in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
@@ -193,7 +193,7 @@ def test_values_on_a_range_boundary_or_null_pass(override):
 
 
 def test_cross_key_checks_stay_beside_the_ranges(capsys):
-    code, err = run_cli(capsys, "fit", "data.eval_split=val", "data.val_fraction=0", "logger.wandb=false")
+    code, err = run_cli(capsys, "fit", "data.eval_split=val", "data.val_fraction=0", "logger.kind=none")
     assert code == 2 and err == "continual: error: data.eval_split=val needs a validation split: set data.val_fraction>0 (e.g. 0.1)"
     with pytest.raises(ConfigError, match="supsup.init=signed_constant needs backbone.activation=relu"):
         load_config(None, ["method=supsup", "backbone.activation=tanh"])

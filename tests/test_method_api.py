@@ -16,7 +16,7 @@ from continual.errors import ConfigError
 from continual.methods import builtin
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-QUIET = ["logger.wandb=false", "trainer.enable_progress_bar=false", "trainer.max_epochs=1"]
+QUIET = ["logger.kind=none", "trainer.enable_progress_bar=false", "trainer.max_epochs=1"]
 
 
 def code_blocks(page: str, lang: str) -> list[str]:

@@ -118,7 +118,7 @@ def test_padded_counts_and_win_rates_by_hand():
 
 
 def test_router_padded_slots_never_win():
-    cfg = load_config(None, ["method=router", "router.n_v=4", "router.h=16", "logger.wandb=false"])
+    cfg = load_config(None, ["method=router", "router.n_v=4", "router.h=16", "logger.kind=none"])
     stream = build_stream(cfg.data, cfg.seed)
     module = build_method(cfg, stream).eval()
     for t in range(len(stream)):
@@ -152,18 +152,18 @@ def test_the_registry_gives_metrics_json_order_and_the_metrics_section():
     from continual.metrics import registry
 
     assert [m.key for m in registry.metrics()] == ["forgetting", "memory", "mask_stability", "padded_class", "task_inference"]
-    cfg = load_config(None, ["metrics.padded_class=false", "logger.wandb=false"])
+    cfg = load_config(None, ["metrics.padded_class=false", "logger.kind=none"])
     assert dict(cfg.metrics) == {"mask_stability": True, "padded_class": False, "task_inference": True, "probe_per_task": 64}
 
 
 def test_a_metric_that_is_off_or_unread_is_null_in_metrics_json():
     from continual.metrics.suite import MetricSuite
 
-    cfg = load_config(None, ["method=router", "router.h=16", "metrics.task_inference=false", "logger.wandb=false"])
+    cfg = load_config(None, ["method=router", "router.h=16", "metrics.task_inference=false", "logger.kind=none"])
     stream = build_stream(cfg.data, cfg.seed)
     suite = MetricSuite(cfg, stream, build_method(cfg, stream))
     assert [cb.key for cb in suite.callbacks] == ["forgetting", "memory", "mask_stability", "padded_class"]
-    cfg = load_config(None, ["method=ewc", "logger.wandb=false"])  # ewc returns none of task, probe, padded
+    cfg = load_config(None, ["method=ewc", "logger.kind=none"])  # ewc returns none of task, probe, padded
     suite = MetricSuite(cfg, stream, build_method(cfg, stream))
     assert [cb.key for cb in suite.callbacks] == ["forgetting", "memory"]
     assert suite.state_dict().keys() == {"forgetting", "memory"}

@@ -47,7 +47,7 @@ def test_router_run_leaves_consistent_metric_files(one):
 
 def test_two_processes_give_the_single_process_metrics(one, tmp_path):
     two = tmp_path / "two"
-    cmd = [sys.executable, "-m", "continual.cli.main", "fit", f"output_dir={two}", "logger.wandb=false", *ROUTER, *SMALL, *DDP]
+    cmd = [sys.executable, "-m", "continual.cli.main", "fit", f"output_dir={two}", "logger.kind=none", *ROUTER, *SMALL, *DDP]
     out = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert comparable(two) == comparable(one)  # accuracy matrices, stability, padded, task inference

@@ -46,7 +46,7 @@ def test_carried_state_continues_the_step_count_and_moments():
 
 def test_carried_state_survives_in_the_task_boundary_checkpoint(tmp_path):
     out = tmp_path / "run"
-    assert main(["fit", f"output_dir={out}", "logger.wandb=false", "optim.carry_state=true", "trainer.max_steps=2",
+    assert main(["fit", f"output_dir={out}", "logger.kind=none", "optim.carry_state=true", "trainer.max_steps=2",
                  "trainer.enable_progress_bar=false"]) == 0
     state = torch.load(out / "checkpoints" / "state.pt", weights_only=True)
     steps = {int(s["step"]) for s in state["module"]["_extra_state"]["optim"].values()}
@@ -57,6 +57,6 @@ def test_carried_state_survives_in_the_task_boundary_checkpoint(tmp_path):
 def test_only_carry_state_stores_optimizer_state(tmp_path, carry):
     out = tmp_path / "run"
     flag = f"optim.carry_state={str(carry).lower()}"
-    assert main(["fit", f"output_dir={out}", "logger.wandb=false", flag, "trainer.max_steps=1", "trainer.enable_progress_bar=false"]) == 0
+    assert main(["fit", f"output_dir={out}", "logger.kind=none", flag, "trainer.max_steps=1", "trainer.enable_progress_bar=false"]) == 0
     state = torch.load(out / "checkpoints" / "state.pt", weights_only=True)
     assert bool(state["module"]["_extra_state"]["optim"]) is carry

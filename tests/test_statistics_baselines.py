@@ -217,7 +217,7 @@ DIGITS = 10 * 64  # Split-Digits: 10 classes, 64 pixels
 ])
 def test_split_digits_class_il_without_training(tmp_path, method, overrides, stored):
     out = tmp_path / "run"
-    assert main(["fit", f"method={method}", "scenario=class", *overrides, "logger.wandb=false",
+    assert main(["fit", f"method={method}", "scenario=class", *overrides, "logger.kind=none",
                  "trainer.enable_progress_bar=false", f"output_dir={out}"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["acc"] > 0.8  # fine-tuning: about 0.2 (tests/test_baselines.py: below 0.35)

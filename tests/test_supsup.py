@@ -20,7 +20,7 @@ from continual.experiment import run
 from continual.models.backbones import state_hash
 from continual.models.mlp import MLP
 
-QUIET = ["logger.wandb=false", "trainer.enable_progress_bar=false"]
+QUIET = ["logger.kind=none", "trainer.enable_progress_bar=false"]
 
 # A 2-4-4 ReLU network (no biases) and two tasks: task A's first layer reads input 0 only, task
 # B's input 1 only, so x = (1, 0) gives zero hidden units, hence uniform outputs, under B's mask.

@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from continual.data.task_data import TaskData
+from continual.lightning_internals import attached_trainer, logs_at
 from continual.config.schema import SCENARIOS
 from continual.scenarios import LabelSpace
 
@@ -145,7 +146,8 @@ class ContinualModule(L.LightningModule):
 
     def batch_mean(self, per_sample: torch.Tensor, batch: dict) -> torch.Tensor:
         """This rank's share of the mean over the global batch, scaled for DDP's gradient average."""
-        world = self.trainer.world_size if self._trainer is not None else 1
+        trainer = attached_trainer(self)
+        world = trainer.world_size if trainer is not None else 1
         return per_sample.sum() * world / batch.get("global_size", len(per_sample) * world)
 
     def per_sample_loss(self, batch: dict) -> torch.Tensor:
@@ -166,8 +168,6 @@ class ContinualModule(L.LightningModule):
         whole step of the 2x400 MLP), and on the other steps its value would only reach the
         progress bar, which therefore shows the loss of the last logged step.
         """
-        from continual.lightning_internals import attached_trainer, logs_at
-
         trainer = attached_trainer(self)
         if trainer is None or not (logs_at(trainer, trainer.global_step + 1) or trainer.fast_dev_run):
             return

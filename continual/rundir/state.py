@@ -38,7 +38,7 @@ from continual.config.schema import VOLATILE  # keys that may differ on resume: 
 from continual.errors import CheckpointError
 from continual.rundir.layout import CONFIG, STATE
 
-FORMAT = 4  # 4: method state inside `module`, callback states in `callbacks`
+FORMAT = 5  # 4: method state inside `module`, callback states in `callbacks`; 5: the router's and LwF's networks are `net` and `teacher`
 
 
 def _flatten(node, prefix: str = "") -> dict:

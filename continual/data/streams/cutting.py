@@ -48,10 +48,6 @@ class Stream:
     def task_classes(self) -> list[list[int]]:
         return [t.classes for t in self.tasks]
 
-    @property
-    def max_classes_per_task(self) -> int:
-        return max(len(c) for c in self.task_classes)
-
 
 def _hold_out(x, y, fraction: float, gen: torch.Generator, rows: torch.Tensor | None = None):
     """(train x, train y, val x, val y): a seeded `fraction` of the samples (of `rows` only, if
