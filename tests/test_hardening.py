@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from continual.cli.main import main
+from continual.rundir.state import FORMAT
 from helpers import QUICK, QUIET, comparable
 
 STREAMS = '''
@@ -117,11 +118,11 @@ def inputs(tmp_path_factory):
     shutil.copytree(earlier, partial)
     metrics = json.loads((partial / "metrics.json").read_text())
     (partial / "metrics.json").write_text(json.dumps({**metrics, "complete": False, "tasks_done": 2}))
-    for name, content in (("empty_state", b""), ("keyless_state", None)):
+    for name, content in (("empty_state", b""), ("keyless_state", None), ("old_state", 4)):
         (d / name / "checkpoints").mkdir(parents=True)
-        if content is None:
+        if not isinstance(content, bytes):
             content_path = d / name / "checkpoints" / "state.pt"
-            torch.save({"format": 4, "config": {}}, content_path)
+            torch.save({"format": FORMAT if content is None else content, "config": {}}, content_path)
         else:
             (d / name / "checkpoints" / "state.pt").write_bytes(content)
     sys.path.insert(0, str(d))
@@ -170,6 +171,7 @@ CASES = [
     ("sweep_metric_string", "sweep {d}/sweep_metric.yaml", "metric must be a mapping such as {{name: final/acc"),
     ("empty_state_pt", "fit resume={d}/empty_state", "it is empty (a write was cut off)"),
     ("state_pt_missing_keys", "fit resume={d}/keyless_state", "lacks rng, complete, module"),
+    ("state_pt_older_format", "fit resume={d}/old_state", f"was written by an older continual (run state format 4, this version reads {FORMAT})"),
     # 6. messages
     ("short_labels_file", "fit data.stream=split_mnist data.root={d}/short_labels", "train-labels-idx1-ubyte' holds 19 labels for 20 images"),
     ("data_3", "fit --config {d}/data3.yaml", "'data' in '{d}/data3.yaml' is 3, but it is a section of keys; set its keys instead"),

@@ -136,7 +136,13 @@ STATE_KEYS = ("format", "config", "rng", "complete", "module", "callbacks", "wal
 def checked_state(path: Path, cfg: DictConfig, schema: DictConfig, run_dir: Path) -> dict:
     """The task-boundary state in `path`, refused unless whole and written under `cfg`'s settings."""
     state = load_checkpoint(path)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    found = state.get("format") if isinstance(state, dict) else None
+    if isinstance(found, int) and not isinstance(found, bool) and found < FORMAT:
+        raise CheckpointError(
+            f"checkpoint '{path}' was written by an older continual (run state format {found}, this version reads {FORMAT}); "
+            f"continue it with the version that made it, or start a new run without resume="
+        )
+    if found != FORMAT:
         raise CheckpointError(f"checkpoint '{path}' is not a continual run state (format {FORMAT}); start a new run without resume=")
     missing = [k for k in STATE_KEYS if k not in state]
     if missing:
