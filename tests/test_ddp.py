@@ -30,6 +30,7 @@ def child_env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "WANDB_MODE": "offline"}
 
 
+@pytest.mark.slow  # subprocesses: seconds each
 def test_two_processes_give_the_single_process_metrics_and_one_writer(tmp_path):
     assert main(["fit", f"output_dir={tmp_path / 'one'}", "logger.kind=none", *SMALL]) == 0
     two = tmp_path / "two"

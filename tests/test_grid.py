@@ -74,6 +74,7 @@ def test_a_failed_cell_keeps_its_error_beside_its_folder(tmp_path, monkeypatch, 
         assert run(fixed, subprocess).metrics["complete"] and not (tmp_path / "cell.log").exists()  # no stale error beside it
 
 
+@pytest.mark.slow  # subprocesses: seconds each
 def test_ctrl_c_stops_a_subprocess_cell_and_the_rest_and_says_how_to_continue(tmp_path):
     sweep, out = tmp_path / "sweep.yaml", tmp_path / "sweep"
     sweep.write_text(

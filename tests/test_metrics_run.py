@@ -45,6 +45,7 @@ def test_router_run_leaves_consistent_metric_files(one):
     assert len(m["per_class"]["forgetting"]) == 10
 
 
+@pytest.mark.slow  # subprocesses: seconds each
 def test_two_processes_give_the_single_process_metrics(one, tmp_path):
     two = tmp_path / "two"
     cmd = [sys.executable, "-m", "continual.cli.main", "fit", f"output_dir={two}", "logger.kind=none", *ROUTER, *SMALL, *DDP]

@@ -49,6 +49,7 @@ def uninterrupted(tmp_path_factory):
     return comparable(out)
 
 
+@pytest.mark.slow  # subprocesses: seconds each
 @pytest.mark.parametrize("sig, task", [(signal.SIGKILL, 2), (signal.SIGTERM, 1)], ids=["SIGKILL", "SIGTERM"])
 def test_killed_run_resumes_mid_task_to_identical_metrics(tmp_path, uninterrupted, sig, task):
     killed = tmp_path / "killed"

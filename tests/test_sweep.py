@@ -54,6 +54,7 @@ def test_a_bad_parameter_is_refused_before_any_run(tmp_path, capsys):
         validate({**load_spec(write_spec(tmp_path, TINY)), "metric": {"name": "val/acc", "goal": "maximize"}})
 
 
+@pytest.mark.slow  # subprocesses: seconds each
 def test_offline_grid_sweep_runs_two_fits_and_writes_a_results_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))  # the runs import this checkout
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -99,6 +100,7 @@ def test_bayes_asks_the_wandb_engine():
         history.append({"params": params, "metric": 0.5 + 0.1 * i})
 
 
+@pytest.mark.slow  # subprocesses: seconds each
 def test_overrides_apply_to_every_trial_and_may_not_set_a_swept_parameter(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
     path, out = write_spec(tmp_path, TINY), tmp_path / "sweep"
@@ -111,6 +113,7 @@ def test_overrides_apply_to_every_trial_and_may_not_set_a_swept_parameter(tmp_pa
     assert "override 'optim.lr=0.1' sets a swept parameter" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # subprocesses: seconds each
 def test_identical_failures_stop_the_sweep_and_a_continued_sweep_retries_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
     spec = TINY.replace("[0.001, 0.01]", "[0.001, 0.01, 0.02]")
