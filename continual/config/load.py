@@ -32,7 +32,14 @@ DEFAULT_CONFIG = "split_digits.yaml"
 _RESERVED_TRAINER_KEYS = {"logger": "logger.kind (wandb, tensorboard, csv, mlflow, none, or a list)", "callbacks": "the method and its callbacks"}
 
 
-PACKAGED_CONFIGS = next((d for d in (Path(__file__).resolve().parents[i] / "configs" for i in (1, 2)) if d.is_dir()), Path(__file__).resolve().parents[1] / "configs")  # installed: continual/configs (package data, setup.py); a source checkout: the top-level configs/
+def _packaged_configs() -> Path:
+    """The shipped configs: installed, `continual/configs` (package data, see setup.py); in a
+    source checkout, the repository's top-level `configs/`."""
+    package = Path(__file__).resolve().parents[1]
+    return package / "configs" if (package / "configs").is_dir() else package.parent / "configs"
+
+
+PACKAGED_CONFIGS = _packaged_configs()
 
 
 def config_dirs() -> list[Path]:
