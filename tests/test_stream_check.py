@@ -81,12 +81,12 @@ def class_beyond_n_classes(cfg, seed):
 
 def _tensors(cfg, seed, y_train=None, features=6):
     g = torch.Generator().manual_seed(0)
-    y = torch.arange(200) % 4
+    y = torch.arange(200) % 6  # the three tasks of the quick run
     x = torch.randn(200, features, generator=g)
     return stream_from_tensors("tensors", x, y if y_train is None else y_train, x[:40], y[:40], cfg, seed)
 
 def tensors_label_2_7(cfg, seed):
-    y = (torch.arange(200) % 4).float()
+    y = (torch.arange(200) % 6).float()
     y[7] = 2.7
     return _tensors(cfg, seed, y_train=y)
 
@@ -94,7 +94,7 @@ def tensors_no_features(cfg, seed):
     return _tensors(cfg, seed, features=0)
 
 def tensors_label_1e9(cfg, seed):
-    y = torch.arange(200) % 4
+    y = torch.arange(200) % 6
     y[0] = 10**9
     return _tensors(cfg, seed, y_train=y)
 '''
@@ -118,7 +118,7 @@ CASES = [
     ("class_beyond_n_classes", [], "task 2 (classes [2, 3]) names class ids [3] outside 0..2 (n_classes=3)"),
     ("tensors_label_2_7", [], "custom stream 'tensors': y_train holds non-integer labels [2.700000047683716]"),
     ("tensors_no_features", [], "custom stream 'tensors': x_train has no features per sample (shape (200, 0))"),
-    ("tensors_label_1e9", [], "custom stream 'tensors': labels go up to 1000000000 but classes [4, 5, 6, 7, 8]..."),
+    ("tensors_label_1e9", [], "custom stream 'tensors': labels go up to 1000000000 but classes [6, 7, 8, 9, 10]..."),
 ]
 
 
@@ -151,8 +151,9 @@ def test_a_good_handmade_stream_trains_and_scores_every_task(streams_module, tmp
 
 
 def test_the_built_in_streams_pass_the_check_quickly(mnist_root):
-    """Permuted-MNIST is the largest built-in stream (10 x 70k x 784 floats): its check must not
-    slow a run down noticeably."""
+    """Permuted-MNIST is the largest built-in stream (10 x 70k x 784 floats): its check (1.6 s
+    measured on a loaded 2-core machine, about a tenth of building the stream there) must cost a
+    small part of building it, whatever the machine's load."""
     from omegaconf import OmegaConf
 
     from continual.config.schema import DataConfig
@@ -161,10 +162,12 @@ def test_the_built_in_streams_pass_the_check_quickly(mnist_root):
 
     for name in ("split_digits", "split_mnist", "permuted_mnist", "rotated_mnist"):
         cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), {"stream": name, "root": str(mnist_root), "n_tasks": 3 if name == "rotated_mnist" else None})
+        start = time.perf_counter()
         stream = build_stream(cfg, seed=0)
+        built = time.perf_counter() - start
         start = time.perf_counter()
         check_stream(stream)
-        elapsed = time.perf_counter() - start
+        checked = time.perf_counter() - start
         if name == "permuted_mnist":
             assert len(stream) == 10 and sum(len(t.split(s)[1]) for t in stream.tasks for s in ("train", "val", "test")) == 700_000
-            assert elapsed < 2.0, elapsed
+            assert checked < built / 4, (checked, built)
