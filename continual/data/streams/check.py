@@ -5,7 +5,8 @@ A stream that is wrong in its data does not fail loudly later: NaN inputs train 
 labels outside a task's classes score as wrong answers or index out of range, an empty split
 divides by zero, a huge `n_classes` exhausts memory. Each is refused here in one line naming the
 task and split, before any file is written. The checks are reductions over the tensors (no
-copies), so even Permuted-MNIST's 10 x 70k x 784 inputs cost a fraction of a second.
+copies of the inputs): Permuted-MNIST's 10 x 70k x 784 inputs take about a tenth of the time
+building that stream takes (1.6 s measured on a loaded 2-core machine).
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ def check_stream(stream: Stream, eval_split: str = "test") -> None:
             raise DataError(f"stream '{stream.name}' has {name}={value!r}; it must be a positive integer; {fix}")
     for i, task in enumerate(stream.tasks):
         _check_classes(stream, i, task, fix)
-    held = sum(len(task.split(split)[1]) for task in stream.tasks for split in SPLITS)
     for i, task in enumerate(stream.tasks):
         for split in SPLITS:
             _check_split(stream, i, task, split, split in ("train", eval_split), fix)
+    held = sum(len(task.split(split)[1]) for task in stream.tasks for split in SPLITS)
     if stream.n_classes > held:
         raise DataError(
             f"stream '{stream.name}' has n_classes={stream.n_classes} but holds only {held} samples; "
@@ -53,8 +54,8 @@ def _check_classes(stream: Stream, i: int, task: Task, fix: str) -> None:
         raise DataError(f"{where} has id {task.id!r}; task ids must be 0, 1, 2, ... in stream order; {fix}")
     classes = task.classes
     if not isinstance(classes, list) or not classes or not all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
-        raise DataError(f"{where} has classes {_few(classes) if isinstance(classes, list) else classes!r}; "
-                        f"they must be a non-empty list of integer class ids; {fix}")
+        shown = _few(classes) if isinstance(classes, list) else repr(classes)
+        raise DataError(f"{where} has classes {shown}; they must be a non-empty list of class ids (Python ints); {fix}")
     bad = [c for c in classes if not 0 <= c < stream.n_classes]
     if bad or len(set(classes)) != len(classes):
         what = f"class ids {_few(bad)} outside 0..{stream.n_classes - 1} (n_classes={stream.n_classes})" if bad else "a class twice"
