@@ -62,6 +62,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     from continual.callbacks.checkpointing import AtomicCheckpointIO
     from continual.data.datamodule import TaskStreamDataModule
     from continual.data.streams import build_stream
+    from continual.data.streams.check import check_stream
     from continual.errors import Interrupted
     from continual.metrics import report
     from continual.metrics.suite import MetricSuite
@@ -78,6 +79,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     check_accelerator(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     stream = build_stream(cfg.data, cfg.seed)  # data and model errors surface before any file is written
+    check_stream(stream, cfg.data.eval_split)
     module = build_method(cfg, stream)
     run_dir = RunDirectory(cfg, writer=is_zero, schema=method_schema(cfg))
     state = run_dir.load_state()

@@ -23,6 +23,18 @@ from continual.data.streams.cutting import Stream, split_stream
 from continual.errors import DataError
 
 
+def _labels(name: str, split: str, y) -> torch.Tensor:
+    """`y` as class ids (torch.long); a one-line DataError for labels that are not whole numbers,
+    which `.long()` would silently truncate (2.7 -> 2)."""
+    y = torch.as_tensor(y)
+    if y.is_floating_point():
+        bad = y[~(torch.isfinite(y) & (y == y.round()))]
+        if len(bad):
+            raise DataError(f"custom stream '{name}': y_{split} holds non-integer labels {bad[:5].tolist()}; labels are class ids 0..C-1; "
+                            f"fix the tensors your stream function returns for '{name}'")
+    return y.long()
+
+
 def _check_tensors(name: str, x_train, y_train, x_test, y_test) -> int:
     """The number of classes of valid stream tensors; a one-line DataError for anything that would
     be silently dropped or poison training (unpaired rows, NaN/inf inputs, labels not 0..C-1)."""
@@ -32,6 +44,8 @@ def _check_tensors(name: str, x_train, y_train, x_test, y_test) -> int:
             raise DataError(f"custom stream '{name}': x_{split} has {len(x)} rows but y_{split} has {tuple(y.shape)} labels; {fix}")
         if not len(y):
             raise DataError(f"custom stream '{name}': the {split} split is empty; {fix}")
+        if not x.shape[1]:
+            raise DataError(f"custom stream '{name}': x_{split} has no features per sample (shape {tuple(x.shape)}); {fix}")
         if not torch.isfinite(x).all():
             raise DataError(f"custom stream '{name}': x_{split} holds NaN or inf values; {fix}")
         if (y < 0).any():
@@ -39,10 +53,12 @@ def _check_tensors(name: str, x_train, y_train, x_test, y_test) -> int:
     if x_train.shape[1] != x_test.shape[1]:
         raise DataError(f"custom stream '{name}': x_train has {x_train.shape[1]} features per sample but x_test {x_test.shape[1]}; {fix}")
     n_classes = int(max(y_train.max(), y_test.max())) + 1
-    absent = sorted(set(range(n_classes)) - set(y_train.unique().tolist()))
-    if absent:
+    present = y_train.unique()  # sorted; every class 0..n_classes-1 must be among them
+    if len(present) < n_classes:
+        # the first absent classes lie among the first len(present) + 5 ids: no set of a huge range
+        absent = sorted(set(range(min(n_classes, len(present) + 5))) - set(present.tolist()))
         raise DataError(
-            f"custom stream '{name}': labels go up to {n_classes - 1} but classes {absent[:5]}{'...' if len(absent) > 5 else ''} "
+            f"custom stream '{name}': labels go up to {n_classes - 1} but classes {absent[:5]}{'...' if n_classes - len(present) > 5 else ''} "
             f"have no training samples; labels must be 0..C-1 with every class present: {fix}"
         )
     return n_classes
@@ -52,7 +68,7 @@ def stream_from_tensors(name: str, x_train, y_train, x_test, y_test, cfg: DictCo
     """Split labelled tensors (any shape per sample; flattened to float32) into tasks."""
     x_train, x_test = (torch.as_tensor(x).float() for x in (x_train, x_test))
     x_train, x_test = (x.flatten(1) if x.ndim > 1 else x.reshape(-1, 1) for x in (x_train, x_test))
-    y_train, y_test = (torch.as_tensor(y).long() for y in (y_train, y_test))
+    y_train, y_test = _labels(name, "train", y_train), _labels(name, "test", y_test)
     n_classes = _check_tensors(name, x_train, y_train, x_test, y_test)
     return split_stream(name, (x_train, y_train, x_test, y_test), cfg, seed, n_classes)
 
