@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from continual.build import method_schema
+from continual.callbacks.checkpointing import AtomicCheckpointIO
 from continual.config import load_config
 from continual.errors import CheckpointError, ConfigError
 from continual.rundir import finished_metrics, layout, read_metrics, state
-from continual.callbacks.checkpointing import AtomicCheckpointIO
 from continual.rundir.folder import RunDirectory
 
 
@@ -42,8 +42,7 @@ HOLD = textwrap.dedent("""
     import sys, time
     from continual.build import method_schema
     from continual.config import load_config
-    from continual.callbacks.checkpointing import AtomicCheckpointIO
-from continual.rundir.folder import RunDirectory
+    from continual.rundir.folder import RunDirectory
     cfg = load_config(None, [f"output_dir={sys.argv[1]}", "logger.kind=none"])
     RunDirectory(cfg, writer=True, schema=method_schema(cfg))
     print("holding", flush=True)
