@@ -294,7 +294,7 @@ def test_torn_checkpoint_is_skipped_and_the_task_restarts_from_state(tmp_path, u
     proc.kill()
     proc.wait()
     # empty, and cut off half-way, as a cross-device move killed mid-copy leaves it; and 16 bytes
-    # flipped, which torch loads without complaint (the result would change): its checksum finds it
+    # flipped (a disk or copy error), which its checksum finds
     for name, why in (("0", "torn or unreadable"), ("0.5", "torn or unreadable"), ("flipped", "damaged \\(its checksum does not match\\)")):
         run = tmp_path / f"kept_{name}"
         shutil.copytree(killed, run)
