@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from continual.errors import ConfigError, Interrupted, KeyboardInterrupted
+from continual.rundir.files import atomic_write, storage_error
 from continual.rundir.results import finished_metrics
 
 
@@ -167,15 +168,18 @@ class Runner:
         except Interrupted:
             raise
         except Exception as err:  # one broken cell must not stop the others
-            cell.run_dir.parent.mkdir(parents=True, exist_ok=True)
-            cell.log.write_text(traceback.format_exc())
+            atomic_write(cell.log, traceback.format_exc())  # a full disk: one line (StorageError)
             return Outcome(error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
     def _subprocess(self, cell: Cell) -> Outcome:
         """A timed-out cell gets SIGTERM first, so it saves its checkpoint as any stopped run does."""
-        cell.run_dir.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "WANDB_MODE": "offline"}
-        with open(cell.log, "w") as out:
+        try:
+            cell.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            out = open(cell.log, "w")
+        except OSError as err:
+            raise storage_error(cell.log, err) from None
+        with out:
             proc = subprocess.Popen([sys.executable, "-m", "continual.cli.main", *cell.fit_command()], env=env, stdout=out, stderr=subprocess.STDOUT)
             try:
                 rc = proc.wait(timeout=self.timeout)

@@ -1,6 +1,7 @@
 """Issue #16: every bad input is one line `continual: error: ...`, exit 2, and changes no file of
 an earlier run; faults (a torn checkpoint, a full or read-only disk, two runs into one folder, a
-kill during `overwrite=true`, Ctrl-C) lose nothing."""
+kill during `overwrite=true`, Ctrl-C) lose nothing. Issue #26: a damaged checkpoint is found by
+its checksum, a finished run's lost metrics.json is rebuilt, a grid's log on a full disk is one line."""
 
 import gzip
 import hashlib
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 from continual.cli.main import main
+from continual.rundir import state as run_state
 from continual.rundir.state import FORMAT
 from helpers import QUICK, QUIET, comparable
 
@@ -88,6 +90,14 @@ def idx_files(raw: Path, n_images: int, n_labels: int, top_label: int) -> None:
         (raw / f"{split}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n_labels) + labels)
 
 
+def flip_middle(path: Path, n: int = 16) -> None:
+    """Flip `n` bytes in the middle of a file, as a disk or a copy may."""
+    data = bytearray(path.read_bytes())
+    at = len(data) // 2
+    data[at:at + n] = bytes(b ^ 0xFF for b in data[at:at + n])
+    path.write_bytes(bytes(data))
+
+
 def snapshot(folder: Path) -> dict:
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -118,6 +128,9 @@ def inputs(tmp_path_factory):
     shutil.copytree(earlier, partial)
     metrics = json.loads((partial / "metrics.json").read_text())
     (partial / "metrics.json").write_text(json.dumps({**metrics, "complete": False, "tasks_done": 2}))
+    damaged = d / "damaged_state" / "checkpoints"
+    shutil.copytree(earlier / "checkpoints", damaged)
+    flip_middle(damaged / "state.pt")
     for name, content in (("empty_state", b""), ("keyless_state", None), ("old_state", 4)):
         (d / name / "checkpoints").mkdir(parents=True)
         if not isinstance(content, bytes):
@@ -171,6 +184,7 @@ CASES = [
     ("sweep_metric_string", "sweep {d}/sweep_metric.yaml", "metric must be a mapping such as {{name: final/acc"),
     ("empty_state_pt", "fit resume={d}/empty_state", "it is empty (a write was cut off)"),
     ("state_pt_missing_keys", "fit resume={d}/keyless_state", "lacks rng, complete, module"),
+    ("state_pt_damaged", "fit resume={d}/damaged_state", "checkpoints/state.pt' is damaged (its bytes no longer match its checksum: a disk or copy error); restore it from a backup, or start a new run without resume="),
     ("state_pt_older_format", "fit resume={d}/old_state", f"was written by an older continual (run state format 4, this version reads {FORMAT})"),
     # 6. messages
     ("short_labels_file", "fit data.stream=split_mnist data.root={d}/short_labels", "train-labels-idx1-ubyte' holds 19 labels for 20 images"),
@@ -279,14 +293,44 @@ def test_torn_checkpoint_is_skipped_and_the_task_restarts_from_state(tmp_path, u
     wait_for(mid_task(killed, 2), proc, "a mid-task checkpoint of task 3")
     proc.kill()
     proc.wait()
-    for keep in (0, 0.5):  # empty, and cut off half-way, as a cross-device move killed mid-copy leaves it
-        run = tmp_path / f"kept_{keep}"
+    # empty, and cut off half-way, as a cross-device move killed mid-copy leaves it; and 16 bytes
+    # flipped (a disk or copy error), which its checksum finds
+    for name, why in (("0", "torn or unreadable"), ("0.5", "torn or unreadable"), ("flipped", "damaged \\(its checksum does not match\\)")):
+        run = tmp_path / f"kept_{name}"
         shutil.copytree(killed, run)
         ckpt = run / "checkpoints" / "last.ckpt"
-        ckpt.write_bytes(ckpt.read_bytes()[: int(ckpt.stat().st_size * keep)])
-        with pytest.warns(UserWarning, match="is torn or unreadable; ignoring it: task 3 restarts from state.pt"):
+        if name == "flipped":
+            flip_middle(ckpt)
+        else:
+            ckpt.write_bytes(ckpt.read_bytes()[: int(ckpt.stat().st_size * float(name))])
+        with pytest.warns(UserWarning, match=f"is {why}; ignoring it: task 3 restarts from state.pt"):
             assert main(["fit", f"resume={run}", *TORN]) == 0
         assert comparable(run) == uninterrupted
+
+
+def test_resume_of_a_finished_run_rebuilds_a_torn_or_lost_metrics_json(inputs, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(inputs / "earlier", run)
+    metrics = run / "metrics.json"
+    whole = metrics.read_bytes()
+    again = ["fit", f"resume={run}", *QUIET, "trainer.max_epochs=1"]
+    for damage, why in ((lambda: metrics.write_bytes(whole[: len(whole) // 2]), "torn or unreadable"), (metrics.unlink, "missing")):
+        damage()
+        assert main(["fit", f"output_dir={run}", *QUIET, "trainer.max_epochs=1"]) == 2
+        assert f"continue it with resume={run}" in capsys.readouterr().err  # what a plain fit says to do: it works
+        with pytest.warns(UserWarning, match=f"metrics.json of '{run}' was {why}; rebuilt it from {run}/checkpoints/state.pt"):
+            assert main(again) == 0
+        assert metrics.read_bytes() == whole
+    # a state written before it held the results: one line saying what to do
+    path = run / "checkpoints" / "state.pt"
+    path.write_bytes(run_state.checkpoint_bytes({k: v for k, v in run_state.load_checkpoint(path).items() if k != "metrics_json"}))
+    metrics.unlink()
+    capsys.readouterr()
+    assert main(again) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"continual: error: run '{run}' is complete but its metrics.json is missing, and its state.pt does not hold the results "
+        "(written by an older continual); run it again with the same command plus overwrite=true instead of resume="
+    ]
 
 
 def test_concurrent_run_into_one_directory_refuses_and_a_dead_lock_is_taken_over(tmp_path, capsys):
@@ -365,6 +409,21 @@ def test_full_disk_is_one_line_and_leaves_no_torn_file(small_fs, capsys):
     for f in run.rglob("*"):
         if f.suffix == ".pt":
             torch.load(f, weights_only=True)  # whatever is there is whole
+
+
+def test_a_grid_cells_error_log_on_a_full_disk_is_one_line(small_fs, tmp_path, capsys):
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("methods: [finetune]\nscenarios: [task]\nseeds: [0]\n")
+    (small_fs / "grid").mkdir()
+    with open(small_fs / "filler", "wb", buffering=0) as filler:  # the disk is full before the cell starts
+        with pytest.raises(OSError):
+            while True:
+                filler.write(bytes(4096))
+                filler.flush()
+    code = main(["compare", "--config", str(spec), "--out", str(small_fs / "grid"), *QUICK])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith("continual: error: cannot write '") and ".log' (No space left on device)" in err[0], err
 
 
 def test_read_only_run_directory_is_one_line(small_fs, capsys):

@@ -1,4 +1,5 @@
-"""The run folder itself (`continual.rundir`): its lock, its one completeness rule, its state round trip.
+"""The run folder itself (`continual.rundir`): its lock, its one completeness rule, its state round
+trip, the checksums of its checkpoints, and the temporary files a killed write leaves.
 
 Each test drives the real `RunDirectory` on a real folder; no training is needed.
 """
@@ -10,6 +11,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -17,6 +19,7 @@ import pytest
 import torch
 
 from continual.build import method_schema
+from continual.callbacks.checkpointing import AtomicCheckpointIO
 from continual.config import load_config
 from continual.errors import CheckpointError, ConfigError
 from continual.rundir import finished_metrics, layout, read_metrics, state
@@ -135,3 +138,67 @@ def test_mid_task_checkpoint_only_for_its_own_task_and_never_torn(tmp_path):
     last.write_bytes(last.read_bytes()[:40])
     with pytest.warns(UserWarning, match="is torn or unreadable; ignoring it: task 2 restarts from state.pt"):
         assert again.mid_task_checkpoint(1) is None
+
+
+# -- damaged files --------------------------------------------------------------------------------
+
+WEIGHTS = torch.arange(4096, dtype=torch.float32)  # 16 KiB whose bytes are easy to find in the file
+
+
+def flip_weights(path) -> None:
+    """Flip 16 bytes inside the stored tensor WEIGHTS (a disk or copy error), and check that torch
+    itself still loads the file without complaint, with other numbers: only a checksum can tell."""
+    data = bytearray(path.read_bytes())
+    at = bytes(data).find(WEIGHTS.numpy().tobytes()) + 1000
+    assert at > 1000
+    data[at:at + 16] = bytes(b ^ 0xFF for b in data[at:at + 16])
+    path.write_bytes(bytes(data))
+    loaded = torch.load(path, weights_only=True)
+    weights = loaded["module"]["w"] if "module" in loaded else loaded["w"]
+    assert weights.shape == WEIGHTS.shape and (weights != WEIGHTS).sum() == 4
+
+
+def test_a_damaged_state_is_refused_in_one_line_naming_the_file(tmp_path):
+    run = folder(tmp_path / "run")
+    run.save_state(complete=False, module={"w": WEIGHTS}, callbacks={}, wall_time_s=0.0, wandb_id=None)
+    assert torch.equal(resumed(run.path).load_state()["module"]["w"], WEIGHTS)  # whole: it loads
+    path = layout.state_path(run.path)
+    flip_weights(path)
+    with pytest.raises(CheckpointError) as refused:
+        resumed(run.path).load_state()
+    assert str(refused.value) == (
+        f"checkpoint '{path}' is damaged (its bytes no longer match its checksum: a disk or copy error); "
+        "restore it from a backup, or start a new run without resume="
+    )
+
+
+def test_a_damaged_mid_task_checkpoint_is_skipped_and_lightning_reads_a_whole_one(tmp_path):
+    run = folder(tmp_path / "run")
+    last = layout.last_checkpoint_path(run.path)
+    checkpoint = {"continual": state.task_tag(1, state.fingerprint(run.cfg)), "w": WEIGHTS}
+    AtomicCheckpointIO().save_checkpoint(checkpoint, last)  # as Lightning writes it
+    assert torch.equal(AtomicCheckpointIO().load_checkpoint(last)["w"], WEIGHTS)  # as Lightning reads it
+    assert resumed(run.path).mid_task_checkpoint(1) == last
+    flip_weights(last)
+    with pytest.warns(UserWarning, match="is damaged \\(its checksum does not match\\); ignoring it: task 2 restarts from state.pt"):
+        assert resumed(run.path).mid_task_checkpoint(1) is None
+    with pytest.raises(CheckpointError, match="no longer match its checksum"):
+        AtomicCheckpointIO().load_checkpoint(last)
+
+
+def test_a_killed_writes_temporary_files_go_at_the_next_start(tmp_path):
+    run = folder(tmp_path / "run")
+    run.write_config()
+    run.save_state(complete=False, module={}, callbacks={}, wall_time_s=0.0, wandb_id=None)
+    # what `atomic_write` leaves when killed between creating its temporary file and the rename
+    stale = [tempfile.mkstemp(dir=d, prefix=f".{name}.")[1] for d, name in
+             ((run.path, layout.METRICS), (run.path, layout.CONFIG), (layout.checkpoint_dir(run.path), layout.STATE))]
+    kept = [run.path / ".hidden", run.path / "notes.txt", layout.checkpoint_dir(run.path) / ".keep.me"]
+    for path in kept:
+        path.write_text("mine")
+    before = sorted(p.name for p in run.path.rglob("*"))
+    assert all(os.path.basename(p) in before for p in stale)
+    resumed(run.path)
+    after = sorted(p.name for p in run.path.rglob("*"))
+    assert after == sorted(set(before) - {os.path.basename(p) for p in stale})
+    assert {layout.LOCK, layout.CONFIG, layout.STATE, ".hidden", "notes.txt", ".keep.me"} <= set(after)

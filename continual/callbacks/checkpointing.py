@@ -10,12 +10,10 @@ disk tears.
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -26,12 +24,14 @@ from continual.rundir.files import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer (rank 0 only), with the file written in place atomically."""
+    """Lightning's checkpoint writer (rank 0 only), with the file written in place atomically and
+    sealed with its checksum, which loading checks (`continual.rundir.state`)."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        buf = io.BytesIO()
-        torch.save(checkpoint, buf)
-        atomic_write(Path(path), buf.getvalue())
+        atomic_write(Path(path), state.checkpoint_bytes(checkpoint))
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        return state.load_checkpoint(Path(path))
 
 
 class TaskCheckpoint(ModelCheckpoint):

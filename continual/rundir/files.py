@@ -1,15 +1,20 @@
 """Atomic file writing: every file of a run, a grid or a sweep is the old file or the whole new one.
 
-A kill or a full disk while writing never leaves a torn result behind.
+A kill or a full disk while writing never leaves a torn result behind; a kill may leave the
+temporary file, which the next run in that folder removes (`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from continual.errors import StorageError
+
+# `atomic_write`'s temporary files: ".<name>." plus mkstemp's eight random characters
+_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}")
 
 
 def _umask() -> int:
@@ -52,3 +57,12 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files that killed `atomic_write`s left in `folder` (not its subfolders);
+    returns them. Only for a folder whose writer holds its lock: no write is in progress there."""
+    stale = sorted(p for p in Path(folder).glob(".*") if _TEMP.fullmatch(p.name) and p.is_file())
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

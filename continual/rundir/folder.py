@@ -9,22 +9,26 @@ elsewhere: every write is then a no-op), so the task loop calls it the same way 
 
 A writer holds a lock on its folder (`.continual.lock`, an flock the system drops when the
 process dies), so a second `continual fit` into it refuses instead of mixing two runs' files.
+Holding it, the writer removes the temporary files of writes a killed run left half-done.
+A finished run's state also holds its metrics.json, so `resume=` rebuilds a torn or lost one.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
+import warnings
 from datetime import datetime
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from continual.errors import ConfigError, StorageError
+from continual.errors import CheckpointError, ConfigError, StorageError
 from continual.metrics import report
 from continual.rundir import layout, state
-from continual.rundir.files import atomic_write
+from continual.rundir.files import atomic_write, remove_stale_temps
 from continual.rundir.results import finished_metrics, read_metrics
 
 RUN_DIR_ENV = "CONTINUAL_RUN_DIR"  # set by rank 0 so processes launched later agree on it
@@ -121,12 +125,16 @@ class RunDirectory:
         is checked (`continual.build.method_schema`)."""
         self.cfg, self.writer, self.schema = cfg, writer, schema
         self.path = resolve_run_dir(cfg)
+        self._state: dict | None = None  # what `load_state` read
+        self._metrics_json: str | None = None  # the finished run's metrics.json, for its state
         os.environ[RUN_DIR_ENV] = str(self.path)
         if not writer:
             return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             _lock(self.path)
+            for folder in (self.path, layout.checkpoint_dir(self.path)):
+                remove_stale_temps(folder)
             earlier = None if cfg.resume else _earlier_run(self.path)
             if earlier and not cfg.overwrite:
                 _release(self.path)
@@ -151,11 +159,15 @@ class RunDirectory:
     # -- state ----------------------------------------------------------------------------------
     def load_state(self) -> dict | None:
         """The state `resume=` continues from (None without resume=, or before the first save)."""
-        return read_state(self.path, self.cfg, self.schema) if self.cfg.resume else None
+        self._state = read_state(self.path, self.cfg, self.schema) if self.cfg.resume else None
+        return self._state
 
     def save_state(self, **fields) -> None:
-        """Save the task-boundary state; the complete run's is the last write: the lock goes."""
+        """Save the task-boundary state (a complete run's with its metrics.json, written by `finish`);
+        the complete run's is the last write: the lock goes."""
         if self.writer:
+            if fields["complete"]:
+                fields["metrics_json"] = self._metrics_json
             atomic_write(layout.state_path(self.path), state.state_bytes(self.cfg, **fields))
             if fields["complete"]:
                 _release(self.path)
@@ -168,7 +180,22 @@ class RunDirectory:
         return path if state.resumes_task(path, task, self.cfg, self.schema, self.path) else None
 
     def read_metrics(self) -> dict:
-        return read_metrics(self.path)
+        """The metrics.json of the run `load_state` found complete; if it is torn or missing, it is
+        rebuilt from the state, or one line says what to do when the state does not hold it."""
+        try:
+            return read_metrics(self.path)
+        except (OSError, ValueError) as err:
+            why = "missing" if isinstance(err, FileNotFoundError) else "torn or unreadable"
+        text = (self._state or {}).get("metrics_json")
+        if not text:
+            raise CheckpointError(
+                f"run '{self.path}' is complete but its {layout.METRICS} is {why}, and its {layout.STATE} does not hold "
+                f"the results (written by an older continual); run it again with the same command plus overwrite=true instead of resume="
+            )
+        if self.writer:
+            atomic_write(self.path / layout.METRICS, text)
+            warnings.warn(f"{layout.METRICS} of '{self.path}' was {why}; rebuilt it from {layout.state_path(self.path)}", stacklevel=2)
+        return json.loads(text)
 
     # -- results ------------------------------------------------------------------------------
     def write_config(self) -> None:
@@ -176,7 +203,10 @@ class RunDirectory:
             atomic_write(self.path / layout.CONFIG, OmegaConf.to_yaml(self.cfg, resolve=True))
 
     def _write_metrics(self, metrics: dict) -> None:
-        atomic_write(self.path / layout.METRICS, report.to_json(metrics) + "\n")
+        text = report.to_json(metrics) + "\n"
+        atomic_write(self.path / layout.METRICS, text)
+        if metrics["complete"]:
+            self._metrics_json = text
 
     def _write_png(self, fig, name: str) -> Path:
         path = self.path / name

@@ -14,7 +14,10 @@ Two files under `<run dir>/checkpoints/`, both written atomically by rank 0:
   steps) and on SIGTERM; resumed
   with `trainer.fit(ckpt_path=...)`, so a resumed task takes exactly the remaining steps.
 
-Both load with `weights_only=True`. A checkpoint written under a different config is refused,
+Both carry a SHA-256 of their bytes as the zip comment of the torch file (`sealed`), so they
+stay plain torch files, and a changed byte is found on load: a damaged `last.ckpt` is skipped
+(the task restarts from `state.pt`), a damaged `state.pt` is refused. Files written before the
+checksum existed have none and load as they are. Both load with `weights_only=True`. A checkpoint written under a different config is refused,
 naming the keys that differ; keys that cannot change results (where files go, logging, how many
 processes) may differ. The same rule (`config_diff`) decides whether `continual compare` may
 skip a finished cell: keys the schema gained after a run was made take their defaults there
@@ -25,6 +28,7 @@ run folder knows no methods.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 import warnings
@@ -105,13 +109,56 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class ChecksumError(CheckpointError):
+    """A checkpoint whose bytes no longer match its checksum (a disk or copy error)."""
+
+
+_SEAL = b"continual-sha256:"  # the zip comment of a sealed file, followed by the hex digest
+_EOCD = b"PK\x05\x06"  # a zip file's last record: 22 bytes, then the comment (its length is the last two)
+_SEALED_TAIL = len(_SEAL) + 64
+
+
+def sealed(data: bytes) -> bytes:
+    """`torch.save`'s bytes with their SHA-256 as the zip comment: still a torch file, and checkable."""
+    if data[-22:-18] != _EOCD or data[-2:] != b"\0\0":
+        raise ValueError("not a torch file without a zip comment")
+    comment = _SEAL + hashlib.sha256(data).hexdigest().encode()
+    return data[:-2] + len(comment).to_bytes(2, "little") + comment
+
+
+def checksum_mismatch(data: bytes) -> bool:
+    """Whether `data` is a sealed file whose bytes no longer match its checksum. False for a file
+    without a checksum (written before it existed; a torn one fails to load instead)."""
+    end = len(data) - _SEALED_TAIL
+    if end < 22 or data[end - 22:end - 18] != _EOCD or data[end - 2:end] != _SEALED_TAIL.to_bytes(2, "little"):
+        return False
+    original = data[:end - 2] + b"\0\0"
+    return data[end:] != _SEAL + hashlib.sha256(original).hexdigest().encode()
+
+
+def checkpoint_bytes(content: dict) -> bytes:
+    """`content` as the bytes of a sealed checkpoint file."""
+    buf = io.BytesIO()
+    torch.save(content, buf)
+    return sealed(buf.getvalue())
+
+
 def load_checkpoint(path: Path) -> dict:
     """A `state.pt` or `last.ckpt` loaded with `weights_only=True`; one line naming the file if
-    it is torn or not ours."""
+    it is torn, damaged (its checksum does not match) or not ours."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"checkpoint '{path}' cannot be read ({err.strerror or err}); make it readable, or start a new run without resume=") from None
+    if checksum_mismatch(data):
+        raise ChecksumError(
+            f"checkpoint '{path}' is damaged (its bytes no longer match its checksum: a disk or copy error); "
+            f"restore it from a backup, or start a new run without resume="
+        )
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:
-        if path.stat().st_size == 0:
+        if not data:
             why = "it is empty (a write was cut off)"
         else:
             first = (str(err).splitlines() or [""])[0][:200]
@@ -125,9 +172,7 @@ def load_checkpoint(path: Path) -> dict:
 def state_bytes(cfg: DictConfig, **state) -> bytes:
     """The task-boundary state as the bytes of `state.pt`: `state` plus the format, the config
     fingerprint and the RNG states at this moment."""
-    buf = io.BytesIO()
-    torch.save({"format": FORMAT, "config": fingerprint(cfg), "rng": rng_state(), **state}, buf)
-    return buf.getvalue()
+    return checkpoint_bytes({"format": FORMAT, "config": fingerprint(cfg), "rng": rng_state(), **state})
 
 
 STATE_KEYS = ("format", "config", "rng", "complete", "module", "callbacks", "wall_time_s", "wandb_id")
@@ -159,12 +204,14 @@ def task_tag(task: int, fingerprint: dict) -> dict:
 def resumes_task(path: Path, task: int, cfg: DictConfig, schema: DictConfig, run_dir: Path) -> bool:
     """Whether the mid-task checkpoint `path` continues task `task` under `cfg`'s settings.
 
-    A torn one (a kill or a full disk while an older version wrote it) is skipped with a warning:
-    the task then restarts from state.pt, which loses only that task's progress."""
+    A torn one (a kill or a full disk while an older version wrote it) or a damaged one (its
+    checksum does not match) is skipped with a warning: the task then restarts from state.pt,
+    which loses only that task's progress."""
     try:
         ckpt = load_checkpoint(path)
-    except CheckpointError:
-        warnings.warn(f"checkpoint '{path}' is torn or unreadable; ignoring it: task {task + 1} restarts from {STATE}", stacklevel=2)
+    except CheckpointError as err:
+        why = "damaged (its checksum does not match)" if isinstance(err, ChecksumError) else "torn or unreadable"
+        warnings.warn(f"checkpoint '{path}' is {why}; ignoring it: task {task + 1} restarts from {STATE}", stacklevel=2)
         return False
     tag = ckpt.get("continual", {}) if isinstance(ckpt, dict) else {}
     if tag.get("task") != task:
