@@ -194,6 +194,23 @@ def _check_trainer(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.max_epochs={epochs} trains nothing (or forever); set trainer.max_epochs to a positive integer (epochs per task)")
     if steps == 0 or steps < -1:
         raise ConfigError(f"trainer.max_steps={steps} must be a positive integer (or -1: no step limit)")
+    # limits that leave no training step: each task's fit would be a no-op and the run would look
+    # complete, every row equal to the untrained one
+    limit = cfg.trainer.get("limit_train_batches")
+    if limit is not None and (limit < 0 or (isinstance(limit, float) and limit > 1)):
+        raise ConfigError(f"trainer.limit_train_batches={limit} is not valid; give a fraction in (0, 1] or a positive integer (batches per epoch)")
+    if limit == 0:
+        raise ConfigError(f"trainer.limit_train_batches={limit} trains nothing (no batch of any task); give a fraction in (0, 1] or a positive integer (batches per epoch), or leave it out")
+    if cfg.trainer.get("max_time") is not None:
+        from lightning.pytorch.callbacks import Timer
+
+        value = OmegaConf.to_container(cfg.trainer, resolve=True)["max_time"]
+        try:
+            left = Timer(duration=value).time_remaining()  # Lightning's own reading of the value
+        except Exception:
+            raise ConfigError(f"trainer.max_time={value!r} is not valid; give a duration as DD:HH:MM:SS (e.g. 00:01:00:00)") from None
+        if left is not None and left <= 0:
+            raise ConfigError(f"trainer.max_time={value!r} trains nothing (every task stops before its first step); give a positive duration as DD:HH:MM:SS, or leave it out")
 
 
 def _check_values(cfg: DictConfig) -> None:

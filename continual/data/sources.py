@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from continual.data import safe_pickle
 from continual.errors import DataError
 
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -102,35 +103,35 @@ CIFAR = {  # name -> (folder, train files, test files, label key, torchvision cl
 
 def load_cifar(root: str, download: bool, name: str) -> Arrays:
     """CIFAR-10/100 from the python pickle batches torchvision writes, flattened to 3072 floats
-    (channel-major, as stored). Read directly, so files are never re-hashed or re-downloaded."""
-    import pickle
-
+    (channel-major, as stored). Read directly, so files are never re-hashed or re-downloaded, and
+    through `safe_pickle`, so a crafted batch is refused before any code in it runs."""
     folder, train_files, test_files, key, tv_name = CIFAR[name]
     base = Path(root) / folder
     missing = [f for f in train_files + test_files if not (base / f).is_file()]
-    if missing and download:
+    if missing and download:  # torchvision's download alone: its dataset class would unpickle the batches unchecked
         from torchvision import datasets
+        from torchvision.datasets.utils import download_and_extract_archive
 
-        getattr(datasets, tv_name)(root, train=True, download=True)
+        tv = getattr(datasets, tv_name)
+        download_and_extract_archive(tv.url, root, filename=tv.filename, md5=tv.tgz_md5)
         missing = [f for f in train_files + test_files if not (base / f).is_file()]
     if missing:
         raise DataError(
             f"{name} file '{base / missing[0]}' not found; set data.root to the folder that holds "
             f"{folder}/, or pass data.download=true to fetch it (needs network)"
         )
+    fix = f"delete {folder}/ and re-run with data.download=true"
     splits = []
     for files in (train_files, test_files):
         xs, ys = [], []
         for f in files:
             try:
-                with open(base / f, "rb") as fh:
-                    entry = pickle.load(fh, encoding="latin1")
+                entry = safe_pickle.load(base / f, f"{name} file", fix)
                 xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3072))
                 ys.append(np.asarray(entry[key], dtype=np.int64))
+            except DataError:
+                raise
             except Exception as err:
-                raise DataError(
-                    f"{name} file '{base / f}' is unreadable or corrupt ({type(err).__name__}: {err}); "
-                    f"delete {folder}/ and re-run with data.download=true"
-                ) from None
+                raise DataError(f"{name} file '{base / f}' is unreadable or corrupt ({type(err).__name__}: {err}); {fix}") from None
         splits += [torch.from_numpy(np.concatenate(xs)).float().div_(255.0), torch.from_numpy(np.concatenate(ys))]
     return tuple(splits)  # type: ignore[return-value]
