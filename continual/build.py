@@ -8,12 +8,13 @@ Methods, backbones and streams are imported on first use, so `continual --help` 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import NamedTuple
 
 from omegaconf import DictConfig
 
-from continual.errors import ConfigError
+from continual.errors import CheckpointError, ConfigError
 from continual.rundir import layout
 from continual.rundir.folder import read_state
 from continual.rundir.results import read_metrics
@@ -63,4 +64,12 @@ def load_run(path: str | Path) -> LoadedRun:
     stream = build_stream(cfg.data, cfg.seed)
     module = build_method(cfg, stream)
     module.load_state_dict(state["module"])
-    return LoadedRun(cfg, stream, module.eval(), read_metrics(path))
+    try:
+        metrics = read_metrics(path)
+    except (OSError, ValueError):  # torn or missing: a finished run's state holds the text
+        if not state.get("metrics_json"):
+            raise CheckpointError(
+                f"'{path}' has no readable {layout.METRICS}; rebuild it with `continual fit --config {path / layout.CONFIG} resume={path}`"
+            ) from None
+        metrics = json.loads(state["metrics_json"])
+    return LoadedRun(cfg, stream, module.eval(), metrics)
