@@ -70,15 +70,17 @@ def _running(h: dict) -> bool:
     return h["status"].startswith("running")
 
 
-def _settle(spec: dict, history: list[dict]) -> None:
+def _settle(spec: dict, history: list[dict]) -> bool:
     """Trials recorded as running in another process: finished since (their metric is read), still
-    running, or ended unfinished (then failed, so retried)."""
-    for h in filter(_running, history):
+    running, or ended unfinished (then failed, so retried). True if any was running."""
+    running = list(filter(_running, history))
+    for h in running:
         metrics = finished_metrics(Path(h["run_dir"]))
         if metrics is not None:
             h["metric"], h["status"] = metrics.get(sweep_spec.metric_key(spec)), "finished"
         elif holder(Path(h["run_dir"])) is None:
-            h["status"] = f"failed (its process ended unfinished, see {h['run']}.log)"
+            h["status"] = "failed (its process ended before it finished)"
+    return bool(running)
 
 
 def _retries(history: list[dict]) -> list[dict]:
@@ -102,7 +104,8 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
     out = Path(sweep_dir or Path("runs") / f"sweep_{spec['name']}")
     out.mkdir(parents=True, exist_ok=True)
     history = _load_history(out)
-    _settle(spec, history)
+    if _settle(spec, history):
+        _write_results(out, spec, history)
     start = len(history)
     retry = _retries(history)
     runner = Runner("sweep", "trial", "--dir", subprocess=True, timeout=timeout)
