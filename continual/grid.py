@@ -6,15 +6,22 @@ a finished run of the same config (`finished_metrics`, plus the resume rule `con
 table never mixes two settings), and refuses a finished cell whose config has changed. It runs a
 cell in this process or, with a log and an optional timeout, in a subprocess; either way a failed
 cell's error text is kept beside its folder (`<run folder>.log`) and the other cells still run.
+A cell whose folder another live process holds (its run lock, or a subprocess cell's log lock) is
+"running": skipped for now, not failed, and read back by a later run once it has finished; so two
+commands into one output folder share the cells out. SIGINT and SIGTERM to this process go on to a
+subprocess cell, which saves its checkpoint and stops; then the whole grid stops, with no orphan.
 Every cell of one setting shares a logger group (and job type), so W&B draws its seeds together.
 Cells are independent of each other, so running several at once is a pool around `Runner.run`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import signal
 import subprocess
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +30,7 @@ import yaml
 
 from continual.errors import ConfigError, Interrupted, KeyboardInterrupted
 from continual.rundir.files import atomic_write, storage_error
+from continual.rundir.folder import holder
 from continual.rundir.results import finished_metrics
 
 
@@ -58,6 +66,7 @@ class Outcome:
     error: str | None = None  # one line: why the cell failed
     rc: int | None = None  # a subprocess's exit code (None: in-process, or timed out)
     skipped: bool = False  # finished earlier, not run again
+    running: str | None = None  # the live process that runs this cell now ("pid 12 on host"): not run here, not failed
 
 
 def changed_since(run_dir: Path, cfg) -> str | None:
@@ -131,6 +140,16 @@ class Runner:
         if done is not None:
             print(f"{cell.label}: done earlier, skipped", flush=True)
             return Outcome(metrics=done, skipped=True)
+        outcome = _held(cell)
+        if outcome is None:
+            outcome = self._start(cell, cfg)
+        if outcome.running is not None:
+            print(f"{cell.label}: running in another process ({outcome.running}), skipped for now", flush=True)
+        elif outcome.error is not None:
+            print(f"{cell.label}: FAILED ({outcome.error})", flush=True)
+        return outcome
+
+    def _start(self, cell: Cell, cfg) -> Outcome:
         print(f"{cell.label}: running" + (f" continual {' '.join(cell.fit_command())}" if self.subprocess else ""), flush=True)
         try:
             outcome = self._subprocess(cell) if self.subprocess else self._in_process(cell, cfg)
@@ -140,8 +159,6 @@ class Runner:
                 f"stopped by {why} in {self.unit} {cell.run_dir}; run the same {self.command} command again to "
                 f"continue (finished {self.unit}s are kept, this one starts over)"
             ) from None
-        if outcome.error is not None:
-            print(f"{cell.label}: FAILED ({outcome.error})", flush=True)
         return outcome
 
     def run_all(self, cells: list[Cell], configs: list, shard: tuple[int, int] = (1, 1)) -> list[Outcome | None]:
@@ -155,7 +172,7 @@ class Runner:
             if i % shard[1] == shard[0] - 1 or finished_metrics(cell.run_dir) is not None:
                 outcomes[i] = self.run(cell, cfg)
         for i, cell in enumerate(cells):  # other shards' cells that finished meanwhile
-            if outcomes[i] is None and (done := finished_metrics(cell.run_dir)) is not None:
+            if (outcomes[i] is None or outcomes[i].running) and (done := finished_metrics(cell.run_dir)) is not None:
                 outcomes[i] = Outcome(metrics=done, skipped=True)
         return outcomes
 
@@ -168,34 +185,78 @@ class Runner:
         except Interrupted:
             raise
         except Exception as err:  # one broken cell must not stop the others
+            if (held := _held(cell)) is not None:  # another process took the folder while this one started
+                return held
             atomic_write(cell.log, traceback.format_exc())  # a full disk: one line (StorageError)
             return Outcome(error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
     def _subprocess(self, cell: Cell) -> Outcome:
-        """A timed-out cell gets SIGTERM first, so it saves its checkpoint as any stopped run does."""
+        """The cell in its own session, so that only this process passes signals on to it; a
+        timed-out cell gets SIGTERM first, so it saves its checkpoint as any stopped run does."""
         env = {**os.environ, "WANDB_MODE": "offline"}
         try:
             cell.run_dir.parent.mkdir(parents=True, exist_ok=True)
-            out = open(cell.log, "w")
+            fd = os.open(cell.log, os.O_WRONLY | os.O_CREAT, 0o666)
         except OSError as err:
             raise storage_error(cell.log, err) from None
-        with out:
-            proc = subprocess.Popen([sys.executable, "-m", "continual.cli.main", *cell.fit_command()], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:  # the log's lock, shared with the subprocess: another runner's cell before its run lock is taken
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return Outcome(running=f"another {self.command}'s subprocess, output in {cell.log}")
+        os.ftruncate(fd, 0)
+        with open(fd, "w") as out, _PassSignals() as passing:
+            proc = passing.start(subprocess.Popen([sys.executable, "-m", "continual.cli.main", *cell.fit_command()], env=env,
+                                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
             try:
                 rc = proc.wait(timeout=self.timeout)
             except subprocess.TimeoutExpired:
                 _stop(proc)
-                return Outcome(error=f"timed out after {self.timeout:g} s")
-            except KeyboardInterrupted:  # a terminal's Ctrl-C reaches the cell too: it saves its checkpoint and exits
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    _stop(proc)
-                raise
+                rc = None
+        if passing.received:  # the cell has stopped (its log says how); now the grid stops
+            raise (KeyboardInterrupted if passing.received[0] == signal.SIGINT else Interrupted)("stopped")
+        if rc is None:
+            return Outcome(error=f"timed out after {self.timeout:g} s")
         if rc != 0:
-            return Outcome(error=_failure(cell.log, rc), rc=rc)
+            return _held(cell) or Outcome(error=_failure(cell.log, rc), rc=rc)
         metrics = finished_metrics(cell.run_dir)
         return Outcome(metrics=metrics, rc=rc, error=None if metrics is not None else f"no complete metrics.json in {cell.run_dir}")
+
+
+def _held(cell: Cell) -> Outcome | None:
+    """A "running" outcome if another live process holds the cell's folder."""
+    who = holder(cell.run_dir)
+    return None if who is None else Outcome(running=who)
+
+
+class _PassSignals:
+    """While a subprocess cell runs, SIGINT and SIGTERM to this process go on to it instead of
+    stopping this process under it (one that came before `start` is passed on there)."""
+
+    def __init__(self):
+        self.received: list[int] = []
+        self._proc: subprocess.Popen | None = None
+        self._previous: dict = {}
+
+    def start(self, proc: subprocess.Popen) -> subprocess.Popen:
+        self._proc = proc
+        for signum in self.received:
+            proc.send_signal(signum)
+        return proc
+
+    def _pass(self, signum, frame) -> None:
+        self.received.append(signum)
+        if self._proc is not None:
+            self._proc.send_signal(signum)
+
+    def __enter__(self) -> "_PassSignals":
+        if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+            self._previous = {s: signal.signal(s, self._pass) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def _stop(proc: subprocess.Popen) -> None:

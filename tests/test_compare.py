@@ -189,3 +189,37 @@ def test_the_summary_is_logged_to_wandb_when_the_cells_are(tmp_path):
     assert data[logged["columns"].index("acc_mean")] == float(row["acc_mean"]) == json.loads((out / "finetune__task__s0" / "metrics.json").read_text())["acc"]
     assert main(["compare", "--config", str(path), "--out", str(tmp_path / "none"), "logger.kind=none"]) == 0
     assert (tmp_path / "none" / "compare.csv").is_file() and not (tmp_path / "none" / "wandb").exists()
+
+
+def test_two_compares_into_one_out_share_the_cells_through_their_locks(tmp_path, capsys, monkeypatch):
+    import fcntl
+
+    import continual.experiment as experiment
+    from continual.rundir.layout import LOCK
+
+    path = write_grid(tmp_path, seeds=[0])
+    out, real_run, calls, second = tmp_path / "grid", experiment.run, [], []
+
+    def run_while_a_second_compare_runs(cfg):
+        calls.append(cfg.output_dir)
+        if len(calls) == 1:  # the first compare holds its first cell, as a running `continual fit` does, while a second one runs
+            (out / "finetune__task__s0").mkdir(parents=True)
+            with open(out / "finetune__task__s0" / LOCK, "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                lock.write("pid 1 on first\n")
+                lock.flush()
+                capsys.readouterr()
+                second.append(main(["compare", "--config", str(path)]))
+                second.append(capsys.readouterr().out)
+        return real_run(cfg)
+
+    monkeypatch.setattr(experiment, "run", run_while_a_second_compare_runs)
+    assert main(["compare", "--config", str(path)]) == 0
+    assert calls[1:] == [str(out / c) for c in ("finetune__class__s0", "joint__task__s0", "joint__class__s0")]  # each cell ran once
+    assert second[0] == 0  # nothing failed: the held cell is left to its holder
+    assert "[1/4] finetune / task-IL / seed 0: running in another process (pid 1 on first), skipped for now" in second[1]
+    assert "1 cell(s) still running in another process" in second[1] and "FAILED" not in second[1]
+    assert capsys.readouterr().out.count("done earlier, skipped") == 3  # the first compare reads what the second ran
+    assert not list(out.glob("*.log"))  # no error beside a cell the other compare ran
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert all(r["seeds"] == "1" and r["failed"] == "0" for r in rows)  # the first compare finished last and tabulated all four

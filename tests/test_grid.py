@@ -74,8 +74,8 @@ def test_a_failed_cell_keeps_its_error_beside_its_folder(tmp_path, monkeypatch, 
         assert run(fixed, subprocess).metrics["complete"] and not (tmp_path / "cell.log").exists()  # no stale error beside it
 
 
-@pytest.mark.slow  # subprocesses: seconds each
-def test_ctrl_c_stops_a_subprocess_cell_and_the_rest_and_says_how_to_continue(tmp_path):
+def long_sweep(tmp_path) -> tuple[sp.Popen, Path]:
+    """A sweep whose first trial trains until stopped, started and waited for until that trial is training."""
     sweep, out = tmp_path / "sweep.yaml", tmp_path / "sweep"
     sweep.write_text(
         "method: grid\nmetric: {name: final/acc, goal: maximize}\nparameters: {seed: {values: [0, 1]}}\n"
@@ -88,6 +88,12 @@ def test_ctrl_c_stops_a_subprocess_cell_and_the_rest_and_says_how_to_continue(tm
     while not (out / "run-000" / "config.yaml").is_file():  # the first trial is training
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
         time.sleep(0.2)
+    return proc, out
+
+
+@pytest.mark.slow  # subprocesses: seconds each
+def test_ctrl_c_stops_a_subprocess_cell_and_the_rest_and_says_how_to_continue(tmp_path):
+    proc, out = long_sweep(tmp_path)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
     assert proc.wait(timeout=120) == 130
     assert proc.stderr.read().decode().strip().splitlines()[-1] == (
@@ -96,3 +102,24 @@ def test_ctrl_c_stops_a_subprocess_cell_and_the_rest_and_says_how_to_continue(tm
     )
     assert "continual: error: interrupted by Ctrl-C" in (out / "run-000.log").read_text()  # the trial stopped itself
     assert not (out / "run-001").exists()
+
+
+@pytest.mark.slow  # subprocesses: seconds each
+def test_sigterm_to_the_sweep_alone_stops_its_trial_first_and_leaves_no_orphan(tmp_path):
+    from continual.rundir.layout import LOCK
+
+    proc, out = long_sweep(tmp_path)
+    trial = out / "run-000"
+    pid = int((trial / LOCK).read_text().split()[1])  # the trial's `continual fit` wrote it when it took its folder
+    os.kill(proc.pid, signal.SIGTERM)  # the sweep alone, as `kill` or a `timeout` wrapper sends it
+    assert proc.wait(timeout=120) == 143
+    assert proc.stderr.read().decode().strip().splitlines()[-1] == (
+        f"continual: error: stopped by SIGTERM in trial {trial}; run the same sweep command again to continue "
+        "(finished trials are kept, this one starts over)"
+    )
+    with pytest.raises(ProcessLookupError):  # the trial ended before the sweep did
+        os.kill(pid, 0)
+    from continual.rundir.folder import holder
+
+    assert holder(trial) is None
+    assert not (trial / "metrics.json").exists() and not (out / "results.json").exists()  # stopped: no result, now or later

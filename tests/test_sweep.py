@@ -150,3 +150,32 @@ def test_null_values_are_written_as_wandb_agent_writes_them_and_read_as_null(tmp
     cmd = command(spec, {"router.n_v": None})
     assert cmd[-1] == "router.n_v=None"  # str(None): what `wandb agent` puts in ${args_no_hyphens}
     assert load_config(None, cmd[2:]).router.n_v is None
+
+
+@pytest.mark.slow  # a subprocess trial: seconds
+def test_a_trial_another_process_runs_is_recorded_as_running_and_read_back_once_it_finished(tmp_path, monkeypatch, capsys):
+    import fcntl
+
+    from continual import experiment
+    from continual.config import load_config
+    from continual.rundir.layout import LOCK
+    from continual.sweep.runner import trial
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    path, out, fast = write_spec(tmp_path, TINY), tmp_path / "sweep", ["data.n_tasks=2", "logger.kind=none"]
+    held = trial(load_spec(path), {"optim.lr": 0.001}, out / "run-000", fast)
+    held.run_dir.mkdir(parents=True)
+    with open(held.run_dir / LOCK, "w") as lock:  # a live `continual fit` of that trial holds its folder
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write("pid 1 on other\n")
+        lock.flush()
+        assert main(["sweep", str(path), "--dir", str(out), *fast]) == 0  # nothing failed
+    assert "[run-000] final/acc = None  running in another process (pid 1 on other)" in capsys.readouterr().out
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["run"], r["params"]["optim.lr"], r["status"]) for r in runs] == [
+        ("run-000", 0.001, "running in another process (pid 1 on other)"), ("run-001", 0.01, "finished")]
+    assert not (out / "run-000.log").exists()  # its holder's output is not this sweep's
+    metrics = experiment.run(load_config(held.config, held.fit_overrides()))  # the holder finishes
+    assert main(["sweep", str(path), "--dir", str(out), *fast]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["run"], r["metric"], r["status"]) for r in runs] == [("run-000", metrics["acc"], "finished"), ("run-001", runs[1]["metric"], "finished")]

@@ -103,6 +103,25 @@ def _lock(path: Path) -> None:
     _HELD[key] = fd
 
 
+def holder(path: Path) -> str | None:
+    """Who holds `path`'s lock ("pid 12 on host"), if another live process does; None otherwise.
+
+    A grid runner asks before it runs a cell, so a cell another process runs is "running", not failed."""
+    if path.resolve() in _HELD:  # this process's own earlier run there: `_lock` takes it over
+        return None
+    try:
+        fd = os.open(path / layout.LOCK, os.O_RDONLY)
+    except OSError:  # no lock file: no run has started there
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, 200).decode(errors="replace").strip() or "another process"
+    finally:
+        os.close(fd)
+
+
 def _release(path: Path) -> None:
     fd = _HELD.pop(path.resolve(), None)
     if fd is not None:

@@ -8,7 +8,9 @@ beside it. The sweep directory holds the run directories (each with its offline 
 running the same sweep again into the same directory continues it, first retrying the trials that
 failed. `key=value` overrides apply to every trial; `--timeout` stops a trial (SIGTERM) that runs
 too long; a sweep whose trials keep failing the same way stops with that error instead of
-starting more of them.
+starting more of them. A trial another live process holds is recorded as running, and read back
+by the next call once it has finished (retried if it ended unfinished). SIGINT or SIGTERM to the
+sweep stops its running trial first (the grid runner passes it on), then the sweep.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 
 from continual.errors import ConfigError, SweepError
 from continual.grid import Cell, Runner
+from continual.rundir.folder import holder
+from continual.rundir.results import finished_metrics
 from continual.rundir.files import atomic_write
 from continual.sweep import search, spec as sweep_spec
 
@@ -62,12 +66,29 @@ def trial(spec: dict, params: dict, run_dir: Path, overrides: list[str] = ()) ->
                 group=name, job_type="sweep", tags=[name])
 
 
+def _running(h: dict) -> bool:
+    return h["status"].startswith("running")
+
+
+def _settle(spec: dict, history: list[dict]) -> bool:
+    """Trials recorded as running in another process: finished since (their metric is read), still
+    running, or ended unfinished (then failed, so retried). True if any was running."""
+    running = list(filter(_running, history))
+    for h in running:
+        metrics = finished_metrics(Path(h["run_dir"]))
+        if metrics is not None:
+            h["metric"], h["status"] = metrics.get(sweep_spec.metric_key(spec)), "finished"
+        elif holder(Path(h["run_dir"])) is None:
+            h["status"] = "failed (its process ended before it finished)"
+    return bool(running)
+
+
 def _retries(history: list[dict]) -> list[dict]:
     """Parameters of earlier trials that failed and never finished since: a continued sweep runs them first."""
-    finished = [h["params"] for h in history if h["metric"] is not None]
+    finished = [h["params"] for h in history if h["metric"] is not None or _running(h)]
     out = []
     for h in history:
-        if h["metric"] is None and h["params"] not in finished and h["params"] not in out:
+        if h["metric"] is None and not _running(h) and h["params"] not in finished and h["params"] not in out:
             out.append(h["params"])
     return out
 
@@ -83,6 +104,8 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
     out = Path(sweep_dir or Path("runs") / f"sweep_{spec['name']}")
     out.mkdir(parents=True, exist_ok=True)
     history = _load_history(out)
+    if _settle(spec, history):
+        _write_results(out, spec, history)
     start = len(history)
     retry = _retries(history)
     runner = Runner("sweep", "trial", "--dir", subprocess=True, timeout=timeout)
@@ -98,7 +121,10 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
         value, error = None if outcome.metrics is None else outcome.metrics.get(sweep_spec.metric_key(spec)), outcome.error
         if error is None and value is None:
             error = f"no {spec['metric']['name']} in {cell.run_dir}/metrics.json"
-        status = "finished" if error is None else f"failed ({error if outcome.rc is None else f'exit {outcome.rc}'}, see {cell.log.name})"
+        if outcome.running is not None:
+            error, status = None, f"running in another process ({outcome.running})"
+        else:
+            status = "finished" if error is None else f"failed ({error if outcome.rc is None else f'exit {outcome.rc}'}, see {cell.log.name})"
         history.append({"run": name, "params": params, "metric": value, "status": status, "run_dir": str(cell.run_dir)})
         _write_results(out, spec, history)
         print(f"[{name}] {spec['metric']['name']} = {value}  {status}", flush=True)
@@ -111,4 +137,4 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
             )
     print(format_table(spec, history))
     print(f"sweep directory: {out}   (upload the offline W&B runs with: wandb sync {out}/run-*/wandb/offline-run-*)")
-    return history[start:]
+    return [h for h in history[start:] if not _running(h)]
