@@ -3,17 +3,19 @@ a task boundary and resumed again with `resume=<run dir>` writes the metrics.jso
 uninterrupted run, and a run read back with `load_run` reproduces its final accuracies.
 Parametrized from the registry, so a new method is covered without editing this file."""
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 
+import lightning as L
 import pytest
 import torch
 
-from cases import CASES, RUN, case_overrides, method_of
-from continual import load_run
+from cases import CASES, EXTRA, RUN, case_overrides, method_of
+from continual import load_config, load_run, run
 from continual.cli.main import main
 from helpers import comparable
 
@@ -75,6 +77,49 @@ def same(a, b) -> bool:
     if isinstance(a, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     return a == b
+
+
+class StepCheckpoints(L.Callback):
+    """What a checkpoint taken at each training step would hold (the module's state as the
+    callbacks' `on_train_batch_end`, where `TaskCheckpoint` writes, sees it), compared with the
+    state the run goes on from (at the next step's start, or the end of training)."""
+
+    def __init__(self):
+        self.saved: bytes | None = None
+        self.steps: list[tuple[int, int, bool]] = []  # (task, step, the checkpoint has the state the run goes on from)
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        buf = io.BytesIO()
+        torch.save(pl_module.state_dict(), buf)
+        self.saved = buf.getvalue()
+
+    def compare(self, trainer, pl_module) -> None:
+        if self.saved is not None:
+            saved = torch.load(io.BytesIO(self.saved), weights_only=True)
+            self.steps.append((pl_module.current_task, trainer.global_step, same(saved, pl_module.state_dict())))
+            self.saved = None
+
+    def on_train_batch_start(self, trainer, pl_module, *args) -> None:
+        self.compare(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.compare(trainer, pl_module)
+
+
+# settings under which a method's per-step update shows: HAT clamps its embeddings only where a
+# step takes one past the bound
+STEP_EXTRA = {**EXTRA, "hat": ["optim.lr=1"]}
+
+
+@pytest.mark.parametrize("method", CASES)
+def test_every_step_is_checkpointed_with_the_method_state_the_run_goes_on_with(method):
+    # the rule of the method API (docs/methods.md): a step's state update comes before any
+    # checkpoint of that step; SI's path integral and PackNet's released weights are updated at
+    # every step of a task (after its pruning), so a late update shows at once
+    probe = StepCheckpoints()
+    metrics = run(load_config(None, [*RUN, *case_overrides(method, STEP_EXTRA), "checkpoint_every_n_steps=0"]), callbacks=[probe])
+    assert len(probe.steps) > 0 or not any(metrics["trainable_params_per_task"])
+    assert [s for s in probe.steps if not s[2]] == []
 
 
 @pytest.fixture(scope="module")
