@@ -1,6 +1,8 @@
 """Every registered method resumes exactly: a run SIGKILLed mid-task, resumed, SIGKILLed again at
 a task boundary and resumed again with `resume=<run dir>` writes the metrics.json of the
-uninterrupted run, and a run read back with `load_run` reproduces its final accuracies.
+uninterrupted run and its final weights and method state bit for bit; every training step's
+checkpoint holds the method state the run goes on with (so a kill at any step resumes exactly);
+and a run read back with `load_run` reproduces its final accuracies.
 Parametrized from the registry, so a new method is covered without editing this file."""
 
 import io
@@ -17,7 +19,7 @@ import torch
 from cases import CASES, EXTRA, RUN, case_overrides, method_of
 from continual import load_config, load_run, run
 from continual.cli.main import main
-from helpers import comparable
+from helpers import QUICK, comparable
 
 # Runs that kill themselves with SIGKILL, each a child forked from one process that imported
 # torch, Lightning and continual once (and computed nothing, so a child starts with no thread
@@ -59,9 +61,6 @@ for line in sys.stdin:
     print(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status), flush=True)
 """
 
-
-# known bugs, to fix in the method (this test then fails until its entry is removed)
-INEXACT_STATE = {"si": "SI resumed mid-task ends with other weights and omega (up to ~1e-3) than the uninterrupted run"}
 
 
 def final_state(run) -> dict:
@@ -117,7 +116,7 @@ def test_every_step_is_checkpointed_with_the_method_state_the_run_goes_on_with(m
     # checkpoint of that step; SI's path integral and PackNet's released weights are updated at
     # every step of a task (after its pruning), so a late update shows at once
     probe = StepCheckpoints()
-    metrics = run(load_config(None, [*RUN, *case_overrides(method, STEP_EXTRA), "checkpoint_every_n_steps=0"]), callbacks=[probe])
+    metrics = run(load_config(None, [*QUICK, "data.n_tasks=2", *case_overrides(method, STEP_EXTRA)]), callbacks=[probe])
     assert len(probe.steps) > 0 or not any(metrics["trainable_params_per_task"])
     assert [s for s in probe.steps if not s[2]] == []
 
@@ -170,9 +169,6 @@ def test_sigkilled_run_resumes_mid_task_and_at_a_boundary_to_the_uninterrupted_m
     assert comparable(killed) == comparable(full)
     # and the weights and method state it ends with, bit for bit: a state restored slightly wrong
     # can leave every count unchanged
-    if method in INEXACT_STATE:
-        assert not same(final_state(killed), final_state(full)), f"{method} resumes exactly now: remove it from INEXACT_STATE"
-        pytest.xfail(INEXACT_STATE[method])
     assert same(final_state(killed), final_state(full))
 
 
