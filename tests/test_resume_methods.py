@@ -1,21 +1,25 @@
 """Every registered method resumes exactly: a run SIGKILLed mid-task, resumed, SIGKILLed again at
 a task boundary and resumed again with `resume=<run dir>` writes the metrics.json of the
-uninterrupted run, and a run read back with `load_run` reproduces its final accuracies.
+uninterrupted run and its final weights and method state bit for bit; every training step's
+checkpoint holds the method state the run goes on with (so a kill at any step resumes exactly);
+and a run read back with `load_run` reproduces its final accuracies.
 Parametrized from the registry, so a new method is covered without editing this file."""
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 
+import lightning as L
 import pytest
 import torch
 
-from cases import CASES, RUN, case_overrides, method_of
-from continual import load_run
+from cases import CASES, EXTRA, RUN, case_overrides, method_of
+from continual import load_config, load_run, run
 from continual.cli.main import main
-from helpers import comparable
+from helpers import QUICK, comparable
 
 # Runs that kill themselves with SIGKILL, each a child forked from one process that imported
 # torch, Lightning and continual once (and computed nothing, so a child starts with no thread
@@ -58,9 +62,6 @@ for line in sys.stdin:
 """
 
 
-# known bugs, to fix in the method (this test then fails until its entry is removed)
-INEXACT_STATE = {"si": "SI resumed mid-task ends with other weights and omega (up to ~1e-3) than the uninterrupted run"}
-
 
 def final_state(run) -> dict:
     """The module state (weights and method state) a finished run saved."""
@@ -75,6 +76,49 @@ def same(a, b) -> bool:
     if isinstance(a, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     return a == b
+
+
+class StepCheckpoints(L.Callback):
+    """What a checkpoint taken at each training step would hold (the module's state as the
+    callbacks' `on_train_batch_end`, where `TaskCheckpoint` writes, sees it), compared with the
+    state the run goes on from (at the next step's start, or the end of training)."""
+
+    def __init__(self):
+        self.saved: bytes | None = None
+        self.steps: list[tuple[int, int, bool]] = []  # (task, step, the checkpoint has the state the run goes on from)
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        buf = io.BytesIO()
+        torch.save(pl_module.state_dict(), buf)
+        self.saved = buf.getvalue()
+
+    def compare(self, trainer, pl_module) -> None:
+        if self.saved is not None:
+            saved = torch.load(io.BytesIO(self.saved), weights_only=True)
+            self.steps.append((pl_module.current_task, trainer.global_step, same(saved, pl_module.state_dict())))
+            self.saved = None
+
+    def on_train_batch_start(self, trainer, pl_module, *args) -> None:
+        self.compare(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.compare(trainer, pl_module)
+
+
+# settings under which a method's per-step update shows: HAT clamps its embeddings only where a
+# step takes one past the bound
+STEP_EXTRA = {**EXTRA, "hat": ["optim.lr=1"]}
+
+
+@pytest.mark.parametrize("method", CASES)
+def test_every_step_is_checkpointed_with_the_method_state_the_run_goes_on_with(method):
+    # the rule of the method API (docs/methods.md): a step's state update comes before any
+    # checkpoint of that step; SI's path integral and PackNet's released weights are updated at
+    # every step of a task (after its pruning), so a late update shows at once
+    probe = StepCheckpoints()
+    metrics = run(load_config(None, [*QUICK, "data.n_tasks=2", *case_overrides(method, STEP_EXTRA)]), callbacks=[probe])
+    assert len(probe.steps) > 0 or not any(metrics["trainable_params_per_task"])
+    assert [s for s in probe.steps if not s[2]] == []
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +169,6 @@ def test_sigkilled_run_resumes_mid_task_and_at_a_boundary_to_the_uninterrupted_m
     assert comparable(killed) == comparable(full)
     # and the weights and method state it ends with, bit for bit: a state restored slightly wrong
     # can leave every count unchanged
-    if method in INEXACT_STATE:
-        assert not same(final_state(killed), final_state(full)), f"{method} resumes exactly now: remove it from INEXACT_STATE"
-        pytest.xfail(INEXACT_STATE[method])
     assert same(final_state(killed), final_state(full))
 
 

@@ -80,7 +80,7 @@ class HAT(FineTune):
             e.grad *= self.hp.smax / self.s * num / (torch.cosh(e.detach()) + 1)
         torch.nn.utils.clip_grad_norm_(self.parameters(), self.hp.clip)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+    def after_optimizer_step(self) -> None:
         with torch.no_grad():
             for e in self.embed:
                 e.clamp_(-EMBED_CLAMP, EMBED_CLAMP)

@@ -99,7 +99,7 @@ class PackNet(FineTune):
             if t > 0:
                 layer.bias.grad.zero_()
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+    def after_optimizer_step(self) -> None:
         if self.pruned:  # Adam's momentum must not revive released weights
             with torch.no_grad():
                 for layer, own in zip(self.net.hidden, self.owner):

@@ -59,7 +59,7 @@ class SI(FineTune):
     def on_before_optimizer_step(self, optimizer) -> None:
         self._grad = {n: p.grad.detach().clone() for n, p in self.net.named_parameters() if p.grad is not None}
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+    def after_optimizer_step(self) -> None:
         for n, p in self.net.named_parameters():
             if n in self._grad:
                 self.W[n] -= self._grad[n] * (p.detach() - self.prev[n])

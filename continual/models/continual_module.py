@@ -12,6 +12,11 @@ supplies `logits(batch)` and, as needed:
 * `task_state()` / `load_task_state(state)`: everything it carries from task to task that is not
   a parameter or buffer. It is saved with the weights (`get_extra_state`), in every checkpoint,
   so a resumed run continues with exactly what the killed one had;
+* `after_optimizer_step()`: where what a training step changes besides the optimizer's update is
+  updated (SI's path integral, HAT's clamp, PackNet's released weights). One rule: method state
+  that a step changes is updated before any checkpoint of that step can be taken - in
+  `training_step`, the optimizer hooks or here, never in `on_train_batch_end`, which Lightning
+  runs after the callbacks' (the mid-task checkpoint's) and so after the checkpoint is written;
 * `evaluate(batch)`: one test batch's outputs for the metric callbacks (`eval_outputs` names the
   optional ones it returns); the callbacks only read them, never call back into the method.
 
@@ -93,6 +98,10 @@ class ContinualModule(L.LightningModule):
 
     def on_task_end(self, data: TaskData) -> None:
         """After task `data.id` is trained, before its test pass."""
+
+    def after_optimizer_step(self) -> None:
+        """After each optimizer step of training, before the step's callbacks (and so before any
+        checkpoint of the step): update here what the step changes besides the optimizer's update."""
 
     def task_state(self) -> dict:
         """What the method carries across tasks besides parameters and buffers (tensors, numbers,
@@ -201,6 +210,12 @@ class ContinualModule(L.LightningModule):
             if n in self.carried_optim:
                 opt.state[p] = {k: v.to(p.device).clone() for k, v in self.carried_optim[n].items()}
         return opt
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        # Lightning calls this before the callbacks' `on_train_batch_end`, where the mid-task
+        # checkpoint is written: state updated in `after_optimizer_step` is in that checkpoint
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        self.after_optimizer_step()
 
     def on_fit_end(self) -> None:
         """With `optim.carry_state`, remember the optimizer's per-parameter state for the next task."""
