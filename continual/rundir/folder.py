@@ -98,9 +98,9 @@ def _lock(path: Path) -> None:
         raise ConfigError(
             f"output_dir '{path}' is in use by another continual run ({holder}); wait for it to end or choose another output_dir"
         ) from None
+    _HELD[key] = fd  # held from here on: a failed write below must not leave an unlisted lock behind
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
-    _HELD[key] = fd
 
 
 def holder(path: Path) -> str | None:
