@@ -365,7 +365,13 @@ def test_overwrite_killed_early_leaves_no_stale_result(tmp_path, capsys):
     old_config = (run / "config.yaml").read_text()
     proc = subprocess.Popen(cli("fit", f"output_dir={run}", "overwrite=true", "seed=7", *SLOW), env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for(lambda: (run / "config.yaml").is_file() and (run / "config.yaml").read_text() != old_config, proc, "the new config.yaml")
+    def new_config() -> bool:  # overwrite=true removes the old one before it writes the new one
+        try:
+            return (run / "config.yaml").read_text() != old_config
+        except FileNotFoundError:
+            return False
+
+    wait_for(new_config, proc, "the new config.yaml")
     proc.kill()
     proc.wait()
     assert not (run / "metrics.json").exists() and not list(run.glob("*.png")) and not (run / "metrics.csv").exists()
