@@ -18,6 +18,14 @@ def mnist_root() -> Path:
     return SHARED_MNIST
 
 
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (the README's `-n auto --dist loadgroup`), the tests that share the
+    session's per-method runs (`method_run`) go to one worker, so each run is made once."""
+    for item in items:
+        if "method_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("method_run"))
+
+
 @pytest.fixture(scope="session")
 def method_run(tmp_path_factory):
     """`get(case, *overrides)`: the run directory of `case` under `cases.RUN` (plus overrides),
