@@ -16,6 +16,8 @@ directory (`RunDirectory`) writes every file and the state `resume=` continues f
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import warnings
 from typing import Sequence
@@ -23,12 +25,36 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 
-def _stop_if_terminated(tr, run_dir, tasks_done: int) -> None:
-    """Lightning swallows a SIGTERM that arrives outside training steps; honour it here."""
+class _SigtermNoted:
+    """Notes a SIGTERM that arrives anywhere in the loop, for the next `_stop_if_terminated`.
+
+    Lightning handles SIGTERM only while it fits or tests (its handler is installed for each call
+    and composes with this one); between those calls Python's default would kill the run on the
+    spot. In the main thread only (signal handlers cannot be set elsewhere)."""
+
+    received = False
+
+    def __enter__(self) -> "_SigtermNoted":
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.received = True
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _stop_if_terminated(tr, run_dir, tasks_done: int, sigterm: _SigtermNoted) -> None:
+    """Lightning swallows a SIGTERM that arrives outside training steps, and one between its calls
+    is only noted: honour them here."""
     from continual.errors import Interrupted
     from continual.rundir import layout
 
-    if tr.received_sigterm:
+    if tr.received_sigterm or sigterm.received:
         raise Interrupted(
             f"stopped by SIGTERM with {tasks_done} task(s) finished; checkpoints are in {layout.checkpoint_dir(run_dir)}: "
             f"continue with the same command plus resume={run_dir}"
@@ -49,10 +75,34 @@ def check_accelerator(cfg: DictConfig) -> None:
         )
 
 
+def check_batches(cfg: DictConfig, stream) -> None:
+    """A `trainer.limit_train_batches` fraction that rounds to no batch of some task trains nothing
+    there (Lightning would stop with a traceback mid-stream): one line, before anything is written."""
+    import math
+
+    from continual.errors import ConfigError
+
+    limit = cfg.trainer.get("limit_train_batches")
+    if not isinstance(limit, float):
+        return
+    for task in stream.tasks:
+        n = math.ceil(len(task.y_train) / cfg.data.batch_size)
+        if int(n * limit) < 1:
+            raise ConfigError(
+                f"trainer.limit_train_batches={limit} keeps no batch of task {task.id + 1} ({n} batches of "
+                f"data.batch_size={cfg.data.batch_size}); give at least {1 / n:.3g}, or an integer number of batches"
+            )
+
+
 def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     """Train `cfg.method` over the stream; returns the metrics dict written to metrics.json.
 
     `callbacks`: Lightning callbacks of your own, attached to every task's Trainer (fit and test)."""
+    with _SigtermNoted() as sigterm:
+        return _task_loop(cfg, callbacks, sigterm)
+
+
+def _task_loop(cfg: DictConfig, callbacks: Sequence, sigterm: _SigtermNoted) -> dict:
     import lightning as L
     from lightning.pytorch.utilities import rank_zero_only
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -80,6 +130,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     stream = build_stream(cfg.data, cfg.seed)  # data and model errors surface before any file is written
     check_stream(stream, cfg.data.eval_split)
+    check_batches(cfg, stream)
     module = build_method(cfg, stream)
     run_dir = RunDirectory(cfg, writer=is_zero, schema=method_schema(cfg))
     state = run_dir.load_state()
@@ -126,7 +177,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
         """The test pass over every task after training task `after` (-1: before any training)."""
         suite.begin(after)
         tester.test(module, datamodule=dm, verbose=False)
-        _stop_if_terminated(tester, run_dir.path, max(after, 0))
+        _stop_if_terminated(tester, run_dir.path, max(after, 0), sigterm)
 
     started = time.perf_counter()
     elapsed = state["wall_time_s"] if state else 0.0
@@ -159,6 +210,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     }
     metrics: dict = {}
     for t in range(suite.tasks_done, T):
+        _stop_if_terminated(tester, run_dir.path, t, sigterm)  # noted since the last check
         dm.set_task(t)
         module.set_task(t)
         tr = trainer(task=t)
@@ -174,7 +226,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
                 tr.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
         except SIGTERMException:
             raise Interrupted(f"stopped by SIGTERM during task {t + 1}; {run_dir.interrupted(t)}") from None
-        _stop_if_terminated(tr, run_dir.path, t)
+        _stop_if_terminated(tr, run_dir.path, t, sigterm)
         module.to(device).on_task_end(data)
         test(t)
         metrics = {**base, "complete": t == T - 1, "tasks_done": t + 1, **suite.results(),

@@ -135,7 +135,7 @@ def inputs(tmp_path_factory):
         (d / name / "checkpoints").mkdir(parents=True)
         if not isinstance(content, bytes):
             content_path = d / name / "checkpoints" / "state.pt"
-            torch.save({"format": FORMAT if content is None else content, "config": {}}, content_path)
+            content_path.write_bytes(run_state.checkpoint_bytes({"format": FORMAT if content is None else content, "config": {}}))
         else:
             (d / name / "checkpoints" / "state.pt").write_bytes(content)
     sys.path.insert(0, str(d))
@@ -152,6 +152,7 @@ CASES = [
     ("max_epochs_0", "fit trainer.max_epochs=0", "set trainer.max_epochs to a positive integer"),
     ("limit_train_batches_0", "fit trainer.limit_train_batches=0", "trainer.limit_train_batches=0 trains nothing (no batch of any task)"),
     ("limit_train_batches_0.0", "fit trainer.limit_train_batches=0.0", "trainer.limit_train_batches=0.0 trains nothing (no batch of any task)"),
+    ("limit_train_batches_below_a_batch", "fit trainer.limit_train_batches=0.001", "trainer.limit_train_batches=0.001 keeps no batch of task 1 (9 batches"),
     ("max_time_0", "fit trainer.max_time=00:00:00:00", "trainer.max_time='00:00:00:00' trains nothing (every task stops before its first step)"),
     ("val_fraction_0.999", "fit data.val_fraction=0.999", "no training samples; lower data.val_fraction"),
     ("learned_h_0", "fit method=router router.attention=learned router.h=0", "router.h=0 must be a positive integer"),
@@ -320,10 +321,13 @@ def test_resume_of_a_finished_run_rebuilds_a_torn_or_lost_metrics_json(inputs, t
     metrics = run / "metrics.json"
     whole = metrics.read_bytes()
     again = ["fit", f"resume={run}", *QUIET, "trainer.max_epochs=1"]
-    for damage, why in ((lambda: metrics.write_bytes(whole[: len(whole) // 2]), "torn or unreadable"), (metrics.unlink, "missing")):
+    for damage, why, lost in ((lambda: metrics.write_bytes(whole[: len(whole) // 2]), "torn or unreadable", "damaged"),
+                              (metrics.unlink, "missing", "missing")):
         damage()
         assert main(["fit", f"output_dir={run}", *QUIET, "trainer.max_epochs=1"]) == 2
-        assert f"continue it with resume={run}" in capsys.readouterr().err  # what a plain fit says to do: it works
+        assert capsys.readouterr().err.strip() == (  # what a plain fit says to do: it works
+            f"continual: error: output_dir '{run}' holds a finished run whose metrics.json is {lost} (resume= rebuilds it from "
+            f"the run's saved state); continue it with resume={run}, or pass overwrite=true to start over")
         with pytest.warns(UserWarning, match=f"metrics.json of '{run}' was {why}; rebuilt it from {run}/checkpoints/state.pt"):
             assert main(again) == 0
         assert metrics.read_bytes() == whole

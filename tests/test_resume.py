@@ -123,3 +123,36 @@ def test_mid_task_checkpoints_follow_training_time_by_default(tmp_path, every_s,
     assert cfg.checkpoint_every_n_steps == 0  # the default: time decides
     run(cfg, callbacks=[seen])
     assert seen.seen == [written, written]
+
+
+TERM_AT_TASK_END = '''
+import os
+import signal
+
+from continual.baselines.finetune import FineTune
+
+
+class TermAtTaskEnd(FineTune):
+    """Fine-tuning that sends itself SIGTERM after training task 2, between Lightning's calls."""
+
+    def on_task_end(self, data):
+        if data.id == 1 and os.environ.get("TERM_AT_TASK_END"):
+            os.kill(os.getpid(), signal.SIGTERM)
+'''
+
+
+@pytest.mark.slow  # three subprocess runs
+def test_a_sigterm_between_lightning_calls_stops_cleanly_and_resumes_to_identical_metrics(tmp_path):
+    """Lightning handles SIGTERM only inside fit and test; one that arrives between them (here:
+    in a method's task hook) is noted and honoured at the next check instead of killing the run."""
+    (tmp_path / "term_method.py").write_text(TERM_AT_TASK_END)
+    method = "method=term_method:TermAtTaskEnd"
+    child = {**env(), "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert subprocess.run(fit_cmd(method, f"output_dir={full}"), env=child, capture_output=True).returncode == 0
+    proc = subprocess.run(fit_cmd(method, f"output_dir={cut}"), env={**child, "TERM_AT_TASK_END": "1"}, capture_output=True, text=True)
+    assert proc.returncode == 143, proc.stderr[-2000:]  # before: killed by the signal itself (-15), nothing said
+    assert "continual: error: stopped by SIGTERM with 1 task(s) finished" in proc.stderr and f"resume={cut}" in proc.stderr
+    out = subprocess.run(fit_cmd(method, f"resume={cut}"), env=child, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert comparable(cut) == comparable(full)

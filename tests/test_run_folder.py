@@ -131,7 +131,11 @@ def test_mid_task_checkpoint_only_for_its_own_task_and_never_torn(tmp_path):
     assert again.mid_task_checkpoint(1) is None  # none written
     last = layout.last_checkpoint_path(run.path)
     last.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"continual": state.task_tag(1, state.fingerprint(run.cfg))}, last)
+    tag = {"continual": state.task_tag(1, state.fingerprint(run.cfg))}
+    torch.save(tag, last)  # not sealed by continual: nothing loads unchecked
+    with pytest.warns(UserWarning, match="is unchecked \\(it has no checksum\\); ignoring it: task 2 restarts from state.pt"):
+        assert again.mid_task_checkpoint(1) is None
+    last.write_bytes(state.checkpoint_bytes(tag))
     assert again.mid_task_checkpoint(1) == last
     assert again.mid_task_checkpoint(2) is None  # a finished task's: its end state is saved
     assert folder(tmp_path / "fresh").mid_task_checkpoint(1) is None  # without resume=

@@ -61,6 +61,15 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     return Path("runs") / f"{stamp}_{method}_{cfg.data.stream}_{cfg.scenario}_s{cfg.seed}"
 
 
+def _finished_state(path: Path) -> bool:
+    """Whether `path`'s saved state (checked, whatever its config) is that of a finished run."""
+    try:
+        saved = state.load_checkpoint(layout.state_path(path))
+    except (OSError, CheckpointError):
+        return False
+    return isinstance(saved, dict) and saved.get("complete") is True
+
+
 def _earlier_run(path: Path) -> str | None:
     """What an earlier run left in `path`, as words for a refusal, or None if it left nothing."""
     if finished_metrics(path) is not None:
@@ -71,6 +80,9 @@ def _earlier_run(path: Path) -> str | None:
         metrics = None
     if isinstance(metrics, dict):
         return f"holds a partial run ({metrics.get('tasks_done', '?')} of {len(metrics.get('tasks', [])) or '?'} tasks done)"
+    if _finished_state(path):  # its metrics.json is torn or lost: resume= rebuilds it from the state
+        lost = "damaged" if (path / layout.METRICS).exists() else "missing"
+        return f"holds a finished run whose metrics.json is {lost} (resume= rebuilds it from the run's saved state)"
     if layout.state_path(path).is_file() or (path / layout.CONFIG).is_file():
         return "holds a partial run (no task finished yet)"
     return None
@@ -157,7 +169,7 @@ class RunDirectory:
             earlier = None if cfg.resume else _earlier_run(self.path)
             if earlier and not cfg.overwrite:
                 _release(self.path)
-                if "partial" in earlier:
+                if "partial" in earlier or "metrics.json is" in earlier:
                     fix = f"continue it with resume={self.path}, or pass overwrite=true to start over"
                 else:
                     fix = "choose another output_dir or pass overwrite=true to replace it"

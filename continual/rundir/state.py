@@ -16,8 +16,8 @@ Two files under `<run dir>/checkpoints/`, both written atomically by rank 0:
 
 Both carry a SHA-256 of their bytes as the zip comment of the torch file (`sealed`), so they
 stay plain torch files, and a changed byte is found on load: a damaged `last.ckpt` is skipped
-(the task restarts from `state.pt`), a damaged `state.pt` is refused. Files written before the
-checksum existed have none and load as they are. Both load with `weights_only=True`. A checkpoint written under a different config is refused,
+(the task restarts from `state.pt`), a damaged `state.pt` is refused. A file without a checksum
+is treated as damaged: nothing loads unchecked. Both load with `weights_only=True`. A checkpoint written under a different config is refused,
 naming the keys that differ; keys that cannot change results (where files go, logging, how many
 processes) may differ. The same rule (`config_diff`) decides whether `continual compare` may
 skip a finished cell: keys the schema gained after a run was made take their defaults there
@@ -110,7 +110,11 @@ def set_rng_state(state: dict) -> None:
 
 
 class ChecksumError(CheckpointError):
-    """A checkpoint whose bytes no longer match its checksum (a disk or copy error)."""
+    """A checkpoint whose bytes no longer match its checksum (a disk or copy error), or that has none."""
+
+    def __init__(self, message: str, why: str):
+        super().__init__(message)
+        self.why = why  # as words after "checkpoint '<path>' is"
 
 
 _SEAL = b"continual-sha256:"  # the zip comment of a sealed file, followed by the hex digest
@@ -126,14 +130,26 @@ def sealed(data: bytes) -> bytes:
     return data[:-2] + len(comment).to_bytes(2, "little") + comment
 
 
+def is_sealed(data: bytes) -> bool:
+    """Whether `data` ends in a checksum comment as `sealed` writes it (matching or not)."""
+    end = len(data) - _SEALED_TAIL
+    return end >= 22 and data[end - 22:end - 18] == _EOCD and data[end - 2:end] == _SEALED_TAIL.to_bytes(2, "little")
+
+
 def checksum_mismatch(data: bytes) -> bool:
     """Whether `data` is a sealed file whose bytes no longer match its checksum. False for a file
-    without a checksum (written before it existed; a torn one fails to load instead)."""
-    end = len(data) - _SEALED_TAIL
-    if end < 22 or data[end - 22:end - 18] != _EOCD or data[end - 2:end] != _SEALED_TAIL.to_bytes(2, "little"):
+    without a checksum (`load_checkpoint` refuses those; a torn one fails to load instead)."""
+    if not is_sealed(data):
         return False
+    end = len(data) - _SEALED_TAIL
     original = data[:end - 2] + b"\0\0"
     return data[end:] != _SEAL + hashlib.sha256(original).hexdigest().encode()
+
+
+def _older_state(content) -> bool:
+    """A run state of an earlier format: `checked_state` says so in its own words."""
+    found = content.get("format") if isinstance(content, dict) else None
+    return isinstance(found, int) and not isinstance(found, bool) and found < FORMAT
 
 
 def checkpoint_bytes(content: dict) -> bytes:
@@ -153,10 +169,10 @@ def load_checkpoint(path: Path) -> dict:
     if checksum_mismatch(data):
         raise ChecksumError(
             f"checkpoint '{path}' is damaged (its bytes no longer match its checksum: a disk or copy error); "
-            f"restore it from a backup, or start a new run without resume="
+            f"restore it from a backup, or start a new run without resume=", "damaged (its checksum does not match)"
         )
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        content = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:
         if not data:
             why = "it is empty (a write was cut off)"
@@ -167,6 +183,12 @@ def load_checkpoint(path: Path) -> dict:
             f"checkpoint '{path}' cannot be loaded safely ({why}); it is torn or not a continual checkpoint: "
             f"delete it or start a new run without resume="
         ) from None
+    if not is_sealed(data) and not _older_state(content):  # an unchecked file would load as it is
+        raise ChecksumError(
+            f"checkpoint '{path}' has no checksum, so it cannot be checked: continual did not write it (or an early "
+            f"version did); start a new run without resume=", "unchecked (it has no checksum)"
+        )
+    return content
 
 
 def state_bytes(cfg: DictConfig, **state) -> bytes:
@@ -210,7 +232,7 @@ def resumes_task(path: Path, task: int, cfg: DictConfig, schema: DictConfig, run
     try:
         ckpt = load_checkpoint(path)
     except CheckpointError as err:
-        why = "damaged (its checksum does not match)" if isinstance(err, ChecksumError) else "torn or unreadable"
+        why = err.why if isinstance(err, ChecksumError) else "torn or unreadable"
         warnings.warn(f"checkpoint '{path}' is {why}; ignoring it: task {task + 1} restarts from {STATE}", stacklevel=2)
         return False
     tag = ckpt.get("continual", {}) if isinstance(ckpt, dict) else {}
