@@ -4,6 +4,7 @@ and compare on them."""
 
 import csv
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from continual.config.schema import DataConfig
 from continual.data import sources
 from continual.data.custom import stream_from_tensors
 from continual.data.streams import build_stream
+from continual.metrics.forgetting import Forgetting
 from continual.metrics.padded import padded_counts
 from continual.scenarios import LabelSpace
 from helpers import QUICK, QUIET
@@ -127,14 +129,26 @@ def test_router_pads_each_task_to_the_largest_and_the_padded_metric_counts_it():
     assert counts[:, 1].tolist() == [len(t.y_test) for t in stream.tasks]
 
 
-def test_forgetting_callback_on_unequal_tasks_matches_the_matrix():
-    """ACC is the mean over tasks (each task weighs the same, whatever its size); per-class counts add up to the task's."""
-    from continual.metrics.stream import summarize
+def test_forgetting_callback_on_unequal_tasks_by_hand():
+    """Tasks of 1 and 3 classes with 2 and 6 test samples: each task weighs the same in ACC and
+    forgetting; with a base task, acc_incremental is the mean over the tasks after it."""
+    from test_metric_callbacks import batch, run_pass
 
-    R = [[1.0, 0.0, 0.0], [0.5, 0.75, 0.0], [0.25, 0.5, 1.0]]
-    s = summarize(R)
-    assert s["acc"] == pytest.approx((0.25 + 0.5 + 1.0) / 3)
-    assert s["forgetting"] == [0.75, 0.25, None] and s["avg_forgetting"] == pytest.approx(0.5)
+    cb, module = Forgetting([[0], [1, 2, 3]], 4, base_classes=1), SimpleNamespace(device="cpu")
+    t0, t1 = batch(0, [0, 1], [0, 0]), batch(1, list(range(6)), [1, 1, 2, 2, 3, 3])
+
+    def out(b, hits):
+        return {"pred": torch.where(torch.tensor(hits).bool(), b["y"], b["y"] + 10), "target": b["y"]}
+
+    run_pass(cb, module, -1, [(t0, out(t0, [0, 0])), (t1, out(t1, [0] * 6))])
+    run_pass(cb, module, 0, [(t0, out(t0, [1, 1])), (t1, out(t1, [0] * 6))])  # R[0] = [1, 0]
+    run_pass(cb, module, 1, [(t0, out(t0, [1, 0])), (t1, out(t1, [1, 1, 1, 1, 1, 0]))])  # R[1] = [1/2, 5/6]
+    r = cb.results()
+    assert r["accuracy_matrix"] == [[1.0, 0.0], [0.5, 5 / 6]] and r["counts"]["total"] == [[2, 6], [2, 6]]
+    assert r["acc"] == pytest.approx((0.5 + 5 / 6) / 2)  # not the pooled 6/8
+    assert r["forgetting"] == [0.5, None] and r["avg_forgetting"] == 0.5
+    assert r["per_class"]["accuracy_matrix"][1] == [0.5, 1.0, 1.0, 0.5]
+    assert r["base_classes"] == 1 and r["acc_incremental"] == pytest.approx(5 / 6)
 
 
 @pytest.mark.parametrize("case", CASES)
