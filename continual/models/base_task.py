@@ -72,7 +72,9 @@ def train_base(cfg: DictConfig, stream) -> tuple[nn.Module, MLP, float]:
     with torch.random.fork_rng():  # the run's global RNG (the method's init) is the same with or without a cache hit
         torch.manual_seed(cfg.seed)
         extractor = _extractor(cfg, stream)
-        net = MLP(stream.n_features, list(b.hidden), len(task.classes), b.activation)
+        with torch.no_grad():
+            width = extractor(task.x_train[:1]).shape[1]  # the MLP reads the extractor's features
+        net = MLP(width, list(b.hidden), len(task.classes), b.activation)
         acc = mlp_backbone.train_supervised(extractor, net, (task.x_train, index[task.y_train]), b.pretrain, cfg.seed,
                                             val=(task.x_val, index[task.y_val]))
     return extractor, net, acc
