@@ -103,6 +103,11 @@ def test_the_base_backbone_is_cached_and_retrained_when_its_key_changes(tmp_path
     (["data.base_classes=4", "backbone.init=checkpoint", "backbone.checkpoint=x.pt"], "drop backbone.init=checkpoint"),
     (["data.base_classes=4", "data.val_fraction=0"], "validation split, which data.val_fraction=0.0 leaves empty; raise data.val_fraction"),
     (["data.base_classes=0"], "data.base_classes=0 must be a positive integer"),
+    (["data.base_classes=4", "data.n_tasks=1"], "data.n_tasks=1 leaves no incremental task after the base task"),
+    (["data.base_classes=4", "data.n_tasks=5"], "data.base_classes=4 + 4 x data.classes_per_task=2 needs 12 classes but split_digits has 10"),
+    (["data.base_classes=4", "data.classes_per_task=[3,4]"],
+     "data.classes_per_task=[3, 4] needs 7 classes but split_digits has 6 after the 4 base classes; make the counts sum to at most 6"),
+    (["data.base_classes=4", "data.classes_per_task=4"], "data.classes_per_task=4 leaves class(es) [8, 9] of split_digits out of every task; use data.classes_per_task in [1, 2, 3]"),
 ])
 def test_bad_base_settings_are_one_line(tmp_path, capsys, args, expected):
     assert main(["fit", f"output_dir={tmp_path / 'run'}", f"data.root={tmp_path}", *QUIET, *args]) == 2

@@ -116,10 +116,13 @@ def _task_sizes(name: str, cfg: DictConfig, order: list[int], n_source_classes: 
     if per > room:
         raise ConfigError(f"data.classes_per_task={per} exceeds the {room} classes of {name}; set data.classes_per_task<={room}")
     n_tasks = n_tasks if n_tasks is not None else len(base_sizes) + room // per
+    if base is not None and n_tasks < 2:
+        raise ConfigError(f"data.n_tasks={n_tasks} leaves no incremental task after the base task; set data.n_tasks>=2 or drop it")
     sizes = (base_sizes + [per] * n_tasks)[:n_tasks]
     if sum(sizes) > len(order):
+        base_part = f"data.base_classes={base} + {n_tasks - 1}" if base is not None else f"data.n_tasks={n_tasks}"
         raise ConfigError(
-            f"data.n_tasks={n_tasks} x data.classes_per_task={per} needs {sum(sizes)} classes but "
+            f"{base_part} x data.classes_per_task={per} needs {sum(sizes)} classes but "
             f"{name} has {len(order)}; lower one of them"
         )
     left_out = sorted(set(range(n_source_classes)) - set(order[: sum(sizes)]))
