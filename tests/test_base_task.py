@@ -5,16 +5,17 @@ import json
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 from torch import nn
 
-from continual import load_config, load_run
+from continual import load_config, load_run, run
 from continual.build import build_method
 from continual.cli.main import main
 from continual.data import sources
 from continual.data.streams import build_stream
 from continual.data.streams.cutting import permuted_stream
 from continual.models import base_task
-from helpers import QUIET
+from helpers import QUICK, QUIET, comparable
 from test_unequal import cut, hand_cut
 
 
@@ -128,3 +129,27 @@ def test_a_base_task_run_reports_the_incremental_tasks(tmp_path, capsys):
     run = load_run(out)  # the method's features come from the cached base backbone
     cached = torch.load(next((tmp_path / "base").glob("*.pt")), weights_only=True)["mlp"]
     assert all(torch.equal(run.module.backbone().hidden[i].weight, cached[f"hidden.{i}.weight"]) for i in range(2))
+
+
+class StopAtSecondFit(Callback):
+    def __init__(self):
+        self.fits = 0
+
+    def on_fit_start(self, trainer, module):
+        self.fits += 1
+        if self.fits == 2:
+            raise RuntimeError("stopped after the base task")
+
+
+def test_a_resumed_base_task_run_equals_the_uninterrupted_one_even_if_the_cache_went(tmp_path):
+    """A run stopped after the base task resumes to the uninterrupted metrics, also when it finds no
+    cache file (a cleaned folder): the base backbone is retrained from its key before the saved state loads."""
+    args = [*QUICK, "method=finetune", "scenario=class", "data.base_classes=4", "data.classes_per_task=3", f"data.root={tmp_path}"]
+    full = run(load_config(None, [*args, f"output_dir={tmp_path / 'full'}"]))
+    with pytest.raises(RuntimeError, match="stopped after the base task"):
+        run(load_config(None, [*args, f"output_dir={tmp_path / 'cut'}"]), callbacks=[StopAtSecondFit()])
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["tasks_done"] == 1
+    for f in (tmp_path / "base").glob("*.pt"):
+        f.unlink()
+    resumed = run(load_config(None, [*args, f"resume={tmp_path / 'cut'}"]))
+    assert comparable(resumed) == comparable(full) and full["acc_incremental"] is not None
