@@ -149,6 +149,7 @@ def test_forgetting_callback_on_unequal_tasks_by_hand():
     assert r["forgetting"] == [0.5, None] and r["avg_forgetting"] == 0.5
     assert r["per_class"]["accuracy_matrix"][1] == [0.5, 1.0, 1.0, 0.5]
     assert r["base_classes"] == 1 and r["acc_incremental"] == pytest.approx(5 / 6)
+    assert Forgetting.final_scalars(r) == {"final/acc_incremental": r["acc_incremental"]}  # logged beside final/acc
 
 
 @pytest.mark.parametrize("case", CASES)
