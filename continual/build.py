@@ -31,13 +31,15 @@ def method_schema(cfg: DictConfig) -> DictConfig:
 def build_method(cfg: DictConfig, stream):
     """The method `cfg.method` selects, over the backbone `cfg.backbone` describes."""
     from continual.methods import method_class
+    from continual.models import base_task
     from continual.models.backbones import build_backbone
     from continual.scenarios import LabelSpace
 
     cls = method_class(cfg.method)
     n_out = LabelSpace(cfg.scenario, stream.task_classes, stream.n_classes).n_out
     common = dict(task_classes=stream.task_classes, n_classes=stream.n_classes, scenario=cfg.scenario, optim=cfg.optim)
-    return cls.from_config(build_backbone(cfg, stream, n_out), cfg, **common)
+    base_task.check(cfg, stream)  # data.base_classes: refused before a backbone is built
+    return cls.from_config(base_task.apply_base(cfg, stream, build_backbone(cfg, stream, n_out)), cfg, **common)
 
 
 class LoadedRun(NamedTuple):

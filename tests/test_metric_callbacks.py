@@ -189,10 +189,11 @@ def test_compare_columns_read_a_runs_metrics_json():
     m = {"acc": 0.9, "bwt": -0.1, "avg_forgetting": 0.2, "wall_time_s": 12.5, "trainable_params_per_task": [10, 20, 30],
          "stored_floats": 7.0, "mask_density": None}
     cols = compare_columns()
-    assert [c.key for c in cols] == ["acc", "bwt", "avg_forgetting", "wall_time_s", "trainable_per_task", "stored_floats", "mask_density"]
-    assert [c.read(m) for c in cols] == [0.9, -0.1, 0.2, 12.5, 20.0, 7.0, None]
-    assert [c.format for c in cols] == ["percent"] * 3 + ["seconds", "count", "count", "percent"]
-    assert cols[4].read({"trainable_params_per_task": []}) is None
+    assert [c.key for c in cols] == ["acc", "acc_incremental", "bwt", "avg_forgetting", "wall_time_s", "trainable_per_task",
+                                     "stored_floats", "mask_density"]
+    assert [c.read(m) for c in cols] == [0.9, None, -0.1, 0.2, 12.5, 20.0, 7.0, None]  # acc_incremental: a base-task run's
+    assert [c.format for c in cols] == ["percent"] * 4 + ["seconds", "count", "count", "percent"]
+    assert cols[5].read({"trainable_params_per_task": []}) is None
 
 
 def test_a_repeated_pass_replaces_its_row_and_state_round_trips():

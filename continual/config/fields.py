@@ -93,6 +93,15 @@ def each(item: dataclasses.Field, words: str, *, length: int | None = None, **kw
     return _field(None, Rule(test, words), **kw)
 
 
+def one_or_each(item: dataclasses.Field, words: str, **kw):
+    """One value that passes `item`'s rule, or a non-empty list of them (a count for every task, or one per task)."""
+    inner = item.metadata["rule"].test
+
+    def test(v):
+        return inner(v) or (isinstance(v, (list, tuple)) and len(v) > 0 and all(inner(x) for x in v))
+    return _field(item.default, Rule(test, words, example=False), **kw)
+
+
 # -- the one checker ----------------------------------------------------------------------------
 def _example(value) -> str:
     if isinstance(value, (list, tuple)):

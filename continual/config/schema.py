@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from continual.config.fields import at_least, choice, each, in_range, plugin, positive, volatile, volatile_keys
+from continual.config.fields import at_least, choice, each, in_range, one_or_each, plugin, positive, volatile, volatile_keys
 
 SCENARIOS = ("task", "class", "domain")
 PRETRAIN_DATASETS = ("digits", "digits28", "mnist")  # digits28: the 8x8 digits at MNIST's 28x28 layout
@@ -26,7 +26,11 @@ class DataConfig:
     root: str = "data"  # folder holding MNIST/raw (torchvision layout)
     download: bool = False  # let torchvision download missing files (needs network)
     n_tasks: Optional[int] = positive(None, integer=True)  # default: 5 for split streams, 10 for permuted
-    classes_per_task: int = positive(2, integer=True)  # split streams only
+    # split streams only: classes per task, or a list of them, one per task (e.g. [2, 3, 5]: tasks of unequal size)
+    classes_per_task: Any = one_or_each(positive(2, integer=True), "a positive integer or a non-empty list of them")
+    # the base-task protocol (split streams): task 0 holds the first K classes and trains the backbone
+    # (backbone.pretrain.epochs/lr/batch_size, model selection on its val split) before the loop; null: off
+    base_classes: Optional[int] = positive(None, integer=True)
     class_order: Optional[List[int]] = None  # fixed class order; overrides shuffle_classes
     shuffle_classes: bool = False  # shuffle the class order with `seed` (the orders of van de Ven & Tolias's code)
     val_fraction: float = in_range(0.0, 1.0, 0.1, hi_open=True)  # per task, held out of the training split

@@ -12,7 +12,7 @@ import torch
 from continual.metrics import plots
 from continual.metrics.base import Column, Metric, pct
 from continual.metrics.registry import register
-from continual.metrics.stream import forgetting_of, summarize
+from continual.metrics.stream import forgetting_of, incremental_accuracy, summarize
 
 
 def ratio(c: int, n: int) -> float | None:
@@ -26,17 +26,19 @@ class Forgetting(Metric):
     initial_pass = True
     columns = (
         Column("acc", "ACC", lambda m: m.get("acc"), "percent"),
+        Column("acc_incremental", "ACC incremental", lambda m: m.get("acc_incremental"), "percent"),
         Column("bwt", "BWT", lambda m: m.get("bwt"), "percent"),
         Column("avg_forgetting", "forgetting", lambda m: m.get("avg_forgetting"), "percent"),
     )
 
     @classmethod
     def build(cls, cfg, stream, module) -> "Forgetting":
-        return cls(stream.task_classes, stream.n_classes)
+        return cls(stream.task_classes, stream.n_classes, stream.meta.get("base_classes"))
 
-    def __init__(self, task_classes: list[list[int]], n_classes: int):
+    def __init__(self, task_classes: list[list[int]], n_classes: int, base_classes: int | None = None):
+        """`base_classes`: the stream's base task holds that many classes (`data.base_classes`)."""
         super().__init__()
-        self.n_tasks, self.n_classes = len(task_classes), n_classes
+        self.n_tasks, self.n_classes, self.base_classes = len(task_classes), n_classes, base_classes
         self.learned_in = {c: t for t, classes in enumerate(task_classes) for c in classes}
         self.initial: dict | None = None
 
@@ -91,8 +93,12 @@ class Forgetting(Metric):
             "counts": {"correct": [r["correct"] for r in self.rows], "total": [r["total"] for r in self.rows]},
             "per_class": self.per_class(),
         }
+        if self.base_classes is not None:
+            out["base_classes"] = self.base_classes
         if len(self.rows) == self.n_tasks:
             out.update(summarize(out["accuracy_matrix"], out["initial_accuracy"]))
+            if self.base_classes is not None:
+                out["acc_incremental"] = incremental_accuracy(out["accuracy_matrix"])
         return out
 
     @classmethod
@@ -104,7 +110,8 @@ class Forgetting(Metric):
 
     @classmethod
     def final_scalars(cls, metrics: dict) -> dict:
-        return {}  # RunLogger logs final/acc, final/bwt, ... (continual.run_logger.FINAL_KEYS): what sweeps optimize
+        # RunLogger logs final/acc, final/bwt, ... (continual.run_logger.FINAL_KEYS): what sweeps optimize; with a base task, this too
+        return {"final/acc_incremental": metrics["acc_incremental"]} if metrics.get("acc_incremental") is not None else {}
 
     @classmethod
     def summary(cls, metrics: dict) -> list[str]:
@@ -114,6 +121,8 @@ class Forgetting(Metric):
         lines.append("          " + "".join(f"{'T' + str(j + 1):>8}" for j in range(T)))
         for i, row in enumerate(R):
             lines.append(f"after T{i + 1:<3}" + "".join(f"{100 * v:8.2f}" for v in row))
+        if "acc_incremental" in metrics:
+            lines.append(f"base task T1: {metrics['base_classes']} classes   ACC over the incremental tasks T2-T{T} {pct(metrics['acc_incremental'])}")
         lines.append(
             f"ACC {pct(metrics['acc'])}   BWT {pct(metrics['bwt'])}   FWT {pct(metrics['fwt'])}   "
             f"avg forgetting {pct(metrics['avg_forgetting'])}"

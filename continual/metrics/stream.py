@@ -5,6 +5,8 @@ columns j > i are evaluated too, for forward transfer). `b[j]` is the accuracy o
 the model before any training (random init), the FWT reference.
 
 * ACC  = 1/T sum_j R[T-1][j]                                      (Lopez-Paz & Ranzato 2017)
+* ACC incremental = 1/(T-1) sum_{j>0} R[T-1][j]: with a base task (data.base_classes), the
+  tasks after it, which the backbone never saw
 * BWT  = 1/(T-1) sum_{j<T-1} (R[T-1][j] - R[j][j])                (Lopez-Paz & Ranzato 2017)
 * FWT  = 1/(T-1) sum_{j>0} (R[j-1][j] - b[j])                     (Lopez-Paz & Ranzato 2017)
 * forgetting_j = max_{l<T-1} R[l][j] - R[T-1][j], for j < T-1     (Chaudhry et al. 2018)
@@ -30,6 +32,12 @@ def _check(R: Matrix) -> int:
 def average_accuracy(R: Matrix) -> float:
     T = _check(R)
     return sum(R[T - 1]) / T
+
+
+def incremental_accuracy(R: Matrix) -> Optional[float]:
+    """ACC over the incremental tasks (every task after the base task 0)."""
+    T = _check(R)
+    return sum(R[T - 1][1:]) / (T - 1) if T > 1 else None
 
 
 def backward_transfer(R: Matrix) -> Optional[float]:

@@ -89,42 +89,72 @@ def _check_task(name: str, task: Task, cfg: DictConfig) -> None:
         raise ConfigError(f"{where} has no {split} samples to evaluate; {fix[split]}")
 
 
-def split_stream(name: str, arrays, cfg: DictConfig, seed: int, n_source_classes: int = 10) -> Stream:
-    """Split a labelled data set into tasks of `classes_per_task` classes each.
+def _task_sizes(name: str, cfg: DictConfig, order: list[int], n_source_classes: int) -> list[int]:
+    """How many classes each task takes from the class order: `data.base_classes` (if set) for
+    task 0, then `data.classes_per_task` (one count for every task, or a list of counts, one per
+    task) for the rest; `data.n_tasks` counts every task, the base task included.
 
     Without `data.n_tasks` every class must land in a task: a remainder class left out
     silently would change what the run measures."""
-    x_tr, y_tr, x_te, y_te = arrays
-    order = _class_order(cfg, n_source_classes, seed)
-    per = cfg.classes_per_task
-    if per > len(order):
-        raise ConfigError(f"data.classes_per_task={per} exceeds the {len(order)} classes of {name}; set data.classes_per_task<={len(order)}")
-    n_tasks = cfg.n_tasks if cfg.n_tasks is not None else len(order) // per
-    if n_tasks * per > len(order):
+    per, base, n_tasks = cfg.classes_per_task, cfg.get("base_classes"), cfg.n_tasks
+    base_sizes = [base] if base is not None else []
+    if base is not None and base >= len(order):
+        raise ConfigError(f"data.base_classes={base} leaves none of the {len(order)} classes of {name} for incremental tasks; "
+                          f"set data.base_classes<={len(order) - 1}")
+    room = len(order) - (base or 0)  # classes left for the tasks of `classes_per_task`
+    if not isinstance(per, int):  # a list: one count per task
+        per = list(per)
+        if n_tasks is not None and n_tasks != len(base_sizes) + len(per):
+            with_base = " plus the base task" if base is not None else ""
+            raise ConfigError(f"data.n_tasks={n_tasks} disagrees with data.classes_per_task={per} ({len(per)} tasks{with_base}); "
+                              f"drop data.n_tasks or set it to {len(base_sizes) + len(per)}")
+        if sum(per) > room:
+            of = f" after the {base} base classes" if base is not None else ""
+            raise ConfigError(f"data.classes_per_task={per} needs {sum(per)} classes but {name} has {room}{of}; "
+                              f"make the counts sum to at most {room}")
+        return base_sizes + per
+    if per > room:
+        raise ConfigError(f"data.classes_per_task={per} exceeds the {room} classes of {name}; set data.classes_per_task<={room}")
+    n_tasks = n_tasks if n_tasks is not None else len(base_sizes) + room // per
+    if base is not None and n_tasks < 2:
+        raise ConfigError(f"data.n_tasks={n_tasks} leaves no incremental task after the base task; set data.n_tasks>=2 or drop it")
+    sizes = (base_sizes + [per] * n_tasks)[:n_tasks]
+    if sum(sizes) > len(order):
+        base_part = f"data.base_classes={base} + {n_tasks - 1}" if base is not None else f"data.n_tasks={n_tasks}"
         raise ConfigError(
-            f"data.n_tasks={n_tasks} x data.classes_per_task={per} needs {n_tasks * per} classes but "
+            f"{base_part} x data.classes_per_task={per} needs {sum(sizes)} classes but "
             f"{name} has {len(order)}; lower one of them"
         )
-    left_out = sorted(set(range(n_source_classes)) - set(order[: n_tasks * per]))
+    left_out = sorted(set(range(n_source_classes)) - set(order[: sum(sizes)]))
     if cfg.n_tasks is None and left_out:
         what = f"data.class_order={order}" if cfg.class_order is not None else f"data.classes_per_task={per}"
         fixes = [f"list all {n_source_classes} classes in data.class_order"] if len(order) < n_source_classes else []
-        if n_source_classes % per:
-            fixes.append(f"use data.classes_per_task in {[d for d in range(1, n_source_classes) if n_source_classes % d == 0]}")
+        whole = n_source_classes - (base or 0)
+        if whole % per:
+            fixes.append(f"use data.classes_per_task in {[d for d in range(1, whole) if whole % d == 0]}")
         raise ConfigError(
             f"{what} leaves class(es) {left_out} of {name} out of every task; {' and '.join(fixes)}, "
             f"or set data.n_tasks={n_tasks} to leave them out on purpose"
         )
+    return sizes
+
+
+def split_stream(name: str, arrays, cfg: DictConfig, seed: int, n_source_classes: int = 10) -> Stream:
+    """Split a labelled data set into tasks of `classes_per_task` classes each (`_task_sizes`)."""
+    x_tr, y_tr, x_te, y_te = arrays
+    order = _class_order(cfg, n_source_classes, seed)
+    sizes = _task_sizes(name, cfg, order, n_source_classes)
     gen = torch.Generator().manual_seed(seed)
     tasks = []
-    for t in range(n_tasks):
-        classes = order[t * per : (t + 1) * per]
+    for t, end in enumerate(np.cumsum(sizes).tolist()):
+        classes = order[end - sizes[t] : end]
         cls = torch.tensor(classes)
         in_tr, in_te = torch.isin(y_tr, cls), torch.isin(y_te, cls)
         xt, yt, xv, yv = _hold_out(x_tr, y_tr, cfg.val_fraction, gen, rows=in_tr.nonzero().squeeze(1))
         tasks.append(Task(t, classes, classes, xt, yt, xv, yv, x_te[in_te], y_te[in_te]))
         _check_task(name, tasks[-1], cfg)
-    return Stream(name, tasks, x_tr.shape[1], n_source_classes, {"class_order": order[: n_tasks * per]})
+    meta = {"class_order": order[: sum(sizes)], **({"base_classes": cfg.base_classes} if cfg.get("base_classes") is not None else {})}
+    return Stream(name, tasks, x_tr.shape[1], n_source_classes, meta)
 
 
 def transformed_stream(name: str, arrays, cfg: DictConfig, transforms: list, gen: torch.Generator) -> Stream:

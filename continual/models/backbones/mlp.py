@@ -4,6 +4,7 @@ linear head, its weights random, pretrained (`backbone.pretrain.*`) or from a ch
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -51,21 +52,46 @@ def _pretrain_data(cfg: DictConfig, stream: Stream, seed: int):
     return x, remap[y], len(classes)
 
 
-def pretrain(cfg: DictConfig, stream: Stream, seed: int) -> MLP:
-    """Supervised pretraining of the whole MLP on `backbone.pretrain.dataset` (a plain loop: a
-    setup stage, not part of the continual experiment)."""
-    x, y, n_classes = _pretrain_data(cfg, stream, seed)
-    p, b = cfg.backbone.pretrain, cfg.backbone
+def train_supervised(extractor: nn.Module, net: MLP, train, p, seed: int, val=None) -> float | None:
+    """A plain supervised loop over `extractor` then `net` on `train` = (x, y) (Adam, `p.lr`,
+    `p.epochs` epochs of shuffled `p.batch_size` batches: a setup stage, not part of the continual
+    experiment). With `val` = (x, y), the epoch of the best validation accuracy (the first, on
+    ties) is kept and its accuracy returned: model selection on held-out data, never on test."""
+    x, y = train
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    net = MLP(stream.n_features, list(b.hidden), n_classes, b.activation)
-    opt = torch.optim.Adam(net.parameters(), lr=p.lr)
+    model = nn.Sequential(extractor, net)
+    opt = torch.optim.Adam(model.parameters(), lr=p.lr)
+    best, kept = None, None
     for _ in range(p.epochs):
         for idx in torch.randperm(len(y), generator=gen).split(p.batch_size):
-            loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        if val is not None:
+            acc = _accuracy(model, *val)
+            if best is None or acc > best:
+                best, kept = acc, copy.deepcopy(model.state_dict())
+    if kept is not None:
+        model.load_state_dict(kept)
+    return best
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 8192) -> float:
+    model.eval()
+    correct = sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in zip(x.split(batch), y.split(batch)))
+    model.train()
+    return correct / len(y)
+
+
+def pretrain(cfg: DictConfig, stream: Stream, seed: int) -> MLP:
+    """Supervised pretraining of the whole MLP on `backbone.pretrain.dataset` (`train_supervised`)."""
+    x, y, n_classes = _pretrain_data(cfg, stream, seed)
+    b = cfg.backbone
+    torch.manual_seed(seed)
+    net = MLP(stream.n_features, list(b.hidden), n_classes, b.activation)
+    train_supervised(nn.Flatten(), net, (x, y), b.pretrain, seed)
     return net
 
 

@@ -1,0 +1,103 @@
+"""The base-task protocol (`data.base_classes=K`): the backbone is trained on the stream's base task
+(task 0, its first K classes) before the continual loop, then frozen.
+
+This is the exemplar-free class-incremental standard (FeTrIL, FeCAM, PASS "B50") and the honest
+"frozen pretrained" setting: the backbone has seen data of the stream's domain, never a class still
+to come. It trains the extractor and the MLP on task 0's training split (`train_supervised`, with
+`backbone.pretrain.epochs/lr/batch_size`), keeps the epoch of the best accuracy on task 0's own
+validation split, and caches the result under `<data.root>/base/<key>.pt`, keyed by a content hash
+of everything that decides those weights, so later runs, compare cells and sweep trials reuse it.
+The method is then built on those weights and the loop runs over every task, task 0 included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from continual.errors import ConfigError
+from continual.models.backbones import mlp as mlp_backbone
+from continual.models.mlp import MLP
+from continual.rundir.files import atomic_write
+
+# data keys that cannot change the base task's samples (where data lives, batching, which split is scored)
+_NOT_IN_KEY = ("root", "download", "batch_size", "eval_batch_size", "eval_split")
+VERSION = 1  # bump when the training below changes: old cache files are then not reused
+
+
+def check(cfg: DictConfig, stream) -> None:
+    """A one-line ConfigError for a base task that cannot be: not a class-split stream, another
+    source of backbone weights, no validation split to select on. Nothing without one."""
+    K = cfg.data.get("base_classes")
+    if K is None:
+        return
+    if stream.meta.get("base_classes") != K:
+        raise ConfigError(f"data.base_classes={K} needs a class-split stream (split_*), but {stream.name} does not cut one; "
+                          f"drop data.base_classes")
+    if cfg.backbone.init != "random":
+        raise ConfigError(f"data.base_classes={K} trains the backbone on the base task, and backbone.init={cfg.backbone.init} "
+                          f"loads other weights; drop backbone.init={cfg.backbone.init} (or data.base_classes)")
+    if not len(stream.tasks[0].y_val):
+        raise ConfigError(f"data.base_classes={K} selects the base backbone on the base task's validation split, which "
+                          f"data.val_fraction={cfg.data.val_fraction} leaves empty; raise data.val_fraction")
+
+
+def cache_key(cfg: DictConfig) -> str:
+    """A content hash of what decides the base backbone: the stream's data keys, the seed, the backbone section."""
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in _NOT_IN_KEY}
+    what = {"version": VERSION, "data": data, "seed": cfg.seed, "backbone": OmegaConf.to_container(cfg.backbone, resolve=True)}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_path(cfg: DictConfig) -> Path:
+    return Path(cfg.data.root) / "base" / f"{cache_key(cfg)}.pt"
+
+
+def _extractor(cfg: DictConfig, stream) -> nn.Module:
+    """The feature extractor in front of the MLP (none yet: the MLP reads the flat inputs)."""
+    return nn.Flatten()
+
+
+def train_base(cfg: DictConfig, stream) -> tuple[nn.Module, MLP, float]:
+    """The extractor and MLP (a K-class head) trained on the base task; its best val accuracy."""
+    task, b = stream.tasks[0], cfg.backbone
+    index = torch.full((stream.n_classes,), -1, dtype=torch.long)
+    index[torch.tensor(task.classes)] = torch.arange(len(task.classes))  # global class -> base-head output
+    with torch.random.fork_rng():  # the run's global RNG (the method's init) is the same with or without a cache hit
+        torch.manual_seed(cfg.seed)
+        extractor = _extractor(cfg, stream)
+        with torch.no_grad():
+            width = extractor(task.x_train[:1]).shape[1]  # the MLP reads the extractor's features
+        net = MLP(width, list(b.hidden), len(task.classes), b.activation)
+        acc = mlp_backbone.train_supervised(extractor, net, (task.x_train, index[task.y_train]), b.pretrain, cfg.seed,
+                                            val=(task.x_val, index[task.y_val]))
+    return extractor, net, acc
+
+
+def base_backbone(cfg: DictConfig, stream) -> dict:
+    """The cached base backbone's state ({"extractor", "mlp", "val_accuracy"}), trained and written on a miss."""
+    path = cache_path(cfg)
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    extractor, net, acc = train_base(cfg, stream)
+    state = {"extractor": extractor.state_dict(), "mlp": net.state_dict(), "val_accuracy": acc}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(path, buf.getvalue())
+    return state
+
+
+def apply_base(cfg: DictConfig, stream, net: nn.Module) -> nn.Module:
+    """`net` (the method's network) with the base backbone's hidden layers, under `data.base_classes`
+    (`check` first); its head stays as built: it is `n_out` wide, the base head K wide."""
+    if cfg.data.get("base_classes") is None:
+        return net
+    hidden = {k[len("hidden."):]: v for k, v in base_backbone(cfg, stream)["mlp"].items() if k.startswith("hidden.")}
+    net.hidden.load_state_dict(hidden)
+    return net
