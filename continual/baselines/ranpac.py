@@ -32,15 +32,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from continual.config.fields import Rule, positive
+from continual.data.task_data import TaskData
 from continual.errors import ConfigError
 from continual.helpers.statistics import ClassStatistics, class_sums
 from continual.methods import register
 from continual.models.mlp import MLP
 
 
-def _ridges(value) -> bool:
-    ok = [value] if not isinstance(value, list) else value
-    return len(ok) > 0 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in ok)
+def _valid_ridge(value) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return len(values) > 0 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in values)
 
 
 def candidates(hp: DictConfig) -> list[float]:
@@ -69,7 +70,7 @@ class RanPAC(ClassStatistics):
         m: int = positive(2000, integer=True)  # width of the random projection
         # lambda, or a list of candidates chosen on the validation split after each task
         ridge: Any = field(default_factory=lambda: [10.0 ** k for k in range(-4, 7)],
-                           metadata={"rule": Rule(_ridges, "a positive number or a non-empty list of them")})
+                           metadata={"rule": Rule(_valid_ridge, "a positive number or a non-empty list of them")})
 
     @classmethod
     def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
@@ -108,7 +109,7 @@ class RanPAC(ClassStatistics):
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         return h @ self.weights
 
-    def on_task_end(self, data) -> None:
+    def on_task_end(self, data: TaskData) -> None:
         if len(self.ridges) > 1:  # the validation statistics first: `learn` chooses lambda with them
             h = self.embed(data.x_val)
             self.val_gram += h.T @ h
@@ -120,9 +121,9 @@ class RanPAC(ClassStatistics):
         self.counts += counts
         self.sums += sums
         self.gram += h.T @ h
-        candidates = ridge_solutions(self.gram, self.sums, self.ridges)
+        solutions = ridge_solutions(self.gram, self.sums, self.ridges)
         best = 0
         if len(self.ridges) > 1:
-            best = int(squared_error(candidates, self.val_gram, self.val_sums).argmin())
-        self.weights.copy_(candidates[best])
+            best = int(squared_error(solutions, self.val_gram, self.val_sums).argmin())
+        self.weights.copy_(solutions[best])
         self.ridge.fill_(self.ridges[best])
