@@ -91,3 +91,10 @@ def test_a_plain_mlp_learns_it_well_above_chance_and_far_from_saturation(root, t
                  f"output_dir={out}"]) == 0
     acc = json.loads((out / "metrics.json").read_text())["acc"]
     assert 0.65 < acc < 0.9
+
+
+def test_an_unwritable_cache_folder_warns_and_the_stream_is_still_built(root, tmp_path):
+    (tmp_path / "mnist1d").write_text("a file where the cache folder would go")
+    with pytest.warns(UserWarning, match="MNIST-1D not cached: cannot write"):
+        s = build_stream(data_cfg(tmp_path), seed=0)
+    assert torch.equal(s.tasks[0].x_train, build_stream(data_cfg(root), seed=0).tasks[0].x_train)

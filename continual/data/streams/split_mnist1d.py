@@ -5,7 +5,8 @@ all saturate.
 
 The `mnist1d` package generates it locally (4000 train / 1000 test samples in seconds; never its
 `get_dataset`, which downloads). The arrays are cached under `<data.root>/mnist1d/` in a file
-named by a hash of the generator's arguments, so later runs read them instead of generating.
+named by a hash of the generator's arguments and the package's version, so later runs read them
+instead of generating.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import random
 import warnings
 import zipfile
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,8 @@ def generator_args() -> dict:
 
 
 def cache_path(root: str, args: dict) -> Path:
-    key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
+    """The cache file of these arguments and this version of the package (its code draws the samples)."""
+    key = hashlib.sha256(json.dumps({**args, "mnist1d": version("mnist1d")}, sort_keys=True).encode()).hexdigest()[:16]
     return Path(root) / "mnist1d" / f"mnist1d_{key}.npz"
 
 
