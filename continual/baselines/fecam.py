@@ -13,8 +13,9 @@ For scoring, class c's covariance Sigma_c = scatter_c / (n_c - 1) is shrunk as i
 
 V1 the mean variance (diagonal) and V2 the mean non-zero covariance off the diagonal, then
 normalized to a correlation matrix; a sample's logit is minus its squared Mahalanobis distance
--(x - mu_c)^T pinv(Sigma_c) (x - mu_c), with x and mu_c scaled to unit length, as the authors'
-code does.
+-(x - mu_c)^T pinv(Sigma_c) (x - mu_c), with x and mu_c scaled to unit length, as Avalanche's
+`FeCAMClassifier` does (which applies the shrinkage twice; here it is applied once, as written
+in the paper).
 
 Why: the nearest class mean (`ncm`) assumes every class is an isotropic ball and `slda` one shared
 shape; FeCAM gives every class its own shape, at d^2 floats per class. Nothing is trained and no
