@@ -86,7 +86,7 @@ def test_console_script_prints_no_traceback():
     assert proc.stderr.strip() == (
         "continual: error: data.stream='split_digitz' is not valid (did you mean 'split_digits'?); "
         "choose one of: custom, permuted_mnist, rotated_mnist, split_cifar10, split_cifar100, split_digits, "
-        "split_fashion_mnist, split_mnist, or <module>:<function> for your own stream"
+        "split_fashion_mnist, split_mnist, split_mnist1d, or <module>:<function> for your own stream"
     )
 
 

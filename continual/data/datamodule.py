@@ -10,8 +10,8 @@ task's training data, each sample with its own task id, and later fits see no da
 model is unchanged after task 1, so every row of the accuracy matrix equals the first.
 
 `task_data()` is what the task loop hands to a method's task hooks: the training data the
-current task is fit on. Test batches flag the first `probe_per_task` samples of each task
-(`batch["probe"]`).
+current task is fit on, with its validation split. Test batches flag the first `probe_per_task`
+samples of each task (`batch["probe"]`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ class TaskStreamDataModule(L.LightningDataModule):
         """The training data the current task is fit on (joint: the union on task 0, nothing later)."""
         loader = self.train_dataloader()
         task = loader.task if loader.task is not None else torch.full_like(loader.y, self.task)
-        return TaskData(self.task, loader.x, loader.y, task)
+        val = self._val_loader()
+        return TaskData(self.task, loader.x, loader.y, task, val.x, val.y)
 
     def _union(self, split: str, train: bool) -> TensorLoader:
         """Every task's `split` in one loader (joint training); empty after the first task."""
@@ -77,8 +78,11 @@ class TaskStreamDataModule(L.LightningDataModule):
     def train_dataloader(self) -> TensorLoader:
         return self._union("train", True) if self.joint else self._loader(self.task, "train", train=True)
 
+    def _val_loader(self) -> TensorLoader:
+        return self._union("val", False) if self.joint else self._loader(self.task, "val", train=False)
+
     def val_dataloader(self) -> TensorLoader | list:
-        loader = self._union("val", False) if self.joint else self._loader(self.task, "val", train=False)
+        loader = self._val_loader()
         return loader if len(loader.y) else []  # data.val_fraction=0: no validation
 
     def test_dataloader(self) -> list[TensorLoader]:

@@ -1,5 +1,5 @@
 """`ClassStatistics`: the base of the methods that keep class statistics, not samples or weights
-(`ncm`, `prototypes`, `slda`).
+(`ncm`, `prototypes`, `slda`, `fecam`, `ranpac`).
 
 Nothing is trained by gradient: such a method has no trainable parameter, so the task loop skips
 `fit`, and it learns in `on_task_end` from the task's whole training data (every DDP rank gets
