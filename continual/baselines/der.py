@@ -6,13 +6,11 @@ step's forward pass (before the step's update). From the buffer's first sample o
 `alpha` times the mean squared error between the network's logits on a buffer batch (`batch_size`
 distinct samples, their `minibatch_size`) and the stored ones.
 
-The stored logits are the full output vector; the error is taken over the outputs the sample's
-task was allowed while it was learned (the scenario's rule at insertion time: task-IL its task's
-outputs, class-IL the classes of the tasks up to its own, domain-IL all of them). The other
-outputs were never trained here (the platform's cross-entropy masks them out), so their stored
-values carry no knowledge, and matching them would pin outputs that later tasks must learn. In
-domain-IL this is their loss exactly; in class-IL their cross-entropy runs over every output,
-and their MSE too.
+The stored logits are the full output vector, and in class- and domain-IL the error is taken
+over all of it, as in their code: in class-IL the stored logits of classes not learned yet hold
+those outputs where they were on that sample, which keeps later classes from taking it over. In
+task-IL only a sample's own task's outputs are ever read (trained, predicted), so the error is
+the mean over those: matching the others would constrain outputs that carry nothing for it.
 
 Under DDP every rank inserts the global batch (`gather_batch`) and draws the same buffer batch
 from one seeded generator, so every rank keeps the one-process buffer and gradient.
