@@ -178,3 +178,24 @@ def test_a_runs_stored_floats_less_the_network_is_the_budget_within_one_sample(t
     samples = (budget - GENERATOR_FLOATS) // per_sample  # 226 for er, 199 for der
     assert stored == NET + samples * per_sample + GENERATOR_FLOATS
     assert budget - per_sample < stored - NET <= budget
+
+
+def test_a_budget_that_holds_no_sample_is_one_line_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", f"output_dir={out}", *QUICK, "method=derpp", "derpp.buffer_floats=5000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    # a sample: 64 inputs + 10 logits + task id + label = 76 floats, after the generator's 5056
+    assert err == ["continual: error: buffer_floats=5000 holds no sample (one costs 76 floats after the buffer fixed 5056); "
+                   "set it to at least 5132"]
+    assert not out.exists()
+
+
+def test_a_budget_needs_the_backbones_input_size():
+    torch.manual_seed(0)
+    common = dict(batch_size=6, task_classes=TASKS, n_classes=4, scenario="class", optim=SGD)
+    net = nn.Sequential(nn.Linear(3, 4))  # a backbone without `n_in`
+    hp = OmegaConf.structured(ExperienceReplay.Config)
+    assert ExperienceReplay(net, hp=hp, **common).buffer.size == 1000  # sized by samples: fine
+    hp.buffer_floats = 1e5
+    with pytest.raises(ConfigError, match="needs the backbone's input size .* set buffer_size instead"):
+        ExperienceReplay(net, hp=hp, **common)
