@@ -149,8 +149,8 @@ def test_buffer_capacity_from_samples_or_a_budget():
     hp.buffer_floats = 5056 + 3 * 795 + 794.0
     assert buffer_capacity(hp, 795, 5056) == 3  # the budget after what the buffer keeps besides samples
     hp.buffer_floats = 5056 + 794.0
-    with pytest.raises(ConfigError, match="buffer_floats=5850 holds no sample .* at least 5851"):
-        buffer_capacity(hp, 795, 5056)
+    with pytest.raises(ConfigError, match="^der.buffer_floats=5850 holds no sample: .* set der.buffer_floats to at least 5851$"):
+        buffer_capacity(hp, 795, 5056, "der")
 
 
 @pytest.mark.parametrize("cls, per_sample", [
@@ -185,8 +185,8 @@ def test_a_budget_that_holds_no_sample_is_one_line_before_anything_is_written(tm
     assert main(["fit", f"output_dir={out}", *QUICK, "method=derpp", "derpp.buffer_floats=5000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     # a sample: 64 inputs + 10 logits + task id + label = 76 floats, after the generator's 5056
-    assert err == ["continual: error: buffer_floats=5000 holds no sample (one costs 76 floats after the buffer fixed 5056); "
-                   "set it to at least 5132"]
+    assert err == ["continual: error: derpp.buffer_floats=5000 holds no sample: one costs 76 floats besides the buffer's "
+                   "fixed 5056; set derpp.buffer_floats to at least 5132"]
     assert not out.exists()
 
 
@@ -197,5 +197,5 @@ def test_a_budget_needs_the_backbones_input_size():
     hp = OmegaConf.structured(ExperienceReplay.Config)
     assert ExperienceReplay(net, hp=hp, **common).buffer.size == 1000  # sized by samples: fine
     hp.buffer_floats = 1e5
-    with pytest.raises(ConfigError, match="needs the backbone's input size .* set buffer_size instead"):
+    with pytest.raises(ConfigError, match="^er.buffer_floats needs the backbone's input size .* set er.buffer_size instead$"):
         ExperienceReplay(net, hp=hp, **common)

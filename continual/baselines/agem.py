@@ -52,7 +52,7 @@ class AGEM(FineTune):
         self.hp = hp
         self.ref_batch = hp.ref_batch_size or batch_size
         # a sample keeps its input, label and task id
-        self.buffer = ReservoirBuffer(buffer_capacity(hp, sample_floats(net, 1, 1), GENERATOR_FLOATS), seed)
+        self.buffer = ReservoirBuffer(buffer_capacity(hp, sample_floats(net, 1, 1), GENERATOR_FLOATS, self.name), seed)
         self.ref_grad: list[torch.Tensor] | None = None  # this step's g_ref, per parameter
 
     @classmethod

@@ -48,7 +48,7 @@ class DER(FineTune):
         self.hp = hp
         self.replay_batch = hp.batch_size or batch_size
         per_sample = sample_floats(net, self.labels.n_out, 1, *([1] if self.stores_label else []))
-        self.buffer = ReservoirBuffer(buffer_capacity(hp, per_sample, GENERATOR_FLOATS), seed)
+        self.buffer = ReservoirBuffer(buffer_capacity(hp, per_sample, GENERATOR_FLOATS, self.name), seed)
 
     @classmethod
     def from_config(cls, net, cfg, **common):

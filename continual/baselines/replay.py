@@ -35,7 +35,7 @@ class ExperienceReplay(FineTune):
         self.hp = hp
         self.replay_batch = hp.batch_size or batch_size
         # a sample keeps its input, label and task id
-        self.buffer = ReservoirBuffer(buffer_capacity(hp, sample_floats(net, 1, 1), GENERATOR_FLOATS), seed)
+        self.buffer = ReservoirBuffer(buffer_capacity(hp, sample_floats(net, 1, 1), GENERATOR_FLOATS, self.name), seed)
 
     @classmethod
     def from_config(cls, net, cfg, **common):

@@ -27,21 +27,22 @@ def sample_floats(net, *per_sample: int) -> float:
     return getattr(net, "n_in", math.nan) + sum(per_sample)
 
 
-def buffer_capacity(hp, floats_per_sample: float, fixed: float = 0) -> int:
+def buffer_capacity(hp, floats_per_sample: float, fixed: float = 0, method: str = "") -> int:
     """Samples a replay method keeps: `hp.buffer_size`, or with `hp.buffer_floats` set, as many as
     that budget holds at `floats_per_sample` each (every value one stored sample adds to
     `stored_floats`: its features, label, task id, logits...) once `fixed` (what the buffer keeps
-    besides its samples) is taken off, so the method's stored floats never exceed the budget."""
+    besides its samples) is taken off, so the method's stored floats never exceed the budget.
+    `method`: the config section, to name the key in an error."""
     if hp.buffer_floats is None:
         return hp.buffer_size
+    key = f"{method}.buffer_floats" if method else "buffer_floats"
     if math.isnan(floats_per_sample):
-        raise ConfigError("buffer_floats needs the backbone's input size (`n_in`, as an MLP has it); set buffer_size instead")
+        raise ConfigError(f"{key} needs the backbone's input size (`n_in`, as an MLP has it); set {key.replace('floats', 'size')} instead")
     size = math.floor((hp.buffer_floats - fixed) / floats_per_sample)
     if size < 1:
-        raise ConfigError(
-            f"buffer_floats={hp.buffer_floats:g} holds no sample (one costs {floats_per_sample:g} floats"
-            f"{f' after the buffer fixed {fixed:g}' if fixed else ''}); set it to at least {fixed + floats_per_sample:g}"
-        )
+        besides = f" besides the buffer's fixed {fixed:g}" if fixed else ""
+        raise ConfigError(f"{key}={hp.buffer_floats:g} holds no sample: one costs {floats_per_sample:g} floats{besides}; "
+                          f"set {key} to at least {fixed + floats_per_sample:g}")
     return size
 
 
