@@ -11,6 +11,7 @@ CASES = sorted(METHODS) + sorted(VARIANTS)
 # settings under which these small runs show each method's effect (a buffer that fits, penalties that bite)
 EXTRA = {"er": ["er.buffer_size=60"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"],
          "ranpac": ["ranpac.m=200"]}  # a projection that small runs solve quickly
+EXTRA |= {m: [f"{m}.buffer_size=60"] for m in ("der", "derpp", "agem")}  # buffers that fill from QUICK's data
 # One run per case that the resume, DDP and mixed-precision tests all compare with
 # (conftest.method_run): two epochs, so a resumed task crosses an epoch boundary; a checkpoint
 # every 3 steps, so there is a mid-task checkpoint to resume from; an eval batch (16) that the

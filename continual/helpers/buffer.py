@@ -1,4 +1,6 @@
-"""A reservoir-sampling replay buffer held as tensors (Vitter's algorithm R, vectorized).
+"""A reservoir-sampling replay buffer held as tensors (Vitter's algorithm R, vectorized), and
+what every replay method shares about its buffer: its size from `buffer_size` or a memory
+budget `buffer_floats` (`buffer_capacity`), and the global batch a DDP rank inserts.
 
 After `n` samples have been offered, each of them is in the buffer with probability
 `size / n`, whatever the order or the batch sizes they came in.
@@ -6,7 +8,60 @@ After `n` samples have been offered, each of them is in the buffer with probabil
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from continual.data.loader import dist_info
+from continual.errors import ConfigError
+
+# what a reservoir keeps besides its samples: its generator's state, which `stored_floats`
+# counts value by value (a CPU generator's 5056 bytes)
+GENERATOR_FLOATS = torch.Generator().get_state().numel()
+
+
+def sample_floats(net, *per_sample: int) -> float:
+    """What one stored sample costs in floats: the network's input (`net.n_in`, as an `MLP` has it)
+    plus the `per_sample` values stored with it (a label, a task id, `n_out` logits). NaN for a
+    backbone without `n_in`: `buffer_capacity` then asks for `buffer_size` if a budget is set."""
+    return getattr(net, "n_in", math.nan) + sum(per_sample)
+
+
+def buffer_capacity(hp, floats_per_sample: float, fixed: float = 0, method: str = "") -> int:
+    """Samples a replay method keeps: `hp.buffer_size`, or with `hp.buffer_floats` set, as many as
+    that budget holds at `floats_per_sample` each (every value one stored sample adds to
+    `stored_floats`: its features, label, task id, logits...) once `fixed` (what the buffer keeps
+    besides its samples) is taken off, so the method's stored floats never exceed the budget.
+    `method`: the config section, to name the key in an error."""
+    if hp.buffer_floats is None:
+        return hp.buffer_size
+    key = f"{method}.buffer_floats" if method else "buffer_floats"
+    if math.isnan(floats_per_sample):
+        raise ConfigError(f"{key} needs the backbone's input size (`n_in`, as an MLP has it); set {key.replace('floats', 'size')} instead")
+    size = math.floor((hp.buffer_floats - fixed) / floats_per_sample)
+    if size < 1:
+        besides = f" besides the buffer's fixed {fixed:g}" if fixed else ""
+        raise ConfigError(f"{key}={hp.buffer_floats:g} holds no sample: one costs {floats_per_sample:g} floats{besides}; "
+                          f"set {key} to at least {fixed + floats_per_sample:g}")
+    return size
+
+
+def gather_batch(batch: dict[str, torch.Tensor], global_size: int) -> dict[str, torch.Tensor]:
+    """The global training batch, in the single process's order, from each DDP rank's shard (rank
+    r holds samples r, r + world, ... of it: `continual.data.loader`): inserting it on every rank
+    keeps one buffer on all of them, the buffer one process would have."""
+    rank, world = dist_info()
+    if world == 1:
+        return batch
+    rows = math.ceil(global_size / world)
+    out = {}
+    for k, v in batch.items():
+        padded = torch.cat([v, v.new_zeros((rows - len(v), *v.shape[1:]))])
+        shards = [torch.empty_like(padded) for _ in range(world)]
+        torch.distributed.all_gather(shards, padded.contiguous())
+        # [rows, world, ...] row-major is sample j * world + r: the loader's order; padding falls last
+        out[k] = torch.stack(shards, 1).flatten(0, 1)[:global_size]
+    return out
 
 
 class ReservoirBuffer:
@@ -45,6 +100,7 @@ class ReservoirBuffer:
         self.seen, self.data = state["seen"], dict(state["data"])
         self.gen.set_state(state["generator"].cpu())
 
-    def sample(self, n: int) -> dict[str, torch.Tensor]:
-        idx = torch.randint(len(self), (n,), generator=self.gen)
+    def sample(self, n: int, replace: bool = True) -> dict[str, torch.Tensor]:
+        """`n` held samples drawn uniformly; `replace=False`: distinct ones, at most all held."""
+        idx = torch.randint(len(self), (n,), generator=self.gen) if replace else torch.randperm(len(self), generator=self.gen)[:n]
         return {k: v[idx.to(v.device)] for k, v in self.data.items()}
