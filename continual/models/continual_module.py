@@ -133,6 +133,10 @@ class ContinualModule(L.LightningModule):
     def on_fit_start(self) -> None:
         self._state_to_device()
 
+    def on_train_start(self) -> None:
+        if self.optim_cfg.scheduler != "none":
+            schedules.check_count(self.trainer, self.current_task)
+
     def on_test_start(self) -> None:
         self._state_to_device()
 

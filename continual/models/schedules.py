@@ -75,8 +75,7 @@ def lr_at(optim: DictConfig, step: int, total: int) -> float:
 
 def task_steps(trainer, batches: int) -> int | float:
     """The optimizer steps of a fit over `batches` batches per epoch under `trainer`'s settings:
-    Lightning's `estimated_stepping_batches` for another task's loader (checked against it for the
-    task being fitted, in `total_steps`)."""
+    Lightning's `estimated_stepping_batches`, for any task's loader (`check_count`)."""
     limit = trainer.limit_train_batches
     n = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
     if trainer.max_epochs == -1:
@@ -86,20 +85,28 @@ def task_steps(trainer, batches: int) -> int | float:
 
 
 def total_steps(optim: DictConfig, trainer, task: int, n_tasks: int) -> int | float:
-    """N: the task's optimizer steps (scope task), or the sum over every task's (scope stream)."""
-    own = trainer.estimated_stepping_batches
-    if optim.scheduler_scope == "task":
-        return own
+    """N: the task's optimizer steps (scope task), or the sum over every task's (scope stream),
+    counted from the data module's batches per epoch (`task_steps`).
+
+    Not by asking Lightning's `estimated_stepping_batches` here: in `configure_optimizers` it sets
+    up the training loader before a mid-task checkpoint is restored, and Lightning (2.6) then never
+    hands the loader its saved position, so a resumed task would replay its epoch from the start.
+    `check_count` compares the two once Lightning has set the loader up."""
     dm = trainer.datamodule
     if dm is None or not hasattr(dm, "train_batches"):
-        raise ConfigError("optim.scheduler_scope=stream needs the task stream's sizes (a continual run); use optim.scheduler_scope=task")
+        raise ConfigError("optim.scheduler counts the steps of the task stream's data module; fit a ContinualModule through "
+                          "`continual fit` or `continual.run`, or use optim.scheduler=none")
     steps = [task_steps(trainer, dm.train_batches(t)) for t in range(n_tasks)]
-    if steps[task] != own:  # the count of the other tasks would be as wrong
-        raise ConfigError(
-            f"optim.scheduler_scope=stream cannot count the stream's optimizer steps under these trainer settings "
-            f"(task {task + 1}: {steps[task]}, Lightning: {own}); use optim.scheduler_scope=task"
-        )
-    return sum(steps)
+    return steps[task] if optim.scheduler_scope == "task" else sum(steps)
+
+
+def check_count(trainer, task: int) -> None:
+    """Refuse a run whose count of the task's steps is not Lightning's (a trainer setting this
+    count does not know): its schedule would end early or be cut off."""
+    own, counted = trainer.estimated_stepping_batches, task_steps(trainer, trainer.datamodule.train_batches(task))
+    if own != counted:
+        raise ConfigError(f"optim.scheduler cannot count the optimizer steps of task {task + 1} under these trainer settings "
+                          f"({counted}; Lightning estimates {own}); use optim.scheduler=none")
 
 
 def scheduler(optimizer: torch.optim.Optimizer, optim: DictConfig, total: int | float, start: int):
