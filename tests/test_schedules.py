@@ -19,7 +19,10 @@ from continual.data.datamodule import TaskStreamDataModule
 from continual.data.streams import build_stream
 from continual.models import schedules
 from helpers import QUICK, comparable
-from test_resume_methods import final_state, killer, same  # noqa: F401 (killer: a fixture)
+import test_resume_methods
+from test_resume_methods import final_state, same
+
+killer = test_resume_methods.killer  # the fixture of runs that SIGKILL themselves
 
 LR, LO = 0.01, 0.001
 # two tasks of different sizes (291 and 283 samples: 10 and 9 batches), three epochs of 90% of the
@@ -161,7 +164,7 @@ def test_task_steps_counts_the_steps_a_fit_takes(kw):
 
 
 @pytest.mark.parametrize("scope", ["stream", pytest.param("task", marks=pytest.mark.slow)])
-def test_a_run_killed_mid_task_resumes_to_the_uninterrupted_one_with_a_schedule(tmp_path, killer, scope):  # noqa: F811
+def test_a_run_killed_mid_task_resumes_to_the_uninterrupted_one_with_a_schedule(tmp_path, killer, scope):
     """Killed at step 5 of task 2 (its scheduler part-way, the stream position carried from task 1),
     resumed: the same metrics, weights and state as a run never stopped. (Before the step counts
     were taken from the data module, the resumed task replayed its epoch from the start.)"""
@@ -177,7 +180,7 @@ def test_a_run_killed_mid_task_resumes_to_the_uninterrupted_one_with_a_schedule(
 
 @pytest.mark.slow  # the test above covers the mechanism; this runs each other schedule through it
 @pytest.mark.parametrize("name", ["cosine", "step", "onecycle"])
-def test_every_schedule_resumes_exactly(tmp_path, killer, name):  # noqa: F811
+def test_every_schedule_resumes_exactly(tmp_path, killer, name):
     overrides = [*RUN, "method=finetune", f"optim.scheduler={name}", "optim.scheduler_scope=stream", "optim.lr=0.01",
                  *{"step": ["optim.step_size=4"], "onecycle": ["optim.warmup_fraction=0.3"]}.get(name, [])]
     full, killed = tmp_path / "full", tmp_path / "killed"
