@@ -25,6 +25,7 @@ class ExperienceReplay(FineTune):
     @dataclass
     class Config:
         buffer_size: int = positive(1000, integer=True)  # reservoir over every training sample seen so far
+        buffer_floats: Optional[float] = positive(None, note="or null for buffer_size")  # a memory budget in floats: buffer_size = floor(buffer_floats / floats per stored sample)
         batch_size: Optional[int] = positive(None, integer=True, note="or null for data.batch_size")  # replayed samples per step; None: data.batch_size
         weight: Optional[float] = in_range(0, 1, None, note="or null for 1 - 1/tasks seen")  # weight of the replay loss; None: 1 - 1/t, t = tasks seen
 
@@ -32,7 +33,9 @@ class ExperienceReplay(FineTune):
         super().__init__(net, **kwargs)
         self.hp = hp
         self.replay_batch = hp.batch_size or batch_size
-        self.buffer = ReservoirBuffer(hp.buffer_size, seed)
+        # a stored sample: its input, label and task id
+        size = hp.buffer_size if hp.buffer_floats is None else int(hp.buffer_floats // (net.n_in + 2))
+        self.buffer = ReservoirBuffer(size, seed)
 
     @classmethod
     def from_config(cls, net, cfg, **common):
