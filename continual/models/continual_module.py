@@ -1,7 +1,8 @@
 """`ContinualModule`: the LightningModule every method subclasses (how to write one: docs/methods.md).
 
 It owns what all methods share: the scenario's targets and output masks, the training loss,
-validation accuracy on the current task, the test pass's outputs and the optimizer. A method
+validation accuracy on the current task, the test pass's outputs, the optimizer and its learning-rate
+schedule (`optim.scheduler`, continual/models/schedules.py). A method
 supplies `logits(batch)` and, as needed:
 
 * `Config` (a dataclass: its hyperparameters, the config section named like the method, handed
