@@ -267,3 +267,13 @@ def test_bad_budget_from_is_one_line_before_anything_runs(tmp_path, capsys, meth
     err = capsys.readouterr().err.strip()
     assert err.startswith("continual: error:") and len(err.splitlines()) == 1 and words in err, err
     assert not (tmp_path / "grid").exists() or not any((tmp_path / "grid").iterdir())  # no cell ran
+
+
+def test_a_budget_row_waits_for_a_referenced_row_not_run_yet(tmp_path, capsys):
+    """`--only` the sized row, its referenced row never run: nothing runs, nothing fails, the
+    cell is named as waiting."""
+    path = write_grid(tmp_path, methods={"er_matched": ["method=er", "budget_from=finetune"], "finetune": ["method=finetune"]},
+                      scenarios=["task"], seeds=[0], reference={})
+    assert main(["compare", "--config", str(path), "--only", "er_matched"]) == 0
+    assert "er_matched / task-IL / seed 0: waits for the stored floats of finetune's cell task/s0" in capsys.readouterr().out
+    assert not (tmp_path / "grid" / "er_matched__task__s0").exists()
