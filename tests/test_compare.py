@@ -3,6 +3,7 @@
 import csv
 import json
 
+import pytest
 import yaml
 
 from continual.cli.main import main
@@ -223,3 +224,56 @@ def test_two_compares_into_one_out_share_the_cells_through_their_locks(tmp_path,
     assert not list(out.glob("*.log"))  # no error beside a cell the other compare ran
     rows = list(csv.DictReader((out / "compare.csv").open()))
     assert all(r["seeds"] == "1" and r["failed"] == "0" for r in rows)  # the first compare finished last and tabulated all four
+
+
+def buffer_floats_held(cell) -> float:
+    """The floats a finished ER cell's replay buffer holds (its samples, labels and task ids), read
+    from the run's final state."""
+    import torch
+
+    state = torch.load(cell / "checkpoints" / "state.pt", weights_only=True)["module"]["_extra_state"]["method"]
+    return float(sum(v.numel() for v in state["data"].values()))
+
+
+def test_budget_from_sizes_a_replay_buffer_by_another_rows_stored_floats(tmp_path, capsys):
+    # the matched row is listed first: it still runs after the row it is sized by
+    methods = {"er_matched": ["method=er", "budget_from=finetune"], "finetune": ["method=finetune"],
+               "er_fixed": ["method=er", "budget_from=6600"]}
+    path = write_grid(tmp_path, methods=methods, scenarios=["task"], seeds=[0], reference={},
+                      overrides=[*FAST, "backbone.hidden=[32,32]"])
+    assert main(["compare", "--config", str(path)]) == 0
+    out = tmp_path / "grid"
+    budget = json.loads((out / "finetune__task__s0" / "metrics.json").read_text())["stored_floats"]
+    assert yaml.safe_load((out / "er_matched__task__s0" / "config.yaml").read_text())["er"]["buffer_floats"] == budget
+    per_sample = 64 + 2  # an 8x8 digit, its label and task id
+    held = buffer_floats_held(out / "er_matched__task__s0")
+    assert budget - per_sample < held <= budget and held % per_sample == 0  # the budget to within one sample
+    assert buffer_floats_held(out / "er_fixed__task__s0") == 6600
+    printed = capsys.readouterr().out
+    assert printed.index("finetune / task-IL / seed 0: running") < printed.index("er_matched / task-IL / seed 0: running")
+    rows = {r["method"]: r for r in csv.DictReader((out / "compare.csv").open())}
+    assert [rows[m]["failed"] for m in methods] == ["0", "0", "0"]
+
+
+@pytest.mark.parametrize("methods, words", [
+    ({"a": ["method=er", "budget_from=finetun"], "finetune": ["method=finetune"]}, "budget_from=finetun names no row of this grid (did you mean 'finetune'?)"),
+    ({"a": ["method=er", "budget_from=b"], "b": ["method=er", "budget_from=a"]}, "budget_from goes round in a cycle (a -> b -> a)"),
+    ({"a": ["method=finetune", "budget_from=b"], "b": ["method=ncm"]}, "row 'a': budget_from sets <method>.buffer_floats, which method=finetune has not"),
+    ({"a": ["method=er", "budget_from=-3"]}, "budget_from=-3 must be a row name or a positive number of floats"),
+])
+def test_bad_budget_from_is_one_line_before_anything_runs(tmp_path, capsys, methods, words):
+    path = write_grid(tmp_path, methods=methods, scenarios=["task"], seeds=[0], reference={})
+    assert main(["compare", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("continual: error:") and len(err.splitlines()) == 1 and words in err, err
+    assert not (tmp_path / "grid").exists() or not any((tmp_path / "grid").iterdir())  # no cell ran
+
+
+def test_a_budget_row_waits_for_a_referenced_row_not_run_yet(tmp_path, capsys):
+    """`--only` the sized row, its referenced row never run: nothing runs, nothing fails, the
+    cell is named as waiting."""
+    path = write_grid(tmp_path, methods={"er_matched": ["method=er", "budget_from=finetune"], "finetune": ["method=finetune"]},
+                      scenarios=["task"], seeds=[0], reference={})
+    assert main(["compare", "--config", str(path), "--only", "er_matched"]) == 0
+    assert "er_matched / task-IL / seed 0: waits for the stored floats of finetune's cell task/s0" in capsys.readouterr().out
+    assert not (tmp_path / "grid" / "er_matched__task__s0").exists()

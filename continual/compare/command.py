@@ -5,7 +5,7 @@ and tabulated by whichever finishes last."""
 
 from __future__ import annotations
 
-from continual.compare import plot, spec, stats, tables
+from continual.compare import budget, plot, spec, stats, tables
 from continual.grid import Runner, parse_shard
 from continual.run_logger import logger_kinds
 
@@ -20,14 +20,37 @@ def write_reports(grid: spec.Grid, rows: list[dict]) -> None:
 
 def run_grid(grid: spec.Grid, shard: tuple[int, int] = (1, 1)) -> tuple[dict, list, list]:
     """{(row, scenario, seed): metrics, or the error of a failed cell} for every finished or failed
-    cell, every cell's config (checked before any cell runs), and the folders of the cells still
-    running in another process."""
+    cell, every cell's config (checked before any cell of its stage runs), and the folders of the
+    cells still running in another process.
+
+    Rows sized by another row's memory (`budget_from`, continual/compare/budget.py) run in a later
+    stage than that row, once its cells' stored floats are known; that each is a replay method
+    with a `buffer_floats` key is checked before anything runs."""
+    from continual.config import load_config
+
     grid.out.mkdir(parents=True, exist_ok=True)
-    runner, keys, cells = Runner("compare", "cell", "--out"), list(grid.cells()), grid.run_cells()
-    configs = runner.check(cells)
-    outcomes = runner.run_all(cells, configs, shard)
-    results = {key: o.metrics if o.error is None else o.error for key, o in zip(keys, outcomes) if o is not None and o.running is None}
-    return results, configs, [cell.run_dir for cell, o in zip(cells, outcomes) if o is not None and o.running is not None]
+    runner, keys = Runner("compare", "cell", "--out"), list(grid.cells())
+    first = {}
+    for key, cell in zip(keys, grid.run_cells()):
+        first.setdefault(key[0], cell)
+    buffer_key = {row: budget.buffer_key(load_config(first[row].config, first[row].fit_overrides()), row)
+                  for row in grid.budget_from if row in first}
+    results, configs, running = {}, [], []
+    for rows in budget.stages(grid.budget_from, list(grid.methods)):
+        sizes = {k: budget.floats(grid, *k, results) for k in keys if k[0] in rows and k[0] in grid.budget_from}
+        results.update({k: v for k, v in sizes.items() if isinstance(v, str)})  # its referenced cell failed
+        cells = grid.run_cells({k: [f"{buffer_key[k[0]]}={v}"] for k, v in sizes.items() if isinstance(v, float)})
+        stage = [(k, c) for k, c in zip(keys, cells) if k[0] in rows and isinstance(sizes.get(k, 0.0), float)]
+        for k, c in zip(keys, cells):
+            if k in sizes and sizes[k] is None:
+                print(f"{c.label}: waits for the stored floats of {grid.budget_from[k[0]]}'s cell {k[1]}/s{k[2]}, not finished yet; "
+                      "run this compare again once it is", flush=True)
+        stage_configs = runner.check([c for _, c in stage])
+        outcomes = runner.run_all([c for _, c in stage], stage_configs, shard)
+        results.update({k: o.metrics if o.error is None else o.error for (k, _), o in zip(stage, outcomes) if o is not None and o.running is None})
+        configs += stage_configs
+        running += [c.run_dir for (_, c), o in zip(stage, outcomes) if o is not None and o.running is not None]
+    return results, configs, running
 
 
 def compare(path: str, out: str | None = None, overrides: list[str] = (), shard: str | None = None,
@@ -41,8 +64,8 @@ def compare(path: str, out: str | None = None, overrides: list[str] = (), shard:
     results, configs, running = run_grid(grid, parse_shard(shard))
     rows = stats.summarize(grid, results)
     write_reports(grid, rows)
-    logger = configs[0].logger  # grid-wide logger settings: the first cell's
-    if "wandb" in logger_kinds(logger):  # the summary goes where the cells go
+    logger = configs[0].logger if configs else None  # grid-wide logger settings: the first cell's
+    if logger is not None and "wandb" in logger_kinds(logger):  # the summary goes where the cells go
         from continual.compare.wandb_table import log_wandb
 
         log_wandb(grid, rows, logger.project, logger.mode)

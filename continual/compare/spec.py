@@ -15,6 +15,9 @@ A compare config (YAML) names a base run config and the grid:
     reference:                        # optional published numbers (%), shown beside ours
       finetune: {task: 87.2, class: 19.9}
 
+A row may size its replay buffer by another row's memory: `budget_from=<row>` (or a number of
+floats) among its overrides sets `<method>.buffer_floats` (continual/compare/budget.py).
+
 Each cell is an ordinary `continual fit` run into `<out>/<row>__<scenario>__s<seed>/`, run by the
 grid runner (continual/grid.py): a finished cell is not run again, a finished cell whose config
 the grid has changed stops the compare before anything runs, and a failed cell is reported in the
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from continual.compare import budget
 from continual.errors import ConfigError
 from continual.grid import Cell
 
@@ -46,6 +50,7 @@ class Grid:
     per_cell: dict[str, list[str]] = field(default_factory=dict)
     reference: dict[str, dict[str, float]] = field(default_factory=dict)
     only: list[str] = field(default_factory=list)  # "row", "scenario" or "row/scenario"; empty: all
+    budget_from: dict[str, str | float] = field(default_factory=dict)  # row -> the row (or floats) its buffer is sized by
 
     def selected(self, row: str, scenario: str) -> bool:
         return not self.only or bool({row, scenario, f"{row}/{scenario}"} & set(self.only))
@@ -64,12 +69,14 @@ class Grid:
         extra = [*self.per_cell.get(scenario, []), *self.per_cell.get(row, []), *self.per_cell.get(f"{row}/{scenario}", [])]
         return [*self.overrides, *self.methods[row], f"scenario={scenario}", f"seed={seed}", *extra]
 
-    def run_cells(self) -> list[Cell]:
-        """The selected cells for the grid runner, in table order."""
-        keys = list(self.cells())
+    def run_cells(self, budgets: dict | None = None) -> list[Cell]:
+        """The selected cells for the grid runner, in table order; `budgets`: (row, scenario, seed)
+        -> the `<method>.buffer_floats=` override a `budget_from` row's cell runs with."""
+        keys, budgets = list(self.cells()), budgets or {}
         return [
             Cell(label=f"[{i + 1}/{len(keys)}] {row} / {sc}-IL / seed {seed}", run_dir=self.cell_dir(row, sc, seed), config=self.base,
-                 overrides=self.cell_overrides(row, sc, seed), group=f"{self.out.name}/{row}", job_type=sc)
+                 overrides=[*self.cell_overrides(row, sc, seed), *budgets.get((row, sc, seed), [])],
+                 group=f"{self.out.name}/{row}", job_type=sc)
             for i, (row, sc, seed) in enumerate(keys)
         ]
 
@@ -110,18 +117,22 @@ def load_grid(path: str, out: str | None = None) -> Grid:
         isinstance(v, dict) and all(isinstance(x, (int, float)) for x in v.values()) for v in reference.values()
     ):
         raise ConfigError(f"'reference' in compare config '{path}' must map rows to {{scenario: ACC %}}, e.g. finetune: {{task: 87.2}}")
+    rows = {str(k): budget.split(str(k), _str_list(v, f"methods.{k}")) for k, v in methods.items()}
+    budgets = {row: b for row, (_, b) in rows.items() if b is not None}
+    budget.stages(budgets, list(rows))  # an unknown row or a cycle: refused now
     base = raw.get("base")
     if base is not None and not Path(base).is_file() and (file.parent.parent / base).is_file():
         base = str(file.parent.parent / base)  # <folder>/compare/x.yaml names <folder>/<base>
     return Grid(
         base=base,
         out=Path(out or raw.get("out") or Path("runs") / "compare" / file.stem),
-        methods={str(k): _str_list(v, f"methods.{k}") for k, v in methods.items()},
+        methods={row: overrides for row, (overrides, _) in rows.items()},
         scenarios=[str(s) for s in raw["scenarios"]],
         seeds=list(raw["seeds"]),
         overrides=_str_list(raw.get("overrides", []), "overrides"),
         per_cell={str(k): _str_list(v, f"per_cell.{k}") for k, v in (raw.get("per_cell") or {}).items()},
         reference={str(k): dict(v) for k, v in reference.items()},
+        budget_from=budgets,
     )
 
 

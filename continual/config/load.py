@@ -220,6 +220,9 @@ def _check_values(cfg: DictConfig) -> None:
     if cfg.backbone.init == "checkpoint" and not cfg.backbone.checkpoint:
         raise ConfigError("backbone.init=checkpoint needs backbone.checkpoint=<path to a state_dict file>")
     logger_kinds(cfg.logger)
+    from continual.models.schedules import check as check_schedule
+
+    check_schedule(cfg.optim)
 
 
 def schema(method) -> DictConfig:

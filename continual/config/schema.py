@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 from continual.config.fields import at_least, choice, each, in_range, one_or_each, plugin, positive, volatile, volatile_keys
 
 SCENARIOS = ("task", "class", "domain")
+SCHEDULERS = ("none", "cosine", "step", "onecycle", "linear_warmup_cosine")  # optim.scheduler (continual/models/schedules.py)
 PRETRAIN_DATASETS = ("digits", "digits28", "mnist")  # digits28: the 8x8 digits at MNIST's 28x28 layout
 
 
@@ -73,6 +74,15 @@ class OptimConfig:
     # keep the optimizer's state (Adam's moments, SGD's momentum) from one task to the next instead
     # of a fresh optimizer per task; van de Ven & Tolias 2019 keep it, and it changes forgetting a lot
     carry_state: bool = False
+    # learning-rate schedule, stepped after every optimizer step (the formulas: continual/models/schedules.py)
+    scheduler: str = choice("none", SCHEDULERS)
+    scheduler_scope: str = choice("task", ("task", "stream"))  # task: restarted each task; stream: run once over the whole stream
+    min_lr: float = at_least(0, 0.0, finite=True)  # cosine, linear_warmup_cosine, onecycle: the learning rate they end at
+    warmup_steps: Optional[int] = positive(None, integer=True)  # onecycle, linear_warmup_cosine: warm-up optimizer steps
+    warmup_fraction: Optional[float] = in_range(0, 1, None, lo_open=True, hi_open=True)  # or the warm-up as a fraction of the schedule's steps
+    step_size: Optional[int] = positive(None, integer=True)  # step: optimizer steps between decays
+    gamma: float = positive(0.1, finite=True)  # step: the factor of each decay
+    div_factor: float = at_least(1, 25.0, finite=True)  # onecycle: it starts at lr / div_factor (torch's default 25)
 
 
 @dataclass

@@ -16,6 +16,8 @@ samples of each task (`batch["probe"]`).
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 
@@ -74,6 +76,13 @@ class TaskStreamDataModule(L.LightningDataModule):
         ids = torch.cat([torch.full((len(p[1]),), t.id, device=y.device) for t, p in zip(tasks, parts)]) if parts else y
         size = self.batch_size if train else self.eval_batch_size
         return TensorLoader(x, y, 0, size, train=train, seed=self.seed, task=ids)
+
+    def train_batches(self, t: int) -> int:
+        """Task t's training batches per epoch, without building its loader (a schedule over the
+        whole stream counts every task's steps; joint: all on task 0)."""
+        sizes = [len(task.split("train")[1]) for task in self.stream.tasks]
+        n = (sum(sizes) if t == 0 else 0) if self.joint else sizes[t]
+        return math.ceil(n / self.batch_size)
 
     def train_dataloader(self) -> TensorLoader:
         return self._union("train", True) if self.joint else self._loader(self.task, "train", train=True)

@@ -1,7 +1,8 @@
 """`ContinualModule`: the LightningModule every method subclasses (how to write one: docs/methods.md).
 
 It owns what all methods share: the scenario's targets and output masks, the training loss,
-validation accuracy on the current task, the test pass's outputs and the optimizer. A method
+validation accuracy on the current task, the test pass's outputs, the optimizer and its learning-rate
+schedule (`optim.scheduler`, continual/models/schedules.py). A method
 supplies `logits(batch)` and, as needed:
 
 * `Config` (a dataclass: its hyperparameters, the config section named like the method, handed
@@ -36,6 +37,7 @@ from torch import nn
 
 from continual.data.task_data import TaskData
 from continual.lightning_internals import attached_trainer, logs_at
+from continual.models import schedules
 from continual.config.schema import SCENARIOS
 from continual.scenarios import LabelSpace
 
@@ -75,6 +77,7 @@ class ContinualModule(L.LightningModule):
         self.optim_cfg = optim
         self.current_task = 0
         self.carried_optim: dict[str, dict] = {}  # parameter name -> optimizer state (optim.carry_state)
+        self.schedule_position = 0  # optimizer steps the stream-wide schedule has taken (optim.scheduler_scope=stream)
 
     # -- what a method provides -------------------------------------------------------------
     def logits(self, batch: dict) -> torch.Tensor:
@@ -113,10 +116,12 @@ class ContinualModule(L.LightningModule):
 
     # -- state: saved with the weights in every checkpoint -------------------------------------
     def get_extra_state(self) -> dict:
-        return {"current_task": self.current_task, "optim": self.carried_optim, "method": self.task_state()}
+        return {"current_task": self.current_task, "optim": self.carried_optim, "schedule_position": self.schedule_position,
+                "method": self.task_state()}
 
     def set_extra_state(self, state: dict) -> None:
         self.current_task, self.carried_optim = state["current_task"], state["optim"]
+        self.schedule_position = state.get("schedule_position", 0)  # absent from checkpoints written before schedules
         self.load_task_state(state["method"])
 
     def _state_to_device(self) -> None:
@@ -128,6 +133,10 @@ class ContinualModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._state_to_device()
+
+    def on_train_start(self) -> None:
+        if self.optim_cfg.scheduler != "none":
+            schedules.check_count(self.trainer, self.current_task)
 
     def on_test_start(self) -> None:
         self._state_to_device()
@@ -209,7 +218,14 @@ class ContinualModule(L.LightningModule):
         for n, p in named:  # empty unless optim.carry_state; a mid-task checkpoint overrides it
             if n in self.carried_optim:
                 opt.state[p] = {k: v.to(p.device).clone() for k, v in self.carried_optim[n].items()}
-        return opt
+        if o.scheduler == "none":
+            return opt
+        total = schedules.total_steps(o, self.trainer, self.current_task, self.n_tasks)
+        if total == 0:  # nothing to train in this task (joint after its first): nothing to schedule
+            return opt
+        start = self.schedule_position if o.scheduler_scope == "stream" else 0
+        # a mid-task checkpoint restores the scheduler's own step count over this one
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedules.scheduler(opt, o, total, start), "interval": "step"}}
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
         # Lightning calls this before the callbacks' `on_train_batch_end`, where the mid-task
@@ -218,7 +234,11 @@ class ContinualModule(L.LightningModule):
         self.after_optimizer_step()
 
     def on_fit_end(self) -> None:
-        """With `optim.carry_state`, remember the optimizer's per-parameter state for the next task."""
+        """With `optim.carry_state`, remember the optimizer's per-parameter state for the next task;
+        with `optim.scheduler_scope=stream`, where the schedule stopped."""
+        scheduler = self.lr_schedulers()
+        if self.optim_cfg.scheduler_scope == "stream" and scheduler is not None:
+            self.schedule_position += scheduler.last_epoch
         if self.optim_cfg.carry_state:
             names = {p: n for n, p in self.named_parameters()}
             state = self.trainer.optimizers[0].state
