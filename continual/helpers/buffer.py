@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from continual.errors import ConfigError
+
 
 class ReservoirBuffer:
     def __init__(self, size: int, seed: int = 0):
@@ -48,3 +50,18 @@ class ReservoirBuffer:
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         idx = torch.randint(len(self), (n,), generator=self.gen)
         return {k: v[idx.to(v.device)] for k, v in self.data.items()}
+
+
+def buffer_capacity(hp, floats_per_sample: int) -> int:
+    """The samples a replay method's buffer holds: `hp.buffer_size`, or, when `hp.buffer_floats`
+    is set, as many as that many floats hold (so a buffer can be matched to another method's
+    stored floats)."""
+    if hp.buffer_floats is None:
+        return hp.buffer_size
+    samples = int(hp.buffer_floats // floats_per_sample)
+    if samples < 1:
+        raise ConfigError(
+            f"buffer_floats={hp.buffer_floats:g} holds no sample ({floats_per_sample} floats each); "
+            f"give at least {floats_per_sample}, or null to size the buffer by buffer_size"
+        )
+    return samples
