@@ -9,7 +9,8 @@ METHODS = builtin()
 VARIANTS = {"router_connections": ("router", ["router.gate=connections", "router.memories=4"])}  # masks kept as bits
 CASES = sorted(METHODS) + sorted(VARIANTS)
 # settings under which these small runs show each method's effect (a buffer that fits, penalties that bite)
-EXTRA = {"er": ["er.buffer_size=60"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"]}
+EXTRA = {"er": ["er.buffer_size=60"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"],
+         "icarl": ["icarl.buffer_size=60"], "gdumb": ["gdumb.buffer_size=60", "gdumb.epochs=3"]}
 # One run per case that the resume, DDP and mixed-precision tests all compare with
 # (conftest.method_run): two epochs, so a resumed task crosses an epoch boundary; a checkpoint
 # every 3 steps, so there is a mid-task checkpoint to resume from; an eval batch (16) that the
