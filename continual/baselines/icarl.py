@@ -20,9 +20,9 @@ both. Classification: the nearest class mean of exemplars (Algorithm 1), among t
 exemplars that the scenario allows (class-IL: every class seen; task-IL: the sample's task's).
 
 Not from the paper: the flipped images it adds to the class means (MNIST-like inputs have no
-natural flip), and its sum over the sampled exemplars including ones already chosen (a set holds
-distinct samples, as public implementations do). The herding target is the plain mean of the
-normalised features, as Algorithm 4 writes it. Domain-IL is not offered: its tasks share their
+natural flip), and Algorithm 4's argmin over every sample, chosen ones included (here a sample
+is chosen once: a set holds distinct samples, as public implementations do). The herding target
+is the plain mean of the normalised features, as Algorithm 4 writes it. Domain-IL is not offered: its tasks share their
 outputs, so there are no new classes to herd for.
 """
 
