@@ -53,13 +53,14 @@ def herding_order(features: torch.Tensor, m: int) -> torch.Tensor:
     to the mean of all rows; a row is chosen once."""
     mu = features.mean(0)
     running = torch.zeros_like(mu)
-    free = torch.ones(len(features), dtype=torch.bool, device=features.device)
+    sq = (features * features).sum(1)
     order = []
     for k in range(1, min(m, len(features)) + 1):
-        cost = (mu - (features + running) / k).norm(dim=1).masked_fill(~free, float("inf"))
+        # k |mu - (running + f)/k|^2 less what is the same for every f: one product per pick
+        cost = sq / k - 2 * features @ (mu - running / k)
         i = int(cost.argmin())
         order.append(i)
-        free[i] = False
+        sq[i] = float("inf")  # chosen once
         running = running + features[i]
     return torch.tensor(order, dtype=torch.long, device=features.device)
 
