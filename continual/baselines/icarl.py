@@ -40,11 +40,8 @@ from continual.baselines.finetune import FineTune
 from continual.config.fields import positive
 from continual.data.task_data import TaskData
 from continual.helpers.buffer import buffer_capacity
+from continual.helpers.statistics import class_sums, sq_dist
 from continual.methods import register
-
-
-def normalised(z: torch.Tensor) -> torch.Tensor:
-    return F.normalize(z, dim=-1)
 
 
 def herding_order(features: torch.Tensor, m: int) -> torch.Tensor:
@@ -68,16 +65,8 @@ def herding_order(features: torch.Tensor, m: int) -> torch.Tensor:
 def class_means(features: torch.Tensor, out: torch.Tensor, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per output: the re-normalised mean of its rows of normalised `features`, and whether it
     has rows ([n_out, d] and [n_out] bool)."""
-    onehot = F.one_hot(out, n_out).to(features.dtype)
-    counts = onehot.sum(0)
-    means = normalised((onehot.T @ features) / counts.clamp(min=1)[:, None])
-    return means, counts > 0
-
-
-def nearest_mean_scores(features: torch.Tensor, means: torch.Tensor, has_mean: torch.Tensor) -> torch.Tensor:
-    """[B, n_out] minus the squared distance of each normalised feature to each class mean; -inf
-    for classes without exemplars."""
-    return -torch.cdist(features, means).pow(2).masked_fill(~has_mean, float("inf"))
+    counts, sums = class_sums(features, out, n_out)
+    return F.normalize(sums / counts.clamp(min=1)[:, None], dim=1), counts > 0
 
 
 @register("icarl")
@@ -119,11 +108,12 @@ class ICaRL(FineTune):
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised last-hidden-layer features of the network being trained."""
-        return normalised(torch.cat([self.net.features(chunk) for chunk in x.split(4096)]))
+        return F.normalize(torch.cat([self.net.features(chunk) for chunk in x.split(4096)]), dim=1)
 
     def logits(self, batch: dict) -> torch.Tensor:
         """Nearest mean of exemplars: what the method predicts with (training uses `self.net`)."""
-        return nearest_mean_scores(self.features(batch["x"]), self.means, self.has_mean)
+        # minus the squared distance to each class mean; -inf for classes without exemplars
+        return -sq_dist(self.features(batch["x"]), self.means).masked_fill(~self.has_mean, float("inf"))
 
     def targets(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """[N, n_out]: the labels one-hot on the new task's classes, the old network's sigmoid
