@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from continual.baselines.gdumb import BalancedBuffer, GDumb
 from continual.baselines.icarl import ICaRL, herding_order
+from continual.config import load_config
 from continual.config.schema import OptimConfig
 from continual.data.task_data import TaskData
 from continual.errors import ConfigError
@@ -242,3 +243,8 @@ def test_gdumb_stores_its_memory():
     assert len(m.buffer) == 5
     net = 3 * 5 + 5 + 5 * 4 + 4
     assert stored_floats(m) == net + 5 * (3 + 1 + 1) + GENERATOR_FLOATS
+
+
+def test_gdumb_refuses_a_floor_above_its_peak_learning_rate():
+    with pytest.raises(ConfigError, match=r"gdumb.min_lr=0.1 is above gdumb.lr=0.05"):
+        load_config(None, ["method=gdumb", "scenario=class", "gdumb.min_lr=0.1"])

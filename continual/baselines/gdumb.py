@@ -36,6 +36,7 @@ from omegaconf import DictConfig
 from continual.baselines.finetune import FineTune
 from continual.config.fields import at_least, in_range, positive
 from continual.data.task_data import TaskData
+from continual.errors import ConfigError
 from continual.helpers.buffer import buffer_capacity
 from continual.methods import register
 
@@ -101,6 +102,12 @@ class GDumb(FineTune):
         momentum: float = in_range(0, 1, 0.9, hi_open=True)  # SGD momentum (theirs: 0.9)
         weight_decay: float = at_least(0, 1e-6)  # SGD weight decay (theirs: 1e-6)
         clip: float = positive(10.0)  # gradient norm clipped to this (theirs: 10)
+
+    @classmethod
+    def check(cls, hp: DictConfig, cfg: DictConfig) -> None:
+        if hp.min_lr > hp.lr:
+            raise ConfigError(f"gdumb.min_lr={hp.min_lr:g} is above gdumb.lr={hp.lr:g}: the schedule falls from lr to min_lr; "
+                              f"give min_lr <= lr")
 
     def __init__(self, net, hp: DictConfig, seed: int = 0, **kwargs):
         super().__init__(net.requires_grad_(False), **kwargs)
