@@ -55,7 +55,8 @@ class BalancedBuffer:
 
     def add(self, x: torch.Tensor, y: torch.Tensor, task: torch.Tensor) -> None:
         """Offer samples one at a time, in order."""
-        old = self.data or {"x": x[:0], "y": y[:0], "task": task[:0]}
+        # a resumed run's memory comes from a checkpoint on the CPU; the samples on the training device
+        old = {k: v.to(x.device) for k, v in self.data.items()} or {"x": x[:0], "y": y[:0], "task": task[:0]}
         labels = [*old["y"].tolist(), *y.tolist()]  # of the pool: stored samples, then offered ones
         rows = list(range(len(old["y"])))  # the memory: indices into the pool
         slots: dict[int, list[int]] = {}  # class -> its positions in `rows`, ascending (so the
