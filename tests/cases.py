@@ -12,7 +12,8 @@ VARIANTS["finetune_schedule"] = ("finetune", ["optim.scheduler=linear_warmup_cos
 CASES = sorted(METHODS) + sorted(VARIANTS)
 # settings under which these small runs show each method's effect (a buffer that fits, penalties that bite)
 EXTRA = {"er": ["er.buffer_size=60"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"],
-         "ranpac": ["ranpac.m=200"]}  # a projection that small runs solve quickly
+         "ranpac": ["ranpac.m=200"],  # a projection that small runs solve quickly
+         "icarl": ["icarl.buffer_size=60"], "gdumb": ["gdumb.buffer_size=60", "gdumb.epochs=3"]}
 EXTRA |= {m: [f"{m}.buffer_size=60"] for m in ("der", "derpp", "agem")}  # buffers that fill from QUICK's data
 # One run per case that the resume, DDP and mixed-precision tests all compare with
 # (conftest.method_run): two epochs, so a resumed task crosses an epoch boundary; a checkpoint
