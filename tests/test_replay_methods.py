@@ -15,6 +15,7 @@ from continual.baselines.der import DER
 from continual.baselines.derpp import DERPlusPlus
 from continual.baselines.replay import ExperienceReplay
 from continual.cli.main import main
+from continual.config.schema import OptimConfig
 from continual.data.loader import TensorLoader
 from continual.errors import ConfigError
 from continual.helpers.buffer import GENERATOR_FLOATS, buffer_capacity
@@ -22,7 +23,7 @@ from continual.models.mlp import MLP
 from helpers import QUICK
 
 TASKS = [[0, 1], [2, 3]]  # two tasks of two classes; outputs 0-3
-SGD = OmegaConf.create({"name": "sgd", "lr": 0.5, "momentum": 0.0, "weight_decay": 0.0, "carry_state": False})
+SGD = OmegaConf.merge(OmegaConf.structured(OptimConfig), {"name": "sgd", "lr": 0.5})  # every optim key, at its default
 
 
 def build(cls, scenario="class", seed=0, **hp):
