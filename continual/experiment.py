@@ -64,6 +64,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     from continual.data.streams import build_stream
     from continual.data.streams.check import check_stream
     from continual.errors import Interrupted
+    from continual.features import extract_features
     from continual.metrics import report
     from continual.metrics.suite import MetricSuite
     from continual.rundir import state as run_state
@@ -80,6 +81,7 @@ def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     stream = build_stream(cfg.data, cfg.seed)  # data and model errors surface before any file is written
     check_stream(stream, cfg.data.eval_split)
+    stream = extract_features(cfg, stream)  # the frozen extractor's flat features: what every method sees
     module = build_method(cfg, stream)
     run_dir = RunDirectory(cfg, writer=is_zero, schema=method_schema(cfg))
     state = run_dir.load_state()
