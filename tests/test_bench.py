@@ -9,6 +9,7 @@ from bench.lightning_loop import run_lightning
 from bench.raw_loop import run_raw
 from continual.config import load_config
 from continual.data.streams import build_stream
+from continual.features import extract_features
 
 
 def test_bench_quick_writes_every_table(tmp_path, capsys):
@@ -36,7 +37,7 @@ def test_bench_quick_writes_every_table(tmp_path, capsys):
 @pytest.mark.parametrize("loop", [run_raw, run_lightning], ids=["raw", "lightning"])
 def test_reference_loops_learn_the_stream(loop):
     cfg = load_config(None, ["data.stream=split_digits"])
-    rows = loop(build_stream(cfg.data, cfg.seed), [64], 1e-3, 128, 8192, epochs=5)
+    rows = loop(extract_features(cfg, build_stream(cfg.data, cfg.seed)), [64], 1e-3, 128, 8192, epochs=5)
     assert len(rows) == len(rows[0]) == 5
     assert min(rows[i][i] for i in range(5)) > 0.7  # each task just learned (task-IL, two classes: chance is 0.5)
 

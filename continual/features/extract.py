@@ -31,7 +31,7 @@ def extract_features(cfg: DictConfig, stream: Stream, progress: bool = False) ->
     """The flat feature stream of `stream` under `backbone.name`: for `mlp`, the inputs themselves
     (flattened views, no copy); otherwise `features_stream` of the built extractor."""
     if cfg.backbone.name == "mlp" and not cfg.backbone.get("weights"):
-        return _with_inputs(stream, [{s: t.split(s)[0].reshape(len(t.split(s)[0]), -1) for s in SPLITS} for t in stream.tasks])
+        return _with_inputs(stream, [{s: t.split(s)[0].flatten(1) for s in SPLITS} for t in stream.tasks])
     return features_stream(stream, build_extractor(cfg, stream.input_shape), cfg, progress)
 
 

@@ -75,7 +75,9 @@ def _check_split(stream: Stream, i: int, task: Task, split: str, used: bool, fix
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise DataError(f"{where}: x_{split} and y_{split} must be torch tensors, not {type(x).__name__} and {type(y).__name__}; {fix}")
     if tuple(x.shape[1:]) != stream.input_shape:
-        raise DataError(f"{where}: x_{split} has shape {tuple(x.shape)}, not [samples, *input_shape={stream.input_shape}]; {fix}")
+        shape = stream.input_shape
+        want = f"n_features={stream.n_features}" if len(shape) == 1 else f"*input_shape={shape}"
+        raise DataError(f"{where}: x_{split} has shape {tuple(x.shape)}, not [samples, {want}]; {fix}")
     if not x.is_floating_point():
         raise DataError(f"{where}: x_{split} is {x.dtype}; inputs must be floating point (e.g. x.float()); {fix}")
     if y.ndim != 1 or len(y) != len(x):
