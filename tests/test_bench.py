@@ -25,6 +25,12 @@ def test_bench_quick_writes_every_table(tmp_path, capsys):
     ratio = rows["finetune"]["wall_s"]["median"] / rows["raw"]["wall_s"]["median"]
     assert f"{ratio:.2f} x raw " in out  # each row is read against its reference
     assert set(data["tokens"]["exponent"]) == {"learned", "perceiver"}
+    # the feature row: later runs read the cache (no extracting), and learn exactly what the same
+    # method learns from the same feature tensors given as raw inputs
+    f = data["features"]
+    assert f["features_first"]["extraction_s"] > 0 and f["features"]["extraction_s"] == 0
+    assert f["features"]["final_acc"] == f["raw_width"]["final_acc"] == f["features_first"]["final_acc"] and f["width"] == 256
+    assert f"{f['features']['wall_s']['median'] / f['raw_width']['wall_s']['median']:.2f} x (target <= 1.1)" in out
     # the overhead split, recomputed by hand from the rows: 4 extra epochs add only steps
     t = {k: r["wall_s"]["median"] for k, r in rows.items()}
     for name in ("lightning", "finetune"):

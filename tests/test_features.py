@@ -18,7 +18,7 @@ from continual.data.custom import stream_from_tensors
 from continual.data.streams import Stream, build_stream
 from continual.data.streams.check import check_stream
 from continual.errors import CheckpointError, DataError
-from continual.features import cache, extract as extraction, extract_features, features_stream
+from continual.features import cache, extract as extraction, extract_features
 from continual.models.backbones import build_extractor, state_hash
 from helpers import QUICK, QUIET, comparable
 
@@ -100,6 +100,7 @@ def test_feature_stream_is_the_extractor_applied_to_every_split(calls):
     assert len(calls) == 3 * len(raw)  # once per task and split, never per sample
     net = build_extractor(cfg, raw.input_shape)
     assert feats.input_shape == (256,) and feats.n_features == 256 and feats.task_classes == raw.task_classes
+    assert feats.name == raw.name and feats.meta == raw.meta and feats.n_classes == raw.n_classes
     for t, f in zip(raw.tasks, feats.tasks):
         for split in ("train", "val", "test"):
             with torch.inference_mode():
@@ -219,6 +220,8 @@ def test_named_torchvision_weights_without_download_is_one_line(tmp_path, monkey
     assert not (tmp_path / "run").exists()
     assert main(["fit", "backbone.name=resnet18", "backbone.weights=ViT_B_16_Weights.IMAGENET1K_V1", *QUIET]) == 2
     assert "weights of another network than backbone.name=resnet18" in capsys.readouterr().err
+    assert main(["fit", "backbone.name=conv", "backbone.weights=ResNet18_Weights.IMAGENET1K_V1", *QUIET]) == 2
+    assert "backbone.name=conv takes a state_dict file" in capsys.readouterr().err
 
 
 def test_continual_features_precomputes_what_a_run_reads(tmp_path, calls, capsys):
@@ -257,7 +260,7 @@ def uninterrupted(tmp_path_factory):
     return base, run(config(*FEATURES, f"data.root={base}", f"output_dir={base / 'whole'}", "method=er"))
 
 
-@pytest.mark.parametrize("mid", [False, True], ids=["boundary", "mid-task"])
+@pytest.mark.parametrize("mid", [pytest.param(False, marks=pytest.mark.slow), True], ids=["boundary", "mid-task"])  # mid-task resumes from both
 def test_a_resumed_run_on_features_equals_the_uninterrupted_one(uninterrupted, tmp_path, mid, capsys):
     root, whole = uninterrupted  # its feature cache is read here, as a later run reads it
     part = [*FEATURES, f"data.root={root}", f"output_dir={tmp_path / 'part'}", "method=er"]
@@ -281,9 +284,3 @@ def test_ddp_on_features_equals_one_process(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert comparable(tmp_path / "two") == comparable(tmp_path / "one")
 
-
-def test_features_stream_keeps_the_stream_name_and_meta():
-    cfg = config("backbone.name=conv")
-    raw = build_stream(cfg.data, cfg.seed)
-    feats = features_stream(raw, build_extractor(cfg, raw.input_shape), cfg)
-    assert feats.name == raw.name and feats.meta == raw.meta and feats.n_classes == raw.n_classes

@@ -5,7 +5,7 @@ frozen MLP (`backbone.hidden`) that the router and the baselines act on.
 An extractor is one file of this package: a function `(cfg, input_shape) -> nn.Module` (cfg: the
 whole run config; input_shape: one sample's shape, e.g. (1, 28, 28)) that maps a float batch
 [N, *input_shape] to features [N, D], decorated with `@register("name")`, its docstring's first
-line its help. Installed packages add extractors under the entry-point group
+line its help (`torchvision=True`: it loads torchvision's named weights itself). Installed packages add extractors under the entry-point group
 `continual.backbones`. `build_extractor` builds it seeded, loads `backbone.weights`, and freezes
 it; `continual.features` runs it once over the stream, and `build_backbone` builds the MLP on the
 D features. The fingerprint (`state_hash`) is what `FrozenBackboneGuard` compares before and
@@ -39,7 +39,11 @@ def build_extractor(cfg: DictConfig, input_shape: tuple[int, ...]) -> nn.Module:
     if not isinstance(net, nn.Module):
         raise ConfigError(f"backbone.name='{cfg.backbone.name}' returned {type(net).__name__}, not a torch nn.Module")
     weights = cfg.backbone.get("weights")
-    if weights and not is_torchvision_weights(weights):  # a named torchvision weight is the entry's to load
+    if weights and is_torchvision_weights(weights):  # a named torchvision weight is the entry's to load
+        if not BACKBONES.facts(cfg.backbone.name).get("torchvision"):
+            raise ConfigError(f"backbone.weights={weights} names torchvision weights, but backbone.name={cfg.backbone.name} takes a state_dict file; "
+                              f"use backbone.name=resnet18 or vit_b_16 for torchvision's weights")
+    elif weights:
         load_weights(net, weights)
     return freeze(net)
 

@@ -12,7 +12,7 @@ from continual.models.backbones import register
 from continual.models.backbones._torchvision import ImageInput, check_image, load_named, named_weights
 
 
-@register("resnet18")
+@register("resnet18", torchvision=True)
 def resnet18(cfg: DictConfig, input_shape: tuple[int, ...]) -> nn.Module:
     """torchvision's ResNet-18 (512 features); backbone.weights: a file or ResNet18_Weights.IMAGENET1K_V1"""
     from torchvision.models import resnet18 as tv_resnet18

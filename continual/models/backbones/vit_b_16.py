@@ -14,7 +14,7 @@ from continual.models.backbones._torchvision import ImageInput, check_image, loa
 PATCH = 16
 
 
-@register("vit_b_16")
+@register("vit_b_16", torchvision=True)
 def vit_b_16(cfg: DictConfig, input_shape: tuple[int, ...]) -> nn.Module:
     """torchvision's ViT-B/16 (768 features); backbone.weights: a file or ViT_B_16_Weights.IMAGENET1K_V1"""
     from torchvision.models import vit_b_16 as tv_vit_b_16
