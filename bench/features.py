@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from bench import workloads
-from bench.timing import repeat
+from bench.timing import repeat, summary
 from continual.data.streams import Stream, Task
 from continual.features import extract as extraction
 
@@ -69,9 +69,6 @@ def feature_rows(config: str, overrides: list[str], repeats: int, device: str) -
     with _ExtractionTimer() as first:
         r = repeat(lambda: workloads.platform(feats), 1, device)
     rows["features_first"] = {**r, "extraction_s": first.seconds}
-    with _ExtractionTimer() as later:
-        r = repeat(lambda: workloads.platform(feats), repeats, device)
-    rows["features"] = {**r, "extraction_s": later.seconds}
     from continual.data.streams import build_stream
     from continual.features import extract_features
 
@@ -81,13 +78,25 @@ def feature_rows(config: str, overrides: list[str], repeats: int, device: str) -
         {"classes": t.classes, "labels": t.labels, **{f"{k}_{s}": getattr(t, f"{k}_{s}") for s in SPLITS for k in "xy"}} for t in stream.tasks
     ]}, _SAVED["path"])
     raw = workloads.config(config, [*overrides, "data.stream=bench.features:saved_features", "backbone.name=mlp"])
-    rows["raw_width"] = repeat(lambda: workloads.platform(raw), repeats, device)
+    later, plain = [], []
+    with _ExtractionTimer() as timer:
+        for _ in range(repeats):  # interleaved: a machine whose load drifts slows both alike
+            later.append(repeat(lambda: workloads.platform(feats), 1, device))
+            plain.append(repeat(lambda: workloads.platform(raw), 1, device))
+    rows["features"] = {**_merged(later), "extraction_s": timer.seconds}
+    rows["raw_width"] = _merged(plain)
     for name, row in rows.items():
         accs = row.pop("result")
         row["final_acc"] = sum(accs[-1]) / len(accs[-1])
     rows["width"] = stream.n_features
     rows["ratio"] = rows["features"]["wall_s"]["median"] / rows["raw_width"]["wall_s"]["median"]
     return rows
+
+
+def _merged(runs: list[dict]) -> dict:
+    """One row from single repeats: the wall-time summary over all, the highest peak, the last result."""
+    return {"wall_s": summary([r["wall_s"]["median"] for r in runs]), "peak_mem_mb": max(r["peak_mem_mb"] for r in runs),
+            "result": runs[-1]["result"]}
 
 
 def table(rows: dict) -> str:

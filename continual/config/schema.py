@@ -51,7 +51,7 @@ class PretrainConfig:
 
 @dataclass
 class BackboneConfig:
-    name: str = plugin("mlp", "continual.models.backbones:BACKBONES")  # the frozen feature extractor before the MLP: mlp (none), conv, conv1d, resnet18, vit_b_16 (docs/backbones.md)
+    name: str = plugin("mlp", "continual.models.backbones:BACKBONES")  # the frozen feature extractor before the MLP; mlp: none, the raw inputs (docs/backbones.md)
     weights: Optional[str] = None  # the extractor's weights: a state_dict file or a torchvision name (ResNet18_Weights.IMAGENET1K_V1); None: random
     hidden: List[int] = each(positive(1, integer=True), "a non-empty list of positive widths", default_factory=lambda: [400, 400])  # the MLP's hidden widths
     activation: str = choice("relu", ("relu", "tanh", "gelu"))  # hidden-layer nonlinearity

@@ -51,7 +51,8 @@ def _check_tensors(name: str, x_train, y_train, x_test, y_test) -> int:
         if (y < 0).any():
             raise DataError(f"custom stream '{name}': y_{split} holds negative labels {sorted(set(y[y < 0].tolist()))[:5]}; labels are 0..C-1; {fix}")
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise DataError(f"custom stream '{name}': x_train's samples have shape {tuple(x_train.shape[1:])} but x_test's {tuple(x_test.shape[1:])}; {fix}")
+        what = [f"{x.shape[1]} features" if x.ndim == 2 else f"shape {tuple(x.shape[1:])}" for x in (x_train, x_test)]
+        raise DataError(f"custom stream '{name}': x_train has {what[0]} per sample but x_test {what[1]}; {fix}")
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     present = y_train.unique()  # sorted; every class 0..n_classes-1 must be among them
     if len(present) < n_classes:
