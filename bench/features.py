@@ -9,6 +9,7 @@ data folder is never written.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -88,6 +89,7 @@ def feature_rows(config: str, overrides: list[str], repeats: int, device: str) -
     for name, row in rows.items():
         accs = row.pop("result")
         row["final_acc"] = sum(accs[-1]) / len(accs[-1])
+    shutil.rmtree(linked)  # the links, the cache and the saved tensors: nothing of the row stays behind
     rows["width"] = stream.n_features
     rows["ratio"] = rows["features"]["wall_s"]["median"] / rows["raw_width"]["wall_s"]["median"]
     return rows

@@ -26,7 +26,7 @@ def key(inputs: list[torch.Tensor], extractor: nn.Module, device: torch.device) 
     h = hashlib.sha256(f"v{VERSION} torch {torch.__version__} {device.type}\n{extractor!r}\n{state_hash(extractor)}\n".encode())
     for x in inputs:
         h.update(f"{tuple(x.shape)} {x.dtype}\n".encode())
-        h.update(x.detach().cpu().contiguous().numpy().tobytes())
+        h.update(x.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # the buffer itself, any dtype: no copy
     return h.hexdigest()
 
 
