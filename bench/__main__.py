@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from bench import report, startup, tokens, workloads
+from bench import features, report, startup, tokens, workloads
 from bench.lightning_loop import run_lightning
 from bench.timing import repeat
 
@@ -38,7 +38,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tokens", default="8,32,128,512,1024,2048,4096", help="token counts for the scaling table")
     ap.add_argument("--out", default="bench/results", help="folder for the JSON results")
     ap.add_argument("--quick", action="store_true", help="tiny workload (Split-Digits, 1 repeat): checks the pieces run")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["workloads", "tokens", "startup"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["workloads", "tokens", "startup", "features"])
     ap.add_argument("--set", nargs="*", default=[], metavar="key=value",
                     help="config overrides for every workload, e.g. backbone.hidden=[16]: a model that costs nothing leaves the platform's overhead")
     return ap.parse_args(argv)
@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         results["workloads"] = run_workloads(overrides, repeats, device)
         results["overhead"] = {name: report.overhead(results["workloads"], name) for name in ("lightning", "finetune")}
         print(report.workload_table(results["workloads"]))
+    if "features" not in args.skip:
+        results["features"] = features.feature_rows(CONFIGS["finetune"][0], overrides, repeats, device)
+        print(features.table(results["features"]))
     if "tokens" not in args.skip:
         results["tokens"] = tokens.scaling(ns, repeats, device)
         print(report.token_table(results["tokens"]))

@@ -44,7 +44,7 @@ def build_method(cfg: DictConfig, stream):
 
 class LoadedRun(NamedTuple):
     cfg: DictConfig
-    stream: object  # continual.data.streams.Stream
+    stream: object  # continual.data.streams.Stream: the features the method saw (continual.features)
     module: object  # the ContinualModule, in eval mode, as the run left it
     metrics: dict
 
@@ -54,6 +54,7 @@ def load_run(path: str | Path) -> LoadedRun:
     (rebuilt from the config: the data must be where `data.root` says) and its trained module."""
     from continual.config import load_config
     from continual.data.streams import build_stream
+    from continual.features import extract_features
 
     path = Path(path)
     if not (path / layout.CONFIG).is_file() or not layout.state_path(path).is_file():
@@ -63,7 +64,7 @@ def load_run(path: str | Path) -> LoadedRun:
         )
     cfg = load_config(str(path / layout.CONFIG), ["resume=null", "output_dir=null"])
     state = read_state(path, cfg, method_schema(cfg))
-    stream = build_stream(cfg.data, cfg.seed)
+    stream = extract_features(cfg, build_stream(cfg.data, cfg.seed))
     module = build_method(cfg, stream)
     module.load_state_dict(state["module"])
     try:

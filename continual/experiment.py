@@ -114,6 +114,7 @@ def _task_loop(cfg: DictConfig, callbacks: Sequence, sigterm: _SigtermNoted) -> 
     from continual.data.streams import build_stream
     from continual.data.streams.check import check_stream
     from continual.errors import Interrupted
+    from continual.features import extract_features
     from continual.metrics import report
     from continual.metrics.suite import MetricSuite
     from continual.rundir import state as run_state
@@ -131,6 +132,7 @@ def _task_loop(cfg: DictConfig, callbacks: Sequence, sigterm: _SigtermNoted) -> 
     stream = build_stream(cfg.data, cfg.seed)  # data and model errors surface before any file is written
     check_stream(stream, cfg.data.eval_split)
     check_batches(cfg, stream)
+    stream = extract_features(cfg, stream)  # the frozen extractor's flat features: what every method sees
     module = build_method(cfg, stream)
     run_dir = RunDirectory(cfg, writer=is_zero, schema=method_schema(cfg))
     state = run_dir.load_state()

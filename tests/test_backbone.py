@@ -11,6 +11,7 @@ from continual.callbacks.frozen_guard import FrozenBackboneGuard
 from continual.config.schema import Config
 from continual.data.streams import build_stream
 from continual.errors import CheckpointError, FrozenBackboneError
+from continual.features import extract_features
 from continual.models.backbones import build_backbone, freeze, state_hash
 from continual.models.continual_module import ContinualModule
 from continual.models.mlp import MLP
@@ -22,7 +23,7 @@ def cfg(**kw):
 
 @pytest.fixture(scope="module")
 def digits():
-    return build_stream(cfg().data, seed=0)
+    return extract_features(cfg(), build_stream(cfg().data, seed=0))  # backbone.name=mlp: the pixels, flat
 
 
 class FrozenNet(ContinualModule):
@@ -100,7 +101,7 @@ def test_pretraining_learns_and_warns_on_overlap(digits):
 
 @pytest.mark.parametrize("classes", [[5, 6, 7], [0, 1]], ids=["disjoint", "first-task"])
 def test_pretraining_on_disjoint_or_first_task_classes_does_not_warn(digits, classes):
-    stream = build_stream(cfg(data={"n_tasks": 2}).data, seed=0)  # classes 0..3, task 1 = {0, 1}
+    stream = extract_features(cfg(), build_stream(cfg(data={"n_tasks": 2}).data, seed=0))  # classes 0..3, task 1 = {0, 1}
     c = cfg(backbone={"hidden": [8], "init": "pretrain", "pretrain": {"dataset": "digits", "classes": classes}})
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -9,6 +9,7 @@ from bench.lightning_loop import run_lightning
 from bench.raw_loop import run_raw
 from continual.config import load_config
 from continual.data.streams import build_stream
+from continual.features import extract_features
 
 
 def test_bench_quick_writes_every_table(tmp_path, capsys):
@@ -24,6 +25,12 @@ def test_bench_quick_writes_every_table(tmp_path, capsys):
     ratio = rows["finetune"]["wall_s"]["median"] / rows["raw"]["wall_s"]["median"]
     assert f"{ratio:.2f} x raw " in out  # each row is read against its reference
     assert set(data["tokens"]["exponent"]) == {"learned", "perceiver"}
+    # the feature row: later runs read the cache (no extracting), and learn exactly what the same
+    # method learns from the same feature tensors given as raw inputs
+    f = data["features"]
+    assert f["features_first"]["extraction_s"] > 0 and f["features"]["extraction_s"] == 0
+    assert f["features"]["final_acc"] == f["raw_width"]["final_acc"] == f["features_first"]["final_acc"] and f["width"] == 256
+    assert f"{f['features']['wall_s']['median'] / f['raw_width']['wall_s']['median']:.2f} x (target <= 1.1)" in out
     # the overhead split, recomputed by hand from the rows: 4 extra epochs add only steps
     t = {k: r["wall_s"]["median"] for k, r in rows.items()}
     for name in ("lightning", "finetune"):
@@ -36,7 +43,7 @@ def test_bench_quick_writes_every_table(tmp_path, capsys):
 @pytest.mark.parametrize("loop", [run_raw, run_lightning], ids=["raw", "lightning"])
 def test_reference_loops_learn_the_stream(loop):
     cfg = load_config(None, ["data.stream=split_digits"])
-    rows = loop(build_stream(cfg.data, cfg.seed), [64], 1e-3, 128, 8192, epochs=5)
+    rows = loop(extract_features(cfg, build_stream(cfg.data, cfg.seed)), [64], 1e-3, 128, 8192, epochs=5)
     assert len(rows) == len(rows[0]) == 5
     assert min(rows[i][i] for i in range(5)) > 0.7  # each task just learned (task-IL, two classes: chance is 0.5)
 

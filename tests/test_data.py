@@ -29,7 +29,7 @@ def test_split_digits_tasks_partition_the_data():
         for split in ("train", "val", "test"):
             x, y = t.split(split)
             assert set(y.unique().tolist()) == set(t.classes)
-            assert x.shape[1] == 64 and 0.0 <= x.min() and x.max() <= 1.0
+            assert x.shape[1:] == (1, 8, 8) and 0.0 <= x.min() and x.max() <= 1.0
 
 
 def test_class_order_fixed_and_shuffled_by_seed():
@@ -62,7 +62,7 @@ def test_split_mnist_matches_published_label_counts(mnist_root):
         assert len(task.y_test) == test_counts[a] + test_counts[b]
         assert len(task.y_train) + len(task.y_val) == train_counts[a] + train_counts[b]
     x = torch.cat([t.x_train for t in stream.tasks] + [t.x_val for t in stream.tasks])
-    assert x.shape[1] == 784 and abs(x.mean().item() - 0.1307) < 2e-3
+    assert x.shape[1:] == (1, 28, 28) and stream.n_features == 784 and abs(x.mean().item() - 0.1307) < 2e-3
 
 
 def test_permuted_mnist_permutes_pixels_and_offsets_labels(mnist_root):
@@ -72,7 +72,8 @@ def test_permuted_mnist_permutes_pixels_and_offsets_labels(mnist_root):
     assert torch.equal(t0.y_test + 10, t1.y_test)
     assert not torch.equal(t0.x_test, t1.x_test)
     # the same pixels, rearranged: per-image sorted values agree
-    assert torch.equal(t0.x_test[:50].sort(dim=1).values, t1.x_test[:50].sort(dim=1).values)
+    assert t1.x_test.shape[1:] == (1, 28, 28)  # images stay images
+    assert torch.equal(t0.x_test[:50].flatten(1).sort(dim=1).values, t1.x_test[:50].flatten(1).sort(dim=1).values)
 
 
 def test_missing_mnist_says_how_to_get_it(tmp_path):

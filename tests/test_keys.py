@@ -51,7 +51,7 @@ def test_config_keys_lists_every_schema_key_with_its_type_default_and_meaning(ca
     assert rows["data.root"].endswith("folder holding MNIST/raw (torchvision layout)")  # the schema's comment
     assert "(one of: task, class, domain)" in rows["scenario"]
     assert f"(one of: {', '.join(STREAMS.builtin())}, or <module>:<function> for your own)" in rows["data.stream"]
-    assert "(one of: mlp, or <module>:<function> for your own)" in rows["backbone.name"]
+    assert "(one of: conv, conv1d, mlp, resnet18, vit_b_16, or <module>:<function> for your own)" in rows["backbone.name"]
 
 
 def test_config_keys_takes_a_prefix_and_refuses_an_unknown_one(capsys):

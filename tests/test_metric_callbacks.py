@@ -8,6 +8,7 @@ import torch
 
 from continual.config import load_config
 from continual.data.streams import build_stream
+from continual.features import extract_features
 from continual.build import build_method
 from continual.metrics.forgetting import Forgetting
 from continual.metrics.padded import padded_counts, rates
@@ -119,7 +120,7 @@ def test_padded_counts_and_win_rates_by_hand():
 
 def test_router_padded_slots_never_win():
     cfg = load_config(None, ["method=router", "router.n_v=4", "router.h=16", "logger.kind=none"])
-    stream = build_stream(cfg.data, cfg.seed)
+    stream = extract_features(cfg, build_stream(cfg.data, cfg.seed))
     module = build_method(cfg, stream).eval()
     for t in range(len(stream)):
         module.memories[t].gates[0].data.normal_(0, 3)  # an untrained, arbitrary network

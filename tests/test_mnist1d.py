@@ -32,14 +32,14 @@ def root(tmp_path_factory):
 
 def test_five_tasks_of_two_digits_of_40_samples(root):
     s = build_stream(data_cfg(root), seed=0)
-    assert s.name == "split_mnist1d" and len(s) == 5 and s.n_features == 40 and s.n_classes == 10
+    assert s.name == "split_mnist1d" and len(s) == 5 and s.n_features == 40 and s.input_shape == (1, 40) and s.n_classes == 10
     assert s.task_classes == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
     data = np.load(cache_path(root, generator_args()))
     assert data["x"].shape == (4000, 40) and data["x_test"].shape == (1000, 40)
     for t in s.tasks:
         for split in ("train", "val", "test"):
             x, y = t.split(split)
-            assert x.shape == (len(y), 40) and x.dtype == torch.float32 and set(y.tolist()) == set(t.classes)
+            assert x.shape == (len(y), 1, 40) and x.dtype == torch.float32 and set(y.tolist()) == set(t.classes)
     # the whole training set, split 90/10 into train and val, and the whole test set: nothing lost
     assert sum(len(t.y_train) + len(t.y_val) for t in s.tasks) == 4000 and sum(len(t.y_test) for t in s.tasks) == 1000
     t1 = s.tasks[1]

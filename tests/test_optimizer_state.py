@@ -9,6 +9,7 @@ from continual.cli.main import main
 from continual.config import load_config
 from continual.data.datamodule import TaskStreamDataModule
 from continual.data.streams import build_stream
+from continual.features import extract_features
 from continual.build import build_method
 
 STEPS = 3
@@ -18,7 +19,7 @@ def adam_state_after_two_tasks(carry: bool):
     """Fit tasks 1 and 2 for STEPS steps each; the first hidden weight's Adam state at the end of
     each task."""
     cfg = load_config(None, [f"optim.carry_state={str(carry).lower()}"])
-    stream = build_stream(cfg.data, cfg.seed)
+    stream = extract_features(cfg, build_stream(cfg.data, cfg.seed))
     module = build_method(cfg, stream)
     dm = TaskStreamDataModule(stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
     weight = module.net.hidden[0].weight

@@ -107,9 +107,9 @@ def test_every_builtin_stream_says_what_it_is():
 
 @pytest.mark.parametrize("override,message", [
     ("data.stream=split_digitz", "data.stream='split_digitz' is not valid (did you mean 'split_digits'?); choose one of: custom, "),
-    ("backbone.name=mpl", "backbone.name='mpl' is not valid (did you mean 'mlp'?); choose one of: mlp, or <module>:<function> for your own backbone"),
+    ("backbone.name=mpl", "backbone.name='mpl' is not valid (did you mean 'mlp'?); choose one of: conv, conv1d, mlp, resnet18, vit_b_16, or <module>:<function> for your own backbone"),
     ("data.stream=no_such_streams:f", "data.stream='no_such_streams:f': module 'no_such_streams' not found"),
-    ("backbone.name=torch:nn", "backbone.name='torch:nn': 'nn' in torch is module, not a function (cfg, stream, n_out) -> nn.Module"),
+    ("backbone.name=torch:nn", "backbone.name='torch:nn': 'nn' in torch is module, not a function (cfg, input_shape) -> nn.Module (a feature extractor)"),
 ])
 def test_a_bad_stream_or_backbone_is_refused_before_the_run_in_one_line(override, message, capsys, tmp_path):
     assert main(["fit", override, f"output_dir={tmp_path / 'run'}", *QUIET]) == 2
@@ -163,16 +163,17 @@ def test_the_backbones_walkthrough_runs_through_continual_fit(tmp_path, monkeypa
     monkeypatch.syspath_prepend(str(tmp_path))
     ns: dict = {}
     exec(compile(test_file, "docs/backbones.md", "exec"), ns)  # noqa: S102 - the page's own test
-    ns["test_orthogonal_mlp_has_orthonormal_rows_and_zero_biases"]()
+    ns["test_orthogonal_projection_keeps_the_geometry_of_the_inputs"]()
     out = tmp_path / "run"
-    args = ["fit", "backbone.name=mybackbones:orthogonal_mlp", "backbone.hidden=[32]", "method=ncm", "ncm.features=hidden"]
+    args = ["fit", "backbone.name=mybackbones:orthogonal_projection", "method=ncm"]
     assert main([*args, *QUIET, f"output_dir={out}"]) == 0
     from continual import load_run
 
-    # the frozen features the run used are the page's backbone, built under the run's seed
+    # the features the run used are the page's extractor, built under the run's seed, on the pixels
     r = load_run(out)
     torch.manual_seed(0)
-    expected = ns["orthogonal_mlp"](r.cfg, r.stream, r.module.net.head.out_features)
-    assert torch.equal(r.module.net.hidden[0].weight, expected.hidden[0].weight)
-    assert _metrics(out)["acc"] > 0.9  # nearest class mean on 32 orthogonal ReLU features, task-IL
+    expected = ns["orthogonal_projection"](r.cfg, (1, 8, 8))
+    raw = build_stream(r.cfg.data, r.cfg.seed).tasks[2].x_test
+    assert r.stream.n_features == 32 and torch.allclose(r.stream.tasks[2].x_test, expected(raw), atol=1e-6)
+    assert _metrics(out)["acc"] > 0.9  # nearest class mean on 32 orthogonal projections of the pixels, task-IL
     sys.modules.pop("mybackbones", None)

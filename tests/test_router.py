@@ -15,6 +15,7 @@ from continual.cli.main import main
 from continual.config import load_config
 from continual.data.datamodule import TaskStreamDataModule
 from continual.data.streams import build_stream
+from continual.features import extract_features
 from continual.experiment import run
 from continual.models.backbones import state_hash
 from helpers import QUICK, comparable
@@ -26,7 +27,7 @@ def train_stream(overrides):
     """Train a router over the whole stream by hand, hashing what must not change."""
     cfg = load_config(None, [*ROUTER, *overrides])
     L.seed_everything(cfg.seed, verbose=False)
-    stream = build_stream(cfg.data, cfg.seed)
+    stream = extract_features(cfg, build_stream(cfg.data, cfg.seed))
     module = build_method(cfg, stream)
     dm = TaskStreamDataModule(stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
     backbone_hash = state_hash(module.net)
@@ -290,7 +291,7 @@ def test_finished_connection_masks_are_kept_as_bits_and_give_the_same_outputs():
     # five epochs: in one, no gate has closed yet
     cfg = load_config(None, [*ROUTER, "router.gate=connections", "router.memories=2", "trainer.max_epochs=5", *SPARSE])
     L.seed_everything(cfg.seed, verbose=False)
-    stream = build_stream(cfg.data, cfg.seed)
+    stream = extract_features(cfg, build_stream(cfg.data, cfg.seed))
     module = build_method(cfg, stream)
     dm = TaskStreamDataModule(stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
     x = torch.cat([t.x_test for t in stream.tasks])

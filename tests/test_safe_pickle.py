@@ -67,9 +67,9 @@ def test_cifar_batches_load_exactly_in_every_format(tmp_path, fmt):
         assert b"cnumpy.core.multiarray\n_reconstruct\n" in (tmp_path / FOLDER / "test_batch").read_bytes()
     x_train, y_train, x_test, y_test = load_cifar(str(tmp_path), download=False, name="cifar10")
     train_data = np.concatenate([written[f]["data"] for f in TRAIN])
-    assert (x_train.numpy() == train_data.astype(np.float32) / 255).all() and x_train.shape == (50, 3072)
+    assert (x_train.numpy() == train_data.astype(np.float32).reshape(-1, 3, 32, 32) / 255).all() and x_train.shape == (50, 3, 32, 32)
     assert y_train.tolist() == sum((written[f]["labels"] for f in TRAIN), [])
-    assert (x_test.numpy() * 255).round().astype(np.uint8).tolist() == written["test_batch"]["data"].tolist()
+    assert (x_test.flatten(1).numpy() * 255).round().astype(np.uint8).tolist() == written["test_batch"]["data"].tolist()
     assert y_test.tolist() == written["test_batch"]["labels"]
 
 

@@ -41,7 +41,7 @@ def test_split_fashion_mnist_reads_idx_files(tmp_path):
     images, labels = raw["t10k"]
     t1 = s.tasks[1]
     keep = np.isin(labels, [2, 3])
-    assert torch.equal(t1.x_test, torch.from_numpy(images[keep].reshape(-1, 784)).float() / 255)
+    assert torch.equal(t1.x_test, torch.from_numpy(images[keep].reshape(-1, 1, 28, 28)).float() / 255)
     assert torch.equal(t1.y_test, torch.from_numpy(labels[keep]).long())
 
 
@@ -85,7 +85,8 @@ def test_split_cifar_reads_pickled_batches(tmp_path, n_classes):
     first = s.tasks[0]
     labels = np.array(test["labels" if n_classes == 10 else "fine_labels"])
     keep = np.isin(labels, first.classes)
-    assert torch.equal(first.x_test, torch.from_numpy(test["data"][keep]).float() / 255)
+    assert s.input_shape == (3, 32, 32)  # channel-major, as CIFAR stores its rows
+    assert torch.equal(first.x_test, torch.from_numpy(test["data"][keep]).float().view(-1, 3, 32, 32) / 255)
 
 
 @pytest.mark.parametrize("stream,missing", [("split_cifar10", "data_batch_1"), ("split_cifar100", "train"), ("split_fashion_mnist", "train-images")])
@@ -97,8 +98,8 @@ def test_missing_files_name_the_file_and_the_fix(tmp_path, stream, missing):
 def test_custom_stream_from_tensors_and_by_name(tmp_path, monkeypatch):
     x, y = torch.rand(60, 2, 3), torch.arange(60) % 4
     s = stream_from_tensors("mine", x, y, x[:20], y[:20], data_cfg(val_fraction=0.0), seed=0)
-    assert s.task_classes == [[0, 1], [2, 3]] and s.n_features == 6
-    assert torch.equal(s.tasks[1].x_train.sort(0).values, x[y >= 2].reshape(-1, 6).sort(0).values)
+    assert s.task_classes == [[0, 1], [2, 3]] and s.n_features == 6 and s.input_shape == (2, 3)
+    assert torch.equal(s.tasks[1].x_train.reshape(-1, 6).sort(0).values, x[y >= 2].reshape(-1, 6).sort(0).values)
     (tmp_path / "mystreams.py").write_text(
         "import torch\nfrom continual.data.custom import stream_from_tensors\n"
         "def four(cfg, seed):\n    x, y = torch.rand(40, 5), torch.arange(40) % 4\n"

@@ -1,4 +1,4 @@
-"""`continual fit|sweep|compare|config show|config keys`: argparse only at import, heavy modules loaded per command."""
+"""`continual fit|features|sweep|compare|config show|config keys`: argparse only at import, heavy modules loaded per command."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ EPILOG = """examples:
   continual fit --config split_mnist.yaml data.root=/data scenario=class
   continual config show seed=3 trainer.max_epochs=2
   continual config keys router                     # every router.* key: type, default, meaning
+  continual features backbone.name=conv            # cache the extractor's features (then: continual fit ... data.features=true)
   continual sweep sweeps/router_grid_h_nv.yaml data.root=/data   # a W&B sweep file, no W&B server needed
   continual compare --config compare/vandeven2019_split_mnist.yaml data.root=/data
 """
@@ -80,6 +81,8 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--seeds", default=None, metavar="LIST", help="seeds instead of the config's, e.g. 0-19 or 0,3,5")
     cmp.add_argument("--only", default=None, metavar="CELLS", help="run only these rows, scenarios or row/scenario, comma-separated, e.g. none/domain,lwf/class")
     cmp.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every cell, e.g. data.root=/data")
+    feats = sub.add_parser("features", help="precompute the backbone extractor's features of every split into <data.root>/features/ (data.features=true)")
+    _add_config_args(feats)
     cfg = sub.add_parser("config", help="inspect configs")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="print the resolved config")
@@ -162,6 +165,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             from omegaconf import OmegaConf
 
             print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+            return 0
+        if args.command == "features":
+            from continual.features import precompute
+
+            print(f"features cached under {precompute(cfg)}")
             return 0
         from continual.experiment import run
 

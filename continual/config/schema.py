@@ -42,6 +42,7 @@ class DataConfig:
     eval_batch_size: int = positive(8192, integer=True)  # test-pass batch
     custom: Optional[str] = None  # stream=custom: "module:function" returning a Stream, see continual.data.custom
     rotations: Optional[List[float]] = None  # rotated_mnist: degrees per task; None: evenly over [0, 180)
+    features: bool = volatile(False)  # cache the backbone extractor's features of every split under <root>/features/ (reused by later runs)
 
 
 @dataclass
@@ -55,7 +56,8 @@ class PretrainConfig:
 
 @dataclass
 class BackboneConfig:
-    name: str = plugin("mlp", "continual.models.backbones:BACKBONES")  # the backbone network (docs/backbones.md)
+    name: str = plugin("mlp", "continual.models.backbones:BACKBONES")  # the frozen feature extractor before the MLP; mlp: none, the raw inputs (docs/backbones.md)
+    weights: Optional[str] = None  # the extractor's weights: a state_dict file or a torchvision name (ResNet18_Weights.IMAGENET1K_V1); None: random
     hidden: List[int] = each(positive(1, integer=True), "a non-empty list of positive widths", default_factory=lambda: [400, 400])  # the MLP's hidden widths
     activation: str = choice("relu", ("relu", "tanh", "gelu"))  # hidden-layer nonlinearity
     init: str = choice("random", ("random", "pretrain", "checkpoint"))  # where the backbone's weights come from

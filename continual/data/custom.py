@@ -44,14 +44,15 @@ def _check_tensors(name: str, x_train, y_train, x_test, y_test) -> int:
             raise DataError(f"custom stream '{name}': x_{split} has {len(x)} rows but y_{split} has {tuple(y.shape)} labels; {fix}")
         if not len(y):
             raise DataError(f"custom stream '{name}': the {split} split is empty; {fix}")
-        if not x.shape[1]:
+        if x.ndim < 2 or not x[0].numel():
             raise DataError(f"custom stream '{name}': x_{split} has no features per sample (shape {tuple(x.shape)}); {fix}")
         if not torch.isfinite(x).all():
             raise DataError(f"custom stream '{name}': x_{split} holds NaN or inf values; {fix}")
         if (y < 0).any():
             raise DataError(f"custom stream '{name}': y_{split} holds negative labels {sorted(set(y[y < 0].tolist()))[:5]}; labels are 0..C-1; {fix}")
-    if x_train.shape[1] != x_test.shape[1]:
-        raise DataError(f"custom stream '{name}': x_train has {x_train.shape[1]} features per sample but x_test {x_test.shape[1]}; {fix}")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        what = [f"{x.shape[1]} features" if x.ndim == 2 else f"shape {tuple(x.shape[1:])}" for x in (x_train, x_test)]
+        raise DataError(f"custom stream '{name}': x_train has {what[0]} per sample but x_test {what[1]}; {fix}")
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     present = y_train.unique()  # sorted; every class 0..n_classes-1 must be among them
     if len(present) < n_classes:
@@ -65,15 +66,26 @@ def _check_tensors(name: str, x_train, y_train, x_test, y_test) -> int:
 
 
 def stream_from_tensors(name: str, x_train, y_train, x_test, y_test, cfg: DictConfig, seed: int = 0) -> Stream:
-    """Split labelled tensors (any shape per sample; flattened to float32) into tasks."""
+    """Split labelled tensors into tasks: float32, each sample keeps its shape (images as
+    [channels, height, width] for a conv backbone; one number per sample becomes [1])."""
     x_train, x_test = (torch.as_tensor(x).float() for x in (x_train, x_test))
-    x_train, x_test = (x.flatten(1) if x.ndim > 1 else x.reshape(-1, 1) for x in (x_train, x_test))
+    x_train, x_test = (x if x.ndim > 1 else x.reshape(-1, 1) for x in (x_train, x_test))
     y_train, y_test = _labels(name, "train", y_train), _labels(name, "test", y_test)
     n_classes = _check_tensors(name, x_train, y_train, x_test, y_test)
     return split_stream(name, (x_train, y_train, x_test, y_test), cfg, seed, n_classes)
 
 
+def _channels_first(x: torch.Tensor) -> torch.Tensor:
+    if x.ndim == 3:
+        return x.unsqueeze(1)
+    if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        return x.permute(0, 3, 1, 2).contiguous()
+    return x
+
+
 def stream_from_torchvision(name: str, train, test, cfg: DictConfig, seed: int = 0, scale: float = 255.0) -> Stream:
-    """A torchvision data set pair exposing `.data` and `.targets` (MNIST-like, CIFAR-like)."""
-    xs = [torch.as_tensor(ds.data).float() / scale for ds in (train, test)]
+    """A torchvision data set pair exposing `.data` and `.targets` (MNIST-like, CIFAR-like), as
+    [N, channels, height, width] images: MNIST-like [N, H, W] gains a channel, CIFAR-like
+    [N, H, W, 3] (channels last, as torchvision stores it) is put channels first."""
+    xs = [_channels_first(torch.as_tensor(ds.data).float() / scale) for ds in (train, test)]
     return stream_from_tensors(name, xs[0], train.targets, xs[1], test.targets, cfg, seed)

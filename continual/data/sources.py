@@ -1,4 +1,5 @@
-"""Raw data sets as whole tensors: images flattened to float32 in [0, 1], integer labels.
+"""Raw data sets as whole tensors: images as float32 [N, channels, height, width] in [0, 1],
+integer labels.
 
 Each source returns `(x_train, y_train, x_test, y_test)`; splitting into tasks happens in
 `continual.data.streams`. Files that are missing or unreadable raise a one-line `DataError`
@@ -33,7 +34,7 @@ def load_digits(test_fraction: float, seed: int) -> Arrays:
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
-    x = torch.from_numpy(bunch.data.astype(np.float32) / 16.0)
+    x = torch.from_numpy(bunch.data.astype(np.float32) / 16.0).view(-1, 1, 8, 8)
     y = torch.from_numpy(bunch.target.astype(np.int64))
     gen = torch.Generator().manual_seed(seed)
     test = torch.zeros(len(y), dtype=torch.bool)
@@ -45,11 +46,11 @@ def load_digits(test_fraction: float, seed: int) -> Arrays:
 
 
 def at_mnist_layout(x: torch.Tensor) -> torch.Tensor:
-    """[N, 64] 8x8 digits -> [N, 784]: drawn as MNIST draws its digits, scaled to a 20x20 box
+    """8x8 digits ([N, 64] or [N, 1, 8, 8]) -> [N, 1, 28, 28]: drawn as MNIST draws its digits, scaled to a 20x20 box
     (bilinear) centred in 28x28. Other writers' digits at MNIST's input size: a pretraining set
     for MNIST streams that shares none of their images."""
     img = torch.nn.functional.interpolate(x.view(-1, 1, 8, 8), size=(20, 20), mode="bilinear", align_corners=False)
-    return torch.nn.functional.pad(img, (4, 4, 4, 4)).flatten(1).clamp_(0.0, 1.0)
+    return torch.nn.functional.pad(img, (4, 4, 4, 4)).clamp_(0.0, 1.0)
 
 
 def load_mnist(root: str, download: bool, name: str = "MNIST") -> Arrays:
@@ -91,7 +92,7 @@ def load_mnist(root: str, download: bool, name: str = "MNIST") -> Arrays:
             raise DataError(
                 f"{name} file '{raw}/{split}-labels-idx1-ubyte' holds {what}; the file is corrupt: delete it and re-download"
             )
-        splits += [x.reshape(len(x), -1).float().div_(255.0), y.long()]
+        splits += [x.reshape(len(x), 1, 28, 28).float().div_(255.0), y.long()]
     return tuple(splits)  # type: ignore[return-value]
 
 
@@ -102,7 +103,7 @@ CIFAR = {  # name -> (folder, train files, test files, label key, torchvision cl
 
 
 def load_cifar(root: str, download: bool, name: str) -> Arrays:
-    """CIFAR-10/100 from the python pickle batches torchvision writes, flattened to 3072 floats
+    """CIFAR-10/100 from the python pickle batches torchvision writes, as [N, 3, 32, 32] images
     (channel-major, as stored). Read directly, so files are never re-hashed or re-downloaded, and
     through `safe_pickle`, so a crafted batch is refused before any code in it runs."""
     folder, train_files, test_files, key, tv_name = CIFAR[name]
@@ -133,5 +134,5 @@ def load_cifar(root: str, download: bool, name: str) -> Arrays:
                 raise
             except Exception as err:
                 raise DataError(f"{name} file '{base / f}' is unreadable or corrupt ({type(err).__name__}: {err}); {fix}") from None
-        splits += [torch.from_numpy(np.concatenate(xs)).float().div_(255.0), torch.from_numpy(np.concatenate(ys))]
+        splits += [torch.from_numpy(np.concatenate(xs)).float().div_(255.0).view(-1, 3, 32, 32), torch.from_numpy(np.concatenate(ys))]
     return tuple(splits)  # type: ignore[return-value]

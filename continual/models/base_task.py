@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from continual.errors import ConfigError
+from continual.models.backbones import build_extractor
 from continual.models.backbones import mlp as mlp_backbone
 from continual.models.mlp import MLP
 from continual.rundir.files import atomic_write
@@ -59,9 +60,6 @@ def cache_path(cfg: DictConfig) -> Path:
     return Path(cfg.data.root) / "base" / f"{cache_key(cfg)}.pt"
 
 
-def _extractor(cfg: DictConfig, stream) -> nn.Module:
-    """The feature extractor in front of the MLP (none yet: the MLP reads the flat inputs)."""
-    return nn.Flatten()
 
 
 def train_base(cfg: DictConfig, stream) -> tuple[nn.Module, MLP, float]:
@@ -71,9 +69,10 @@ def train_base(cfg: DictConfig, stream) -> tuple[nn.Module, MLP, float]:
     index[torch.tensor(task.classes)] = torch.arange(len(task.classes))  # global class -> base-head output
     with torch.random.fork_rng():  # the run's global RNG (the method's init) is the same with or without a cache hit
         torch.manual_seed(cfg.seed)
-        extractor = _extractor(cfg, stream)
+        extractor = build_extractor(cfg, stream.input_shape)  # frozen, in eval mode: thawed to be trained here
         with torch.no_grad():
             width = extractor(task.x_train[:1]).shape[1]  # the MLP reads the extractor's features
+        extractor.requires_grad_(True).train()
         net = MLP(width, list(b.hidden), len(task.classes), b.activation)
         acc = mlp_backbone.train_supervised(extractor, net, (task.x_train, index[task.y_train]), b.pretrain, cfg.seed,
                                             val=(task.x_val, index[task.y_val]))
@@ -91,6 +90,14 @@ def base_backbone(cfg: DictConfig, stream) -> dict:
     torch.save(state, buf)
     atomic_write(path, buf.getvalue())
     return state
+
+
+def base_extractor(cfg: DictConfig, stream) -> nn.Module:
+    """The frozen extractor trained on the base task (`stream`: the raw stream, images as images),
+    for the features every method then sees (`continual.features`)."""
+    extractor = build_extractor(cfg, stream.input_shape)
+    extractor.load_state_dict(base_backbone(cfg, stream)["extractor"])
+    return extractor
 
 
 def apply_base(cfg: DictConfig, stream, net: nn.Module) -> nn.Module:

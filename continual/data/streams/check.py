@@ -11,6 +11,8 @@ building that stream takes (1.6 s measured on a loaded 2-core machine).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from continual.data.streams.cutting import Stream, Task
@@ -35,6 +37,11 @@ def check_stream(stream: Stream, eval_split: str = "test") -> None:
         value = getattr(stream, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise DataError(f"stream '{stream.name}' has {name}={value!r}; it must be a positive integer; {fix}")
+    shape = stream.input_shape
+    if not isinstance(shape, tuple) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise DataError(f"stream '{stream.name}' has input_shape={shape!r}; it must be a tuple of positive integers (one sample's shape); {fix}")
+    if math.prod(shape) != stream.n_features:
+        raise DataError(f"stream '{stream.name}' has input_shape={shape} but n_features={stream.n_features}, not their product {math.prod(shape)}; {fix}")
     for i, task in enumerate(stream.tasks):
         _check_classes(stream, i, task, fix)
     for i, task in enumerate(stream.tasks):
@@ -67,8 +74,10 @@ def _check_split(stream: Stream, i: int, task: Task, split: str, used: bool, fix
     where = f"stream '{stream.name}', task {i + 1} (classes {_few(task.classes)}), {split} split"
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise DataError(f"{where}: x_{split} and y_{split} must be torch tensors, not {type(x).__name__} and {type(y).__name__}; {fix}")
-    if x.ndim != 2 or x.shape[1] != stream.n_features:
-        raise DataError(f"{where}: x_{split} has shape {tuple(x.shape)}, not [samples, n_features={stream.n_features}]; {fix}")
+    if tuple(x.shape[1:]) != stream.input_shape:
+        shape = stream.input_shape
+        want = f"n_features={stream.n_features}" if len(shape) == 1 else f"*input_shape={shape}"
+        raise DataError(f"{where}: x_{split} has shape {tuple(x.shape)}, not [samples, {want}]; {fix}")
     if not x.is_floating_point():
         raise DataError(f"{where}: x_{split} is {x.dtype}; inputs must be floating point (e.g. x.float()); {fix}")
     if y.ndim != 1 or len(y) != len(x):

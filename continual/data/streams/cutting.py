@@ -1,13 +1,16 @@
 """Task streams `T1: S1, S2, ...; T2: ...`: a data set cut into an ordered list of tasks, the
 ways every stream file (and your own) cuts one: by classes, by permutation, by rotation.
 
-A task holds its classes and its train/val/test tensors. Labels are *global* class ids,
+A task holds its classes and its train/val/test tensors. Inputs keep their shape (images
+as [N, channels, height, width]: `Stream.input_shape`); only the MLP sees vectors, after the
+backbone's extractor (`continual.features`). Labels are *global* class ids,
 unique across the stream (Split-MNIST keeps the digit; Permuted-MNIST task t maps digit d to
 10*t + d), so every scenario can derive its targets from them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,11 +38,21 @@ class Task:
 
 @dataclass
 class Stream:
+    """`input_shape` is the shape of one sample (x tensors are [N, *input_shape]); a stream of flat
+    vectors may give `n_features` alone (input_shape (n_features,)). `n_features` is always the
+    number of values per sample, prod(input_shape)."""
+
     name: str
     tasks: list[Task]
     n_features: int
     n_classes: int  # global class ids are 0..n_classes-1
     meta: dict = field(default_factory=dict)
+    input_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if self.input_shape is None:
+            self.input_shape = (self.n_features,)
+        self.input_shape = tuple(self.input_shape)
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -87,6 +100,12 @@ def _check_task(name: str, task: Task, cfg: DictConfig) -> None:
     if not len(task.split(split)[1]):
         fix = {"val": "raise data.val_fraction", "test": "raise data.test_fraction" if name == "split_digits" else "give its classes test samples"}
         raise ConfigError(f"{where} has no {split} samples to evaluate; {fix[split]}")
+
+
+def shaped_stream(name: str, tasks: list[Task], x: torch.Tensor, n_classes: int, meta: dict | None = None) -> Stream:
+    """A stream whose samples have the shape of `x`'s rows."""
+    shape = tuple(x.shape[1:])
+    return Stream(name, tasks, math.prod(shape), n_classes, meta or {}, input_shape=shape)
 
 
 def _task_sizes(name: str, cfg: DictConfig, order: list[int], n_source_classes: int) -> list[int]:
@@ -154,7 +173,7 @@ def split_stream(name: str, arrays, cfg: DictConfig, seed: int, n_source_classes
         tasks.append(Task(t, classes, classes, xt, yt, xv, yv, x_te[in_te], y_te[in_te]))
         _check_task(name, tasks[-1], cfg)
     meta = {"class_order": order[: sum(sizes)], **({"base_classes": cfg.base_classes} if cfg.get("base_classes") is not None else {})}
-    return Stream(name, tasks, x_tr.shape[1], n_source_classes, meta)
+    return shaped_stream(name, tasks, x_tr, n_source_classes, meta)
 
 
 def transformed_stream(name: str, arrays, cfg: DictConfig, transforms: list, gen: torch.Generator) -> Stream:
@@ -170,13 +189,13 @@ def transformed_stream(name: str, arrays, cfg: DictConfig, transforms: list, gen
         classes = list(range(n_src * t, n_src * (t + 1)))
         tasks.append(Task(t, classes, list(range(n_src)), xt, yt, xv, yv, f(x_te), y_te + n_src * t))
         _check_task(name, tasks[-1], cfg)
-    return Stream(name, tasks, x_tr.shape[1], n_src * len(transforms))
+    return shaped_stream(name, tasks, x_tr, n_src * len(transforms))
 
 
 def permuted_stream(name: str, arrays, cfg: DictConfig, seed: int) -> Stream:
     """Each task is the whole data set under its own fixed pixel permutation (task 0: none)."""
     n_tasks = cfg.n_tasks if cfg.n_tasks is not None else 10
-    n_px = arrays[0].shape[1]
+    n_px = arrays[0][0].numel()
     gen = torch.Generator().manual_seed(seed)
     # drawn one task at a time, interleaved with that task's hold-out split (keeps old streams identical)
     perms: list = []
@@ -185,7 +204,7 @@ def permuted_stream(name: str, arrays, cfg: DictConfig, seed: int) -> Stream:
         def f(x):
             if len(perms) <= t:
                 perms.append(torch.arange(n_px) if t == 0 else torch.randperm(n_px, generator=gen))
-            return x[:, perms[t]]
+            return x.flatten(1)[:, perms[t]].view(x.shape)
 
         return f
 
@@ -200,10 +219,9 @@ def rotated_stream(name: str, arrays, cfg: DictConfig, seed: int) -> Stream:
     angles = list(cfg.rotations) if cfg.rotations is not None else [180.0 * t / n_tasks for t in range(n_tasks)]
     if len(angles) != n_tasks:
         raise ConfigError(f"data.rotations has {len(angles)} angles but data.n_tasks={n_tasks}; give one angle per task")
-    side = int(round(arrays[0].shape[1] ** 0.5))
 
     def turn(angle: float):
-        return lambda x: rotate(x.view(-1, 1, side, side), angle).reshape(len(x), -1)
+        return lambda x: rotate(x, angle)
 
     stream = transformed_stream(name, arrays, cfg, [turn(a) for a in angles], torch.Generator().manual_seed(seed))
     stream.meta["rotations"] = angles

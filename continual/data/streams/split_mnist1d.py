@@ -70,7 +70,8 @@ def _read(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def load_mnist1d(root: str):
-    """(x_train, y_train, x_test, y_test): [4000, 40] float32 sequences and their digits, cached."""
+    """(x_train, y_train, x_test, y_test): [4000, 1, 40] float32 sequences (one channel, for the
+    `conv1d` backbone) and their digits, cached."""
     args = generator_args()
     path = cache_path(root, args)
     arrays = _read(path)
@@ -83,8 +84,8 @@ def load_mnist1d(root: str):
         except StorageError as err:  # a read-only data.root: generate each run instead
             warnings.warn(f"MNIST-1D not cached: {err}", stacklevel=2)
     x, y, x_te, y_te = (arrays[k] for k in ARRAYS)
-    return (torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64)),
-            torch.from_numpy(x_te.astype(np.float32)), torch.from_numpy(y_te.astype(np.int64)))
+    return (torch.from_numpy(x.astype(np.float32)).view(-1, 1, 40), torch.from_numpy(y.astype(np.int64)),
+            torch.from_numpy(x_te.astype(np.float32)).view(-1, 1, 40), torch.from_numpy(y_te.astype(np.int64)))
 
 
 @register("split_mnist1d", source="mnist1d")

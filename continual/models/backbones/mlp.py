@@ -1,4 +1,5 @@
-"""`backbone.name=mlp`: Linear -> activation blocks (`backbone.hidden`, `backbone.activation`) and a
+"""`backbone.name=mlp`: no extractor (raw inputs, flattened, reach the MLP as they are); and the MLP
+every backbone ends in: Linear -> activation blocks (`backbone.hidden`, `backbone.activation`) and a
 linear head, its weights random, pretrained (`backbone.pretrain.*`) or from a checkpoint.
 """
 
@@ -15,7 +16,7 @@ from torch import nn
 from continual.data import sources
 from continual.data.streams import STREAMS, Stream
 from continual.errors import CheckpointError, ConfigError
-from continual.models.backbones import register
+from continual.models.backbones import build_extractor, extract, register
 from continual.models.mlp import MLP
 
 
@@ -27,9 +28,10 @@ def _pretrain_data(cfg: DictConfig, stream: Stream, seed: int):
             x = sources.at_mnist_layout(x)
     else:
         x, y, _, _ = sources.load_mnist(cfg.data.root, cfg.data.download)
+    x = extract(build_extractor(cfg, tuple(x.shape[1:])), x, cfg.data.eval_batch_size)  # the stream's extractor: the MLP sees its features
     if x.shape[1] != stream.n_features:
         raise ConfigError(
-            f"backbone.pretrain.dataset={p.dataset} has {x.shape[1]} input features but stream "
+            f"backbone.pretrain.dataset={p.dataset} has {x.shape[1]} features (after backbone.name={cfg.backbone.name}) but stream "
             f"{stream.name} has {stream.n_features}; pretrain on a data set of the same input size"
         )
     classes = sorted(set(p.classes)) if p.classes is not None else sorted(y.unique().tolist())
@@ -119,8 +121,13 @@ def load_checkpoint(path: str, net: MLP) -> None:
 
 
 @register("mlp")
-def mlp(cfg: DictConfig, stream: Stream, n_out: int) -> MLP:
-    """an MLP (backbone.hidden, backbone.activation); weights: backbone.init=random|pretrain|checkpoint"""
+def mlp(cfg: DictConfig, input_shape: tuple[int, ...]) -> nn.Module:
+    """no extractor: the raw inputs, flattened, are the MLP's (backbone.hidden) inputs"""
+    return nn.Flatten()
+
+
+def build_mlp(cfg: DictConfig, stream: Stream, n_out: int) -> MLP:
+    """The MLP (backbone.hidden, backbone.activation) on the stream's features; weights: backbone.init=random|pretrain|checkpoint."""
     b = cfg.backbone
     net = MLP(stream.n_features, list(b.hidden), n_out, b.activation)
     if b.init == "pretrain":
