@@ -25,6 +25,7 @@ PRETRAIN_DATASETS = ("digits", "digits28", "mnist")  # digits28: the 8x8 digits 
 class DataConfig:
     stream: str = plugin("split_digits", "continual.data.streams:STREAMS")  # the task stream (docs/streams.md)
     root: str = "data"  # folder holding MNIST/raw (torchvision layout)
+    cache_dir: Optional[str] = volatile(None)  # where the caches go (features/, base/, mnist1d/); None: data.root (set it when data.root is read-only or shared)
     download: bool = False  # let torchvision download missing files (needs network)
     n_tasks: Optional[int] = positive(None, integer=True)  # default: 5 for split streams, 10 for permuted
     # split streams only: classes per task, or a list of them, one per task (e.g. [2, 3, 5]: tasks of unequal size)
@@ -42,7 +43,7 @@ class DataConfig:
     eval_batch_size: int = positive(8192, integer=True)  # test-pass batch
     custom: Optional[str] = None  # stream=custom: "module:function" returning a Stream, see continual.data.custom
     rotations: Optional[List[float]] = None  # rotated_mnist: degrees per task; None: evenly over [0, 180)
-    features: bool = volatile(False)  # cache the backbone extractor's features of every split under <root>/features/ (reused by later runs)
+    features: bool = volatile(False)  # cache the backbone extractor's features of every split under <cache_dir>/features/ (reused by later runs)
 
 
 @dataclass

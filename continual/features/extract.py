@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from continual.data import cache_root
 from continual.data.streams import Stream
 from continual.features import cache
 from continual.models.backbones import build_extractor, extract
@@ -57,7 +58,7 @@ def features_stream(stream: Stream, extractor: nn.Module, cfg: DictConfig, progr
             feats, file = None, None
             if cfg.data.features:
                 digest = cache.key(inputs, extractor, device)
-                file = cache.path(cfg.data.root, stream.name, split, cfg.backbone.name, digest)
+                file = cache.path(cache_root(cfg.data), stream.name, split, cfg.backbone.name, digest)
                 feats = cache.read(file, digest, [len(x) for x in inputs])
             if feats is None:
                 feats = []
@@ -92,4 +93,4 @@ def precompute(cfg: DictConfig) -> Path:
     stream = build_stream(cfg.data, cfg.seed)
     check_stream(stream, cfg.data.eval_split)
     extract_features(cfg, stream, progress=True)
-    return Path(cfg.data.root) / cache.FOLDER
+    return cache_root(cfg.data) / cache.FOLDER

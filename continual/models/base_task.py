@@ -5,7 +5,7 @@ This is the exemplar-free class-incremental standard (FeTrIL, FeCAM, PASS "B50")
 "frozen pretrained" setting: the backbone has seen data of the stream's domain, never a class still
 to come. It trains the extractor and the MLP on task 0's training split (`train_supervised`, with
 `backbone.pretrain.epochs/lr/batch_size`), keeps the epoch of the best accuracy on task 0's own
-validation split, and caches the result under `<data.root>/base/<key>.pt`, keyed by a content hash
+validation split, and caches the result under `<data.cache_dir or data.root>/base/<key>.pt`, keyed by a content hash
 of everything that decides those weights, so later runs, compare cells and sweep trials reuse it.
 The method is then built on those weights and the loop runs over every task, task 0 included.
 """
@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from continual.data import cache_root
 from continual.errors import ConfigError
 from continual.models.backbones import build_extractor
 from continual.models.backbones import mlp as mlp_backbone
@@ -28,7 +29,7 @@ from continual.models.mlp import MLP
 from continual.rundir.files import atomic_write
 
 # data keys that cannot change the base task's samples (where data lives, batching, which split is scored)
-_NOT_IN_KEY = ("root", "download", "batch_size", "eval_batch_size", "eval_split")
+_NOT_IN_KEY = ("root", "cache_dir", "download", "batch_size", "eval_batch_size", "eval_split")
 VERSION = 1  # bump when the training below changes: old cache files are then not reused
 
 
@@ -57,7 +58,7 @@ def cache_key(cfg: DictConfig) -> str:
 
 
 def cache_path(cfg: DictConfig) -> Path:
-    return Path(cfg.data.root) / "base" / f"{cache_key(cfg)}.pt"
+    return cache_root(cfg.data) / "base" / f"{cache_key(cfg)}.pt"
 
 
 

@@ -11,6 +11,7 @@ unique across the stream (Split-MNIST keeps the digit; Permuted-MNIST task t map
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,10 +135,17 @@ def _task_sizes(name: str, cfg: DictConfig, order: list[int], n_source_classes: 
         return base_sizes + per
     if per > room:
         raise ConfigError(f"data.classes_per_task={per} exceeds the {room} classes of {name}; set data.classes_per_task<={room}")
-    n_tasks = n_tasks if n_tasks is not None else len(base_sizes) + room // per
+    # after a base task the classes left need not divide: the last incremental task takes the rest
+    # (Split-MNIST B5 in tasks of 2: [5, 2, 2, 1]), said in one warning
+    rest = room % per if base is not None and n_tasks is None else 0
+    n_tasks = n_tasks if n_tasks is not None else len(base_sizes) + room // per + (rest > 0)
     if base is not None and n_tasks < 2:
         raise ConfigError(f"data.n_tasks={n_tasks} leaves no incremental task after the base task; set data.n_tasks>=2 or drop it")
-    sizes = (base_sizes + [per] * n_tasks)[:n_tasks]
+    sizes = (base_sizes + [per] * (n_tasks - len(base_sizes) - (rest > 0)) + [rest] * (rest > 0))[:n_tasks]
+    if rest:
+        warnings.warn(f"data.classes_per_task={per} does not divide the {room} classes after data.base_classes={base}: "
+                      f"the last task holds {rest} (tasks of {sizes} classes); set data.n_tasks={n_tasks - 1} to leave them out",
+                      stacklevel=2)
     if sum(sizes) > len(order):
         base_part = f"data.base_classes={base} + {n_tasks - 1}" if base is not None else f"data.n_tasks={n_tasks}"
         raise ConfigError(

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from continual.data import cache_root
 from continual.data.streams import register
 from continual.data.streams.cutting import split_stream
 from continual.errors import StorageError
@@ -90,5 +91,5 @@ def load_mnist1d(root: str):
 
 @register("split_mnist1d", source="mnist1d")
 def split_mnist1d(cfg, seed):
-    """MNIST-1D (generated offline, cached in data.root), data.classes_per_task classes per task"""
-    return split_stream("split_mnist1d", load_mnist1d(cfg.root), cfg, seed)
+    """MNIST-1D (generated offline, cached in data.cache_dir or data.root), data.classes_per_task classes per task"""
+    return split_stream("split_mnist1d", load_mnist1d(cache_root(cfg)), cfg, seed)
