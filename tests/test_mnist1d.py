@@ -43,7 +43,7 @@ def test_five_tasks_of_two_digits_of_40_samples(root):
     # the whole training set, split 90/10 into train and val, and the whole test set: nothing lost
     assert sum(len(t.y_train) + len(t.y_val) for t in s.tasks) == 4000 and sum(len(t.y_test) for t in s.tasks) == 1000
     t1 = s.tasks[1]
-    assert torch.equal(t1.x_test, torch.from_numpy(data["x_test"][np.isin(data["y_test"], [2, 3])]).float())
+    assert torch.equal(t1.x_test, torch.from_numpy(data["x_test"][np.isin(data["y_test"], [2, 3])]).float().view(-1, 1, 40))
     assert round(len(t1.y_val) / (len(t1.y_train) + len(t1.y_val)), 2) == 0.1
 
 

@@ -104,11 +104,11 @@ def test_scenarios_on_unequal_tasks_by_hand():
 
 def test_router_pads_each_task_to_the_largest_and_the_padded_metric_counts_it():
     """N_v defaults to the largest task (3): task 1 has 2 padded slots, task 2 one, task 3 none."""
-    from continual import load_config
+    from continual import extract_features, load_config
     from continual.build import build_method
 
     cfg = load_config(None, ["method=router", "router.h=16", "data.classes_per_task=[1,2,3]", "logger.kind=none"])
-    stream = build_stream(cfg.data, cfg.seed)
+    stream = extract_features(cfg, build_stream(cfg.data, cfg.seed))  # the flat features the method sees
     module = build_method(cfg, stream).eval()
     assert module.within_task.n_v == 3
     for t in range(len(stream)):
