@@ -22,9 +22,9 @@ def run_grid(grid: spec.Grid, shard: tuple[int, int] = (1, 1)) -> tuple[dict, li
     """{(row, scenario, seed): metrics, or the error of a failed cell} for every finished or failed
     cell, every cell's config (checked before any cell runs), and the folders of the cells still
     running in another process."""
-    grid.out.mkdir(parents=True, exist_ok=True)
     runner, keys, cells = Runner("compare", "cell", "--out"), list(grid.cells()), grid.run_cells()
     configs = runner.check(cells)
+    grid.out.mkdir(parents=True, exist_ok=True)  # after the check: a refused grid leaves no folder
     outcomes = runner.run_all(cells, configs, shard)
     results = {key: o.metrics if o.error is None else o.error for key, o in zip(keys, outcomes) if o is not None and o.running is None}
     return results, configs, [cell.run_dir for cell, o in zip(cells, outcomes) if o is not None and o.running is not None]
