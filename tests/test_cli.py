@@ -147,11 +147,6 @@ def test_ctrl_c_after_the_run_wrote_its_results_says_so_and_exits_0(tmp_path, mo
     assert json.loads((out / "metrics.json").read_text())["complete"] is True
 
 
-def test_a_mistyped_logger_kind_gets_the_registry_hint(capsys):
-    assert main(["fit", "logger.kind=wandbb", *QUIET[1:]]) == 2
-    assert "logger.kind='wandbb' is not valid (did you mean 'wandb'?)" in capsys.readouterr().err
-
-
 def test_the_readme_offers_a_cpu_only_torch_and_keeps_the_default_install():
     readme = (ROOT / "README.md").read_text()
     assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in readme

@@ -90,7 +90,9 @@ def logged_metrics() -> list[str]:
 
 def _is_logged(name) -> bool:
     parts = name.split("/") if isinstance(name, str) else []
-    return (len(parts) == 2 and f"final/{parts[1]}" in logged_metrics()) or (
+    if not parts or parts[0] != "final":
+        return False
+    return (len(parts) == 2 and name in logged_metrics()) or (
         len(parts) == 3 and f"final/{parts[1]}/<number>" in logged_metrics() and bool(parts[2]))
 
 
@@ -131,8 +133,9 @@ def candidate_values(name: str, p: dict) -> list:
     raise ConfigError(f"sweep parameter '{name}' needs value, values, or min and max")
 
 
-def validate(spec: dict, check_schema: bool = True, extra: list[str] = ()) -> None:
-    """Raise a one-line ConfigError for the first problem in `spec` (run with the overrides `extra`)."""
+def validate(spec: dict, check_schema: bool = True, extra: list[str] = (), check_start: bool = True) -> None:
+    """Raise a one-line ConfigError for the first problem in `spec` (run with the overrides
+    `extra`); `check_start`: also that the search can propose its first trial."""
     name = spec.get("name", "sweep")
     if spec.get("method") not in METHODS:
         raise ConfigError(f"sweep '{name}': method={spec.get('method')!r} is not valid; choose one of: {', '.join(METHODS)}")
@@ -157,9 +160,10 @@ def validate(spec: dict, check_schema: bool = True, extra: list[str] = ()) -> No
             raise ConfigError(f"sweep '{name}': override '{item}' sets a swept parameter; drop it, or drop {item.split('=', 1)[0]} from the sweep's parameters")
     if check_schema:
         _check_schema(spec, extra)
-    from continual.sweep.search import check_search
+    if check_start:
+        from continual.sweep.search import check_search
 
-    check_search(spec)
+        check_search(spec)
 
 
 def _check_schema(spec: dict, extra: list[str]) -> None:
