@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from helpers import QUICK, QUIET
+from helpers import QUICK
 
 from continual.cli.main import main
 
