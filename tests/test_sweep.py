@@ -84,7 +84,7 @@ def test_offline_grid_sweep_runs_two_fits_and_writes_a_results_table(tmp_path, m
         assert r["status"] == "finished" and r["metric"] == metrics["acc"] and metrics["complete"]
         assert len(list((Path(r["run_dir"]) / "wandb").glob("offline-run-*"))) == 1  # for `wandb sync`
     assert [row["optim.lr"] for row in csv.DictReader((out / "results.csv").open())] == ["0.001", "0.01"]
-    assert "* best (maximize final/acc)" in capsys.readouterr().out
+    assert "* best (maximize final/acc (test))" in capsys.readouterr().out
     assert main(["sweep", str(path), "--dir", str(out)]) == 0  # continuing a finished grid runs nothing
     assert len(json.loads((out / "results.json").read_text())["runs"]) == 2
     (out / "results.json").unlink()  # as if killed after its trials finished, before it wrote their results
