@@ -85,7 +85,8 @@ def logged_metrics() -> list[str]:
     from continual.metrics.registry import metrics
     from continual.run_logger import FINAL_KEYS
 
-    return [f"final/{k}" for k in FINAL_KEYS] + [f"final/{m.key}/<number>" for m in metrics() if m.key not in FINAL_KEYS]
+    own_entry = [m for m in metrics() if m.key in m.entries({})]  # an entry of its own, not spread over the top level
+    return [f"final/{k}" for k in FINAL_KEYS] + [f"final/{m.key}/<number>" for m in own_entry]
 
 
 def _is_logged(name) -> bool:
