@@ -100,7 +100,7 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
     spec = sweep_spec.load_spec(path)
     sweep_spec.validate(spec, extra=list(overrides))
     spec["ranked_on"] = sweep_spec.ranked_split(spec, list(overrides))  # named in results.json and the table
-    warning = sweep_spec.test_split_warning(spec, spec["ranked_on"])
+    warning = sweep_spec.split_warning(spec, spec["ranked_on"])
     if warning:
         print(warning, file=sys.stderr, flush=True)
     if count is None and spec["method"] != "grid":

@@ -111,7 +111,7 @@ def ranked_column(spec: dict) -> str:
     return f"{spec['metric']['name']} ({spec.get('ranked_on', 'test')})"
 
 
-def test_split_warning(spec: dict, split: str) -> str | None:
+def split_warning(spec: dict, split: str) -> str | None:
     """The one-line warning for a sweep that ranks its trials on the test split, else None."""
     if split != "test":
         return None
