@@ -142,8 +142,8 @@ def test_ctrl_c_after_the_run_wrote_its_results_says_so_and_exits_0(tmp_path, mo
     out = tmp_path / "run"
     assert main(["fit", f"output_dir={out}", *QUICK]) == 0
     err = capsys.readouterr().err
-    assert err == (f"continual: Ctrl-C after the run finished: its results are complete in {out} (metrics.json, plots, "
-                   "checkpoints); cut short: the printed summary and the loggers' last upload (W&B: wandb sync the offline run)\n")
+    assert err == (f"continual: Ctrl-C after the run finished: its metrics are complete in {out}/metrics.json; cut short: what "
+                   "follows them (plots, the printed summary, the loggers' last upload: wandb sync uploads an offline W&B run)\n")
     assert json.loads((out / "metrics.json").read_text())["complete"] is True
 
 

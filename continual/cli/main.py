@@ -175,8 +175,8 @@ def _on_ctrl_c_fit(signum, frame) -> None:
     run_dir = os.environ.get(RUN_DIR_ENV)
     if run_dir and finished_metrics(run_dir) is not None:
         done = KeyboardInterrupted(
-            f"Ctrl-C after the run finished: its results are complete in {run_dir} (metrics.json, plots, checkpoints); "
-            "cut short: the printed summary and the loggers' last upload (W&B: wandb sync the offline run)"
+            f"Ctrl-C after the run finished: its metrics are complete in {run_dir}/metrics.json; cut short: what "
+            "follows them (plots, the printed summary, the loggers' last upload: wandb sync uploads an offline W&B run)"
         )
         done.exit_code = 0
         raise done
