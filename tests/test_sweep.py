@@ -137,7 +137,8 @@ def test_identical_failures_stop_the_sweep_and_a_continued_sweep_retries_them(tm
     path, out = write_spec(tmp_path, spec), tmp_path / "sweep"
     broken = ["data.stream=split_mnist", f"data.root={tmp_path / 'nowhere'}"]  # valid config, no data there
     assert main(["sweep", str(path), "--dir", str(out), "--max-failures", "2", *broken]) == 2
-    err = capsys.readouterr().err.strip()
+    warning, err = capsys.readouterr().err.strip().split("\n", 1)
+    assert warning.startswith("continual: warning: sweep 'tiny' ranks its trials on the test split")
     assert err.startswith(f"continual: error: sweep stopped: 2 trials in a row failed the same way, the first ({out / 'run-000'}.log): ")
     assert "MNIST" in err and "\n" not in err
     runs = json.loads((out / "results.json").read_text())["runs"]
