@@ -126,6 +126,8 @@ def _task_loop(cfg: DictConfig, callbacks: Sequence, sigterm: _SigtermNoted) -> 
     warnings.filterwarnings("ignore", "Total length of `list` across ranks is zero")
     # the frozen backbone stays in eval mode on purpose (no dropout/batch-norm updates in it)
     warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode at the start of training")
+    # Lightning 2.6 on torch >= 2.10 warns about its own pytree use on every batch transfer
+    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
     is_zero = rank_zero_only.rank == 0
     check_accelerator(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

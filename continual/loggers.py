@@ -24,7 +24,12 @@ class _StreamSteps:
 
 
 class StreamWandbLogger(_StreamSteps, WandbLogger):
-    pass
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Lightning passes `anonymous=None` to wandb.init even when unset, and wandb >= 0.19 warns
+        # that the setting "has no effect" on every run: pass it only when it was asked for.
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
 
 
 class StreamTensorBoardLogger(_StreamSteps, TensorBoardLogger):

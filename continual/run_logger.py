@@ -21,6 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from continual.errors import ConfigError
+from continual.registry import did_you_mean
 
 FINAL_KEYS = ("acc", "bwt", "fwt", "avg_forgetting")  # logged as final/<key>: what sweeps optimize
 KINDS = ("wandb", "tensorboard", "csv", "mlflow", "none")
@@ -33,7 +34,7 @@ def logger_kinds(cfg: DictConfig) -> list[str]:
     kinds = list(cfg.kind) if OmegaConf.is_list(cfg.kind) or isinstance(cfg.kind, list) else [cfg.kind]
     for kind in kinds:
         if kind not in KINDS:
-            raise ConfigError(f"logger.kind={kind!r} is not valid; choose one or a list of: {', '.join(KINDS)} (e.g. logger.kind=[wandb,csv])")
+            raise ConfigError(f"logger.kind={kind!r} is not valid{did_you_mean(kind, KINDS)}; choose one or a list of: {', '.join(KINDS)} (e.g. logger.kind=[wandb,csv])")
     kinds = [k for k in dict.fromkeys(kinds) if k != "none"]
     for kind in kinds:
         modules, package = _NEEDS.get(kind, ((), None))

@@ -4,14 +4,27 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any, Callable
 
 from continual.errors import ConfigError
 
 
+def _with_current_folder() -> None:
+    """Let user code import from the current folder, as `python -m` would: a console script such
+    as `continual` puts only its own bin folder on sys.path. Appended, so a file there never
+    shadows an installed package."""
+    here = os.getcwd()
+    if not any(os.path.abspath(p or ".") == here for p in sys.path):
+        sys.path.append(here)
+
+
 def import_user_module(module_name: str, setting: str):
-    """Import the user's module that `setting` (e.g. "method='m:C'") names; a one-line ConfigError
-    if it is missing or fails to import (a syntax error in it included)."""
+    """Import the user's module that `setting` (e.g. "method='m:C'") names, from PYTHONPATH or the
+    current folder; a one-line ConfigError if it is missing or fails to import (a syntax error in
+    it included)."""
+    _with_current_folder()
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as err:

@@ -124,7 +124,7 @@ def test_the_step_axis_is_the_same_with_a_trainer_per_task_or_one_trainer(tmp_pa
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("logger.kind=tensorbord", "logger.kind='tensorbord' is not valid; choose one or a list of: wandb, tensorboard, csv, mlflow, none"),
+    ("logger.kind=tensorbord", "logger.kind='tensorbord' is not valid (did you mean 'tensorboard'?); choose one or a list of: wandb, tensorboard, csv, mlflow, none"),
     ("logger.kind=[csv,7]", "logger.kind=7 is not valid"),
     ("trainer.logger=false", "trainer.logger is set by continual; use logger.kind"),
 ])

@@ -107,18 +107,50 @@ def release_process_group() -> None:
         dist.destroy_process_group()
 
 
+def dashed_override(rest: list[str], argv: list[str]) -> str | None:
+    """The hint for a LightningCLI-style `--data.root=/x` (or `--data.root /x`) among the
+    unparsed arguments: overrides here are `key=value`, without dashes. None if there is none."""
+    for item in rest:
+        key, eq, value = item[2:].partition("=")
+        if item.startswith("--") and (eq or "." in key):
+            if not eq:
+                after = argv[argv.index(item) + 1:]
+                value = after[0] if after and not after[0].startswith("-") else "<value>"
+            return f"unrecognized argument '{item}': config overrides are key=value without dashes; write {key}={value}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = ap.parse_known_args(argv)
+    hint = dashed_override(rest, argv)
+    if hint is not None:
+        print(f"continual: error: {hint}", file=sys.stderr)
+        return 2
     # argparse leaves key=value items after an option (`sweep FILE --count 3 data.root=/d`) unparsed
     if rest and (not hasattr(args, "overrides") or any(r.startswith("-") or "=" not in r for r in rest)):
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if rest:
         args.overrides += rest
-    code = _dispatch(args)
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+    except BrokenPipeError:
+        return _stdout_closed()
     if code == 0:
         release_process_group()
     return code
+
+
+def _stdout_closed() -> int:
+    """`continual config keys | head`: the reader left. End quietly with 141 (128 + SIGPIPE), the
+    status a shell reports for `seq 100000 | head` and other Unix tools the pipe closed on; stdout
+    goes to /dev/null so the interpreter's final flush raises nothing either."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
 
 
 def _on_ctrl_c(signum, frame) -> None:
@@ -134,15 +166,32 @@ def _on_ctrl_c(signum, frame) -> None:
     raise KeyboardInterrupted(f"interrupted by Ctrl-C; {how}")
 
 
+def _on_ctrl_c_fit(signum, frame) -> None:
+    """Ctrl-C during `continual fit`: after the run wrote its finished metrics.json, nothing is
+    lost but the end of the output, so say so and exit 0."""
+    import os
+
+    from continual.errors import KeyboardInterrupted
+    from continual.rundir.folder import RUN_DIR_ENV
+    from continual.rundir.results import finished_metrics
+
+    run_dir = os.environ.get(RUN_DIR_ENV)
+    if run_dir and finished_metrics(run_dir) is not None:
+        done = KeyboardInterrupted(
+            f"Ctrl-C after the run finished: its metrics are complete in {run_dir}/metrics.json; cut short: what "
+            "follows them (plots, the printed summary, the loggers' last upload: wandb sync uploads an offline W&B run)"
+        )
+        done.exit_code = 0
+        raise done
+    _on_ctrl_c(signum, frame)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     import signal
-    import warnings
 
     from continual.errors import ContinualError, KeyboardInterrupted
 
-    # Lightning 2.6 on torch >= 2.10 warns about its own pytree use on every batch transfer.
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    previous = signal.signal(signal.SIGINT, _on_ctrl_c)
+    previous = signal.signal(signal.SIGINT, _on_ctrl_c_fit if args.command == "fit" else _on_ctrl_c)
     try:
         if args.command == "sweep":
             from continual.sweep.runner import run_sweep
@@ -176,7 +225,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         run(cfg)
         return 0
     except (ContinualError, KeyboardInterrupted) as err:
-        print(f"continual: error: {err}", file=sys.stderr)
+        print(f"continual: {'error: ' if err.exit_code else ''}{err}", file=sys.stderr)
         return err.exit_code
     finally:
         signal.signal(signal.SIGINT, previous)

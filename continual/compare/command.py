@@ -28,7 +28,6 @@ def run_grid(grid: spec.Grid, shard: tuple[int, int] = (1, 1)) -> tuple[dict, li
     with a `buffer_floats` key is checked before anything runs."""
     from continual.config import load_config
 
-    grid.out.mkdir(parents=True, exist_ok=True)
     runner, keys = Runner("compare", "cell", "--out"), list(grid.cells())
     first = {}
     for key, cell in zip(keys, grid.run_cells()):
@@ -46,6 +45,7 @@ def run_grid(grid: spec.Grid, shard: tuple[int, int] = (1, 1)) -> tuple[dict, li
                 print(f"{c.label}: waits for the stored floats of {grid.budget_from[k[0]]}'s cell {k[1]}/s{k[2]}, not finished yet; "
                       "run this compare again once it is", flush=True)
         stage_configs = runner.check([c for _, c in stage])
+        grid.out.mkdir(parents=True, exist_ok=True)  # after the check: a refused grid leaves no folder
         outcomes = runner.run_all([c for _, c in stage], stage_configs, shard)
         results.update({k: o.metrics if o.error is None else o.error for (k, _), o in zip(stage, outcomes) if o is not None and o.running is None})
         configs += stage_configs

@@ -74,9 +74,16 @@ def _rows(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
 
 
 def key_rows(prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """Every key of the schema and of each built-in method's section (`<method>.<key>`), under `prefix`."""
-    from continual.methods import builtin
+    """Every key of the schema and of each built-in method's section (`<method>.<key>`), under
+    `prefix`; a prefix `<module>:<Class>` lists the keys of your own method."""
+    from continual.methods import builtin, method_class
 
+    if ":" in prefix:
+        cls = method_class(prefix)
+        own = _rows(cls.Config, f"{cls.name}.") if cls.Config is not None else []
+        if not own:
+            raise ConfigError(f"method={prefix} has no keys of its own (no nested Config dataclass)")
+        return [(key, typ, default, f"[method={prefix}] {meaning}") for key, typ, default, meaning in own]
     rows = _rows(Config, "")
     for name, cls in builtin().items():
         if cls.Config is not None:
@@ -84,7 +91,8 @@ def key_rows(prefix: str = "") -> list[tuple[str, str, str, str]]:
     picked = [r for r in rows if not prefix or r[0] == prefix or r[0].startswith(prefix.rstrip(".") + ".")]
     if not picked:
         sections = sorted({r[0].split(".")[0] for r in rows})
-        raise ConfigError(f"no config key is or starts with '{prefix}'; give a key or a section: {', '.join(sections)}")
+        raise ConfigError(f"no config key is or starts with '{prefix}'; give a key or a section: {', '.join(sections)}, "
+                          "or <module>:<Class> for your own method's keys")
     return picked
 
 

@@ -39,7 +39,7 @@ def _write_results(sweep_dir: Path, spec: dict, history: list[dict]) -> None:
     names = list(spec["parameters"])
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["run", *names, spec["metric"]["name"], "status", "run_dir"])
+    w.writerow(["run", *names, sweep_spec.ranked_column(spec), "status", "run_dir"])
     for h in history:
         w.writerow([h["run"], *(h["params"].get(n) for n in names), h["metric"], h["status"], h["run_dir"]])
     atomic_write(sweep_dir / "results.csv", buf.getvalue())
@@ -47,15 +47,15 @@ def _write_results(sweep_dir: Path, spec: dict, history: list[dict]) -> None:
 
 def format_table(spec: dict, history: list[dict]) -> str:
     names = list(spec["parameters"])
-    metric, goal = spec["metric"]["name"], spec["metric"]["goal"]
+    goal = spec["metric"]["goal"]
     done = [h for h in history if h["metric"] is not None]
     best = (max if goal == "maximize" else min)(done, key=lambda h: h["metric"]) if done else None
-    rows = [["run", *names, metric, "status"]]
+    rows = [["run", *names, sweep_spec.ranked_column(spec), "status"]]
     for h in history:
         value = "" if h["metric"] is None else f"{h['metric']:.4f}" + (" *" if h is best else "")
         rows.append([h["run"], *(sweep_spec.format_value(h["params"].get(n)) for n in names), value, h["status"]])
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows) + f"\n* best ({goal} {metric})"
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows) + f"\n* best ({goal} {sweep_spec.ranked_column(spec)})"
 
 
 def trial(spec: dict, params: dict, run_dir: Path, overrides: list[str] = ()) -> Cell:
@@ -77,7 +77,7 @@ def _settle(spec: dict, history: list[dict]) -> bool:
     for h in running:
         metrics = finished_metrics(Path(h["run_dir"]))
         if metrics is not None:
-            h["metric"], h["status"] = metrics.get(sweep_spec.metric_key(spec)), "finished"
+            h["metric"], h["status"] = sweep_spec.metric_value(spec, metrics), "finished"
         elif holder(Path(h["run_dir"])) is None:
             h["status"] = "failed (its process ended before it finished)"
     return bool(running)
@@ -99,6 +99,10 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
     failed with the same error (0: never). Returns the records of the trials this call ran."""
     spec = sweep_spec.load_spec(path)
     sweep_spec.validate(spec, extra=list(overrides))
+    spec["ranked_on"] = sweep_spec.ranked_split(spec, list(overrides))  # named in results.json and the table
+    warning = sweep_spec.split_warning(spec, spec["ranked_on"])
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     if count is None and spec["method"] != "grid":
         raise ConfigError(f"a {spec['method']} search never ends by itself; pass --count N")
     out = Path(sweep_dir or Path("runs") / f"sweep_{spec['name']}")
@@ -118,7 +122,7 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
         cell = trial(spec, params, out / name, overrides)
         (cfg,) = runner.check([cell])
         outcome = runner.run(cell, cfg)
-        value, error = None if outcome.metrics is None else outcome.metrics.get(sweep_spec.metric_key(spec)), outcome.error
+        value, error = None if outcome.metrics is None else sweep_spec.metric_value(spec, outcome.metrics), outcome.error
         if error is None and value is None:
             error = f"no {spec['metric']['name']} in {cell.run_dir}/metrics.json"
         if outcome.running is not None:

@@ -94,6 +94,16 @@ def _bayes(spec: dict, history: list[dict]) -> dict:
     return {k: v["value"].item() if hasattr(v["value"], "item") else v["value"] for k, v in proposal.config.items()}
 
 
+def check_search(spec: dict) -> None:
+    """A one-line ConfigError if the search cannot propose its first trial (a grid over a range,
+    an unknown distribution, bayes without W&B's engine): raised before the sweep folder is made."""
+    if spec["method"] == "bayes":
+        if engine() is None:
+            _bayes(spec, [])  # the error that names the install
+        return
+    next_params(spec, [])
+
+
 def next_params(spec: dict, history: list[dict], seed: int = 0) -> dict | None:
     """The parameters of run number len(history), or None when the search is exhausted."""
     if spec["method"] == "grid":
