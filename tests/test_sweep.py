@@ -16,23 +16,9 @@ from continual.sweep.spec import command, load_spec, validate
 SWEEPS = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
 
 
-def lists_of_task_sizes() -> bool:
-    """Whether the schema takes `data.classes_per_task` as a list (unequal tasks, issue #25)."""
-    from continual.config import load_config
-
-    try:
-        load_config(None, ["data.classes_per_task=[2,3,5]"])
-    except ConfigError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
 def test_every_sweep_file_is_valid_and_optimizes_a_logged_metric(path):
     spec = load_spec(path)
-    if "data.classes_per_task=[2,3,5]" in spec["command"] and not lists_of_task_sizes():
-        validate(spec, check_schema=False)
-        pytest.skip("the unequal stream needs data.classes_per_task as a list (the unequal-tasks branch)")
     if spec["method"] == "bayes" and search.engine() is None:
         with pytest.raises(ConfigError, match="pip install sweeps"):
             validate(spec)  # refused before a sweep folder is made
@@ -206,8 +192,7 @@ def test_the_shipped_sweeps_start_from_the_validation_chosen_router_and_rank_on_
         spec = load_spec(path)
         config, fixed = fit_config(spec)
         assert config == "router_split_mnist.yaml" and "data.eval_split=val" in fixed, path.name
-        if "data.classes_per_task=[2,3,5]" not in fixed or lists_of_task_sizes():
-            assert ranked_split(spec) == "val"
+        assert ranked_split(spec) == "val"
 
 
 def test_a_sweep_ranked_on_test_is_warned_about_and_its_table_names_the_split(tmp_path, capsys):
