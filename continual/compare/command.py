@@ -16,14 +16,15 @@ def write_reports(grid: spec.Grid, rows: list[dict]) -> None:
     atomic_write(grid.out / "compare.md", tables.to_markdown(grid, rows))
     atomic_write(grid.out / "compare.csv", tables.to_csv(rows))
     atomic_write(grid.out / "compare.png", plot.png(grid, rows))
+    atomic_write(grid.out / "compare_memory.png", plot.memory_png(grid, rows))
 
 
-def run_grid(grid: spec.Grid, shard: tuple[int, int] = (1, 1)) -> tuple[dict, list, list]:
+def run_grid(grid: spec.Grid, shard: tuple[int, int] = (1, 1), workers: int = 1) -> tuple[dict, list, list]:
     """{(row, scenario, seed): metrics, or the error of a failed cell} for every finished or failed
     cell, every cell's config (checked before any cell runs), and the folders of the cells still
-    running in another process."""
+    running in another process. `workers` cells run at once, each in a subprocess."""
     grid.out.mkdir(parents=True, exist_ok=True)
-    runner, keys, cells = Runner("compare", "cell", "--out"), list(grid.cells()), grid.run_cells()
+    runner, keys, cells = Runner("compare", "cell", "--out", workers=workers), list(grid.cells()), grid.run_cells()
     configs = runner.check(cells)
     outcomes = runner.run_all(cells, configs, shard)
     results = {key: o.metrics if o.error is None else o.error for key, o in zip(keys, outcomes) if o is not None and o.running is None}
@@ -31,14 +32,14 @@ def run_grid(grid: spec.Grid, shard: tuple[int, int] = (1, 1)) -> tuple[dict, li
 
 
 def compare(path: str, out: str | None = None, overrides: list[str] = (), shard: str | None = None,
-            seeds: str | None = None, only: str | None = None) -> int:
+            seeds: str | None = None, only: str | None = None, workers: int = 1) -> int:
     """Run the grid (`overrides` added to every cell), write the reports; 1 if any cell failed."""
     grid = spec.load_grid(path, out)
     grid.overrides += list(overrides)
     if seeds is not None:
         grid.seeds = spec.parse_seeds(seeds)
     spec.select(grid, only)
-    results, configs, running = run_grid(grid, parse_shard(shard))
+    results, configs, running = run_grid(grid, parse_shard(shard), workers)
     rows = stats.summarize(grid, results)
     write_reports(grid, rows)
     logger = configs[0].logger  # grid-wide logger settings: the first cell's
