@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -304,10 +305,7 @@ class Runner:
             proc = passing.start(subprocess.Popen([sys.executable, "-m", "continual.cli.main", *cell.fit_command()], env=env,
                                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
             try:
-                rc = proc.wait(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                _stop(proc)
-                rc = None
+                rc = self._wait(cell, proc)
             finally:
                 passing.finish(proc)
         if passing.received and own:  # the cell has stopped (its log says how); now the grid stops
@@ -320,6 +318,32 @@ class Runner:
             return _held(cell) or Outcome(error=_failure(cell.log, rc), rc=rc)
         metrics = finished_metrics(cell.run_dir)
         return Outcome(metrics=metrics, rc=rc, error=None if metrics is not None else f"no complete metrics.json in {cell.run_dir}")
+
+
+    def _wait(self, cell: Cell, proc: subprocess.Popen) -> int | None:
+        """The subprocess's exit code (None: stopped at the timeout); meanwhile a line to stderr a
+        minute saying where the cell is, read from its log (its heartbeat or progress bar)."""
+        from continual.callbacks.heartbeat import EVERY_S, elapsed, progress_in
+
+        start = time.monotonic()
+        while True:
+            left = None if self.timeout is None else start + self.timeout - time.monotonic()
+            try:
+                return proc.wait(timeout=EVERY_S if left is None else max(0.0, min(EVERY_S, left)))
+            except subprocess.TimeoutExpired:
+                if left is not None and left <= EVERY_S:
+                    _stop(proc)
+                    return None
+            where = progress_in(_tail(cell.log))
+            at = "starting" if where is None else f"task {where[0]}/{where[1]}, epoch {where[2]}"
+            print(f"{cell.label}: {at}, {elapsed(time.monotonic() - start)} elapsed", file=sys.stderr, flush=True)
+
+
+def _tail(log: Path, size: int = 8192) -> str:
+    """The end of a cell's log (a progress bar makes it long)."""
+    with open(log, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+        return f.read().decode(errors="replace")
 
 
 def _held(cell: Cell) -> Outcome | None:

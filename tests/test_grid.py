@@ -123,3 +123,89 @@ def test_sigterm_to_the_sweep_alone_stops_its_trial_first_and_leaves_no_orphan(t
 
     assert holder(trial) is None
     assert not (trial / "metrics.json").exists() and not (out / "results.json").exists()  # stopped: no result, now or later
+
+
+def test_workers_share_the_cores_as_torch_threads_and_get_a_gpu_each_or_share_it():
+    from continual.grid import describe_workers, visible_gpus, worker_env
+
+    assert [worker_env(s, 2, 2, [], {}) for s in (0, 1)] == [{"OMP_NUM_THREADS": "1"}] * 2
+    assert worker_env(0, 3, 16, [], {}) == {"OMP_NUM_THREADS": "5"}  # 16 // 3
+    assert worker_env(0, 4, 2, [], {}) == {"OMP_NUM_THREADS": "1"}  # never 0
+    assert worker_env(1, 2, 2, [], {"OMP_NUM_THREADS": "2"}) == {}  # the caller's pin stays
+    assert [worker_env(s, 3, 8, ["4", "7"], {})["CUDA_VISIBLE_DEVICES"] for s in range(3)] == ["4", "7", "4"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,5"}) == ["2", "5"] and visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    line = describe_workers(2, 2, [], {})
+    assert "1 torch thread(s) each (2 cores / 2 workers)" in line and "last digits" in line
+    assert "GPU 0 shared" in describe_workers(2, 2, ["0"], {"OMP_NUM_THREADS": "1"})
+
+
+def test_run_many_draws_a_job_only_when_a_worker_is_free_and_reports_each_outcome(tmp_path, monkeypatch):
+    """A sweep's next trial depends on the results so far: the pool must not draw ahead."""
+    from continual.grid import Outcome
+
+    started, drawn = [], []
+
+    def fake_run(self, cell, cfg, env=None, passing=None):  # the cell's subprocess, as the pool sees it
+        started.append((cell.label, env))
+        time.sleep(0.05)
+        return Outcome(metrics={"acc": float(cell.label)})
+
+    monkeypatch.setattr(Runner, "run", fake_run)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr("continual.grid.cores", lambda: 4)
+    got = {}
+
+    def jobs():
+        for i in range(5):
+            drawn.append((i, len(got)))  # how many outcomes were in when job i was drawn
+            yield Cell(str(i), tmp_path / str(i), None), None
+
+    Runner("sweep", "trial", "--dir", workers=2).run_many(jobs(), lambda cell, o: got.__setitem__(cell.label, o.metrics["acc"]))
+    assert got == {str(i): float(i) for i in range(5)}
+    assert [d[1] for d in drawn[:2]] == [0, 0] and all(done >= i - 1 for i, done in drawn[2:])  # at most 2 ahead
+    assert {env["OMP_NUM_THREADS"] for _, env in started} == {"2"}
+
+
+@pytest.mark.slow  # a subprocess: seconds; the lines it reads are tested above
+def test_a_subprocess_cell_says_where_it_is_at_least_every_minute(tmp_path, monkeypatch, capsys):
+    """The parent reads the cell's log (here its progress bar) and prints a line to stderr each period."""
+    import re
+
+    import continual.callbacks.heartbeat as heartbeat
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    monkeypatch.setattr(heartbeat, "EVERY_S", 0.5)  # a minute, shortened
+    cell = Cell("[c]", tmp_path / "c", "split_digits.yaml", [*QUICK[:2], "trainer.max_epochs=2", "logger.kind=none"])
+    assert run(cell, True).metrics["complete"]
+    lines = capsys.readouterr().err.splitlines()
+    beats = [line for line in lines if re.fullmatch(r"\[c\]: (starting|task [12]/2, epoch [01]), \d+s elapsed", line)]
+    assert beats and any("task" in line for line in beats)
+
+
+def test_the_heartbeat_prints_where_training_is_once_its_period_has_passed():
+    import io
+    from types import SimpleNamespace
+
+    from continual.callbacks.heartbeat import Heartbeat, progress_in
+
+    now = [100.0]
+    out = io.StringIO()
+    beat = Heartbeat(every_s=60, clock=lambda: now[0], stream=out)
+    trainer, module = SimpleNamespace(global_rank=0, current_epoch=3), SimpleNamespace(current_task=1, n_tasks=5)
+    for t in (130.0, 159.9, 160.0, 200.0, 225.0):  # a line at 160 s and at 225 s (60 s after the last), none between
+        now[0] = t
+        beat.on_train_batch_end(trainer, module)
+    assert out.getvalue().splitlines() == ["task 2/5, epoch 3, 1m00s elapsed", "task 2/5, epoch 3, 2m05s elapsed"]
+    assert progress_in(out.getvalue()) == (2, 5, 3)
+    assert progress_in("Task 1/2 epoch 0: 100%|##| 9/9 [00:01<00:00]\rTask 2/2 epoch 1:  50%|#") == (2, 2, 1)  # the bar's own text
+    assert progress_in("no training yet") is None
+
+
+def test_an_in_process_cell_with_the_bar_off_prints_its_heartbeat_to_stderr(tmp_path, monkeypatch, capsys):
+    import continual.callbacks.heartbeat as heartbeat
+
+    monkeypatch.setattr(heartbeat, "EVERY_S", 0.0)  # every batch
+    assert run(Cell("[c]", tmp_path / "c", "split_digits.yaml", QUICK), False).metrics["complete"]
+    out, err = capsys.readouterr()
+    assert "task 1/2, epoch 0, " in err and "task 2/2, epoch 0, " in err and "elapsed" not in out
