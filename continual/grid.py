@@ -47,6 +47,7 @@ class Cell:
     group: str | None = None  # logger.group: the runs W&B draws together
     job_type: str | None = None  # logger.job_type: a second grouping level
     tags: list[str] = field(default_factory=list)  # logger.tags
+    resume: bool = False  # continue the stopped run in run_dir (set by `Runner.check`), else start it over
 
     @property
     def log(self) -> Path:
@@ -57,7 +58,8 @@ class Cell:
         """The cell's overrides of its base config: grouping first (a cell's own setting wins), its folder last."""
         grouping = [f"logger.{k}={v}" for k, v in (("group", self.group), ("job_type", self.job_type)) if v is not None]
         grouping += [f"logger.tags=[{','.join(self.tags)}]"] if self.tags else []
-        return [*grouping, *self.overrides, f"output_dir={self.run_dir}", "overwrite=true"]
+        folder = f"resume={self.run_dir}" if self.resume else "overwrite=true"
+        return [*grouping, *self.overrides, f"output_dir={self.run_dir}", folder]
 
     def fit_command(self) -> list[str]:
         """The `continual fit` arguments that run this cell."""
@@ -79,14 +81,26 @@ def changed_since(run_dir: Path, cfg) -> str | None:
 
     Skipping a finished cell is only right if it would be run the same way again. Keys added to
     the schema after the cell ran take their defaults, which keep the earlier behaviour (the resume rule)."""
+    if finished_metrics(run_dir) is None:
+        return None
+    return _diff(run_dir, cfg)
+
+
+def stopped(run_dir: Path) -> bool:
+    """An unfinished run with a checkpoint in `run_dir` (stopped by a signal, a timeout or a crash)."""
+    from continual.rundir.layout import last_checkpoint_path, state_path
+
+    return finished_metrics(run_dir) is None and (state_path(run_dir).is_file() or last_checkpoint_path(run_dir).is_file())
+
+
+def _diff(run_dir: Path, cfg) -> str | None:
+    """How `cfg` differs from the config.yaml in `run_dir` (None: the same run)."""
     from omegaconf.errors import OmegaConfBaseException
 
     from continual.build import method_schema
     from continual.rundir.results import saved_config
     from continual.rundir.state import config_diff, fingerprint
 
-    if finished_metrics(run_dir) is None:
-        return None
     try:
         saved = saved_config(run_dir)
     except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
@@ -178,6 +192,10 @@ class Runner:
                 f"{len(stale)} finished {self.unit}(s) were run with another config than this {self.command} now gives, "
                 f"e.g. {stale[0]}; delete those {self.unit} folders to rerun them, or pass {self.out_option} <new folder>"
             )
+        for i, cell in enumerate(cells):  # a stopped cell of the same config continues from its checkpoint
+            cell.resume = stopped(cell.run_dir) and _diff(cell.run_dir, configs[i]) is None
+            if cell.resume:
+                configs[i] = load_config(cell.config, cell.fit_overrides())
         return configs
 
     def run(self, cell: Cell, cfg, env: dict | None = None, passing: "_PassSignals | None" = None) -> Outcome:
@@ -208,7 +226,7 @@ class Runner:
             why = "Ctrl-C" if isinstance(err, KeyboardInterrupted) else "SIGTERM"
             raise type(err)(
                 f"stopped by {why} in {self.unit} {cell.run_dir}; run the same {self.command} command again to "
-                f"continue (finished {self.unit}s are kept, this one starts over)"
+                f"continue (finished {self.unit}s are kept, this one resumes from its checkpoint)"
             ) from None
         return outcome
 
@@ -265,7 +283,7 @@ class Runner:
             why = "Ctrl-C" if passing.received[0] == signal.SIGINT else "SIGTERM"
             raise (KeyboardInterrupted if why == "Ctrl-C" else Interrupted)(
                 f"stopped by {why}: the running {self.unit}s saved their checkpoints; run the same {self.command} command "
-                f"again to continue (finished {self.unit}s are kept)"
+                f"again to continue (finished {self.unit}s are kept, stopped ones resume from their checkpoints)"
             )
         if error is not None:
             raise error

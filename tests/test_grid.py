@@ -98,7 +98,7 @@ def test_ctrl_c_stops_a_subprocess_cell_and_the_rest_and_says_how_to_continue(tm
     assert proc.wait(timeout=120) == 130
     assert proc.stderr.read().decode().strip().splitlines()[-1] == (
         f"continual: error: stopped by Ctrl-C in trial {out / 'run-000'}; run the same sweep command again to continue "
-        "(finished trials are kept, this one starts over)"
+        "(finished trials are kept, this one resumes from its checkpoint)"
     )
     assert "continual: error: interrupted by Ctrl-C" in (out / "run-000.log").read_text()  # the trial stopped itself
     assert not (out / "run-001").exists()
@@ -115,7 +115,7 @@ def test_sigterm_to_the_sweep_alone_stops_its_trial_first_and_leaves_no_orphan(t
     assert proc.wait(timeout=120) == 143
     assert proc.stderr.read().decode().strip().splitlines()[-1] == (
         f"continual: error: stopped by SIGTERM in trial {trial}; run the same sweep command again to continue "
-        "(finished trials are kept, this one starts over)"
+        "(finished trials are kept, this one resumes from its checkpoint)"
     )
     with pytest.raises(ProcessLookupError):  # the trial ended before the sweep did
         os.kill(pid, 0)
@@ -209,3 +209,38 @@ def test_an_in_process_cell_with_the_bar_off_prints_its_heartbeat_to_stderr(tmp_
     assert run(Cell("[c]", tmp_path / "c", "split_digits.yaml", QUICK), False).metrics["complete"]
     out, err = capsys.readouterr()
     assert "task 1/2, epoch 0, " in err and "task 2/2, epoch 0, " in err and "elapsed" not in out
+
+
+@pytest.mark.slow  # subprocesses: seconds each
+def test_sigterm_stops_every_worker_and_the_same_command_resumes_them(tmp_path):
+    from continual.rundir.layout import last_checkpoint_path
+
+    sweep, out = tmp_path / "sweep.yaml", tmp_path / "sweep"
+    sweep.write_text(
+        "method: grid\nmetric: {name: final/acc, goal: maximize}\nparameters: {seed: {values: [0, 1]}}\n"
+        "command: [continual, fit, data.n_tasks=2, trainer.max_epochs=40, checkpoint_every_n_steps=5, logger.kind=none, "
+        "trainer.enable_progress_bar=false, '${args_no_hyphens}']\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "continual.cli.main", "sweep", str(sweep), "--dir", str(out), "--workers", "2"]
+    proc = sp.Popen(cmd, env=env, stdout=sp.DEVNULL, stderr=sp.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not all(last_checkpoint_path(out / f"run-00{i}").is_file() for i in (0, 1)):  # both trials are training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGTERM)  # the sweep alone: it passes the signal on to both
+    assert proc.wait(timeout=120) == 143
+    assert proc.stderr.read().decode().strip().splitlines()[-1] == (
+        "continual: error: stopped by SIGTERM: the running trials saved their checkpoints; run the same sweep command "
+        "again to continue (finished trials are kept, stopped ones resume from their checkpoints)"
+    )
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["run"], r["params"], r["metric"]) for r in runs] == [("run-000", {"seed": 0}, None), ("run-001", {"seed": 1}, None)]
+    assert all(r["status"].startswith("stopped by a signal") for r in runs)
+    again = sp.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["run"], r["status"]) for r in runs] == [("run-000", "finished"), ("run-001", "finished")]  # in their own folders
+    for i in (0, 1):
+        assert "resuming" in (out / f"run-00{i}.log").read_text()  # from its checkpoint, not started over
+        assert json.loads((out / f"run-00{i}" / "metrics.json").read_text())["complete"]

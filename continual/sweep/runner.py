@@ -70,6 +70,13 @@ def _running(h: dict) -> bool:
     return h["status"].startswith("running")
 
 
+STOPPED = "stopped by a signal (continues from its checkpoint when the sweep is run again)"
+
+
+def _stopped(h: dict) -> bool:
+    return h["status"] == STOPPED
+
+
 def _settle(spec: dict, history: list[dict]) -> bool:
     """Trials recorded as running in another process: finished since (their metric is read), still
     running, or ended unfinished (then failed, so retried). True if any was running."""
@@ -85,10 +92,10 @@ def _settle(spec: dict, history: list[dict]) -> bool:
 
 def _retries(history: list[dict]) -> list[dict]:
     """Parameters of earlier trials that failed and never finished since: a continued sweep runs them first."""
-    finished = [h["params"] for h in history if h["metric"] is not None or _running(h)]
+    finished = [h["params"] for h in history if h["metric"] is not None or _running(h) or _stopped(h)]
     out = []
     for h in history:
-        if h["metric"] is None and not _running(h) and h["params"] not in finished and h["params"] not in out:
+        if h["metric"] is None and not _running(h) and not _stopped(h) and h["params"] not in finished and h["params"] not in out:
             out.append(h["params"])
     return out
 
@@ -123,8 +130,8 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
     history = _load_history(out)
     if _settle(spec, history):
         _write_results(out, spec, history)
-    start = len(history)
-    retry = _retries(history)
+    retry, resume = _retries(history), list(filter(_stopped, history))  # stopped trials continue in their folders
+    ran: list[dict] = []
     runner = Runner("sweep", "trial", "--dir", subprocess=True, timeout=timeout, workers=workers)
     failures: list[tuple[str, str]] = []  # (run, error) of the failures in a row
     records: dict[Path, dict] = {}  # the record of each trial started, by its folder
@@ -133,15 +140,18 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
         """The next trial, proposed once a worker is free: a running trial is in `history` (its
         metric None), so a grid does not repeat it and a random draw takes the next index."""
         for _ in range(count if count is not None else sys.maxsize):
-            params = retry.pop(0) if retry else search.next_params(spec, history, seed)
+            record = resume.pop(0) if resume else None
+            params = record["params"] if record else retry.pop(0) if retry else search.next_params(spec, history, seed)
             if params is None:
                 return
-            name = f"run-{len(history):03d}"
+            name = record["run"] if record else f"run-{len(history):03d}"
             cell = trial(spec, params, out / name, overrides)
             (cfg,) = runner.check([cell])
-            records[cell.run_dir] = {"run": name, "params": params, "metric": None, "status": "running (this sweep)",
-                                     "run_dir": str(cell.run_dir)}
-            history.append(records[cell.run_dir])
+            if record is None:
+                record = {"run": name, "params": params, "metric": None, "run_dir": str(cell.run_dir)}
+                history.append(record)
+            records[cell.run_dir] = record
+            record["status"] = "running (this sweep)"
             if workers > 1:
                 _write_results(out, spec, history)
             yield cell, cfg
@@ -155,10 +165,11 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
         if outcome.running is not None:
             error, status = None, f"running in another process ({outcome.running})"
         elif outcome.stopped:
-            error, status = None, "failed (stopped by a signal before it finished)"
+            error, status = None, STOPPED
         else:
             status = "finished" if error is None else f"failed ({error if outcome.rc is None else f'exit {outcome.rc}'}, see {cell.log.name})"
         record.update(metric=value, status=status)
+        ran.append(record)
         _write_results(out, spec, history)
         print(f"[{record['run']}] {spec['metric']['name']} = {value}  {status}", flush=True)
         failures = [] if error is None else [f for f in failures if f[1] == error] + [(record["run"], error)]
@@ -171,12 +182,12 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
 
     try:
         runner.run_many(trials(), finished)
-    finally:
-        started = [h for h in history if h["status"] != "running (this sweep)"]  # a trial stopped with the sweep is not kept
+    finally:  # a trial stopped in turn (one worker) is not kept: the sweep run again proposes it again
+        started = [h for h in history if h["status"] != "running (this sweep)"]
         if len(started) != len(history) and workers > 1:  # only a pool writes a running trial
             history[:] = started
             _write_results(out, spec, history)
     _figure(out, spec, history, overrides)
     print(format_table(spec, history))
     print(f"sweep directory: {out}   (upload the offline W&B runs with: wandb sync {out}/run-*/wandb/offline-run-*)")
-    return [h for h in history[start:] if not _running(h)]
+    return [h for h in ran if not _running(h) and not _stopped(h)]
