@@ -10,6 +10,8 @@ A cell whose folder another live process holds (its run lock, or a subprocess ce
 "running": skipped for now, not failed, and read back by a later run once it has finished; so two
 commands into one output folder share the cells out. SIGINT and SIGTERM to this process go on to a
 subprocess cell, which saves its checkpoint and stops; then the whole grid stops, with no orphan.
+Run again, a stopped cell of the same config resumes from its checkpoint (`Cell.resume`). A cell
+in a subprocess says where it is on stderr once a minute (its heartbeat, relayed from its log).
 Every cell of one setting shares a logger group (and job type), so W&B draws its seeds together.
 Cells are independent of each other, so `workers=N` runs N at once (`Runner.run_many`): each in its
 own subprocess with its share of the machine (`worker_env`); signals reach every running one.
