@@ -240,3 +240,13 @@ def test_the_bench_sweep_row_times_one_and_two_workers(monkeypatch):
     assert row["ratio"] == two["wall_s"] / one["wall_s"] and one["per_trial_s"] == one["wall_s"] / 2
     assert 0 < row["overhead_per_trial_s"] < one["per_trial_s"]  # the trial's own time is part of it, not all
     assert f"2 workers / 1 worker: {row['ratio']:.2f}" in sweep_table(row)
+
+
+def test_the_sweep_figure_goes_to_wandb_as_an_image(tmp_path):
+    from continual.sweep import plot
+
+    path = plot.write(tmp_path, HXNV, HISTORY)
+    plot.log_wandb(path, HXNV, "continual", "offline")
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    (image,) = run.glob("files/media/images/sweep_plot_*.png")
+    assert image.read_bytes()[:4] == b"\x89PNG"

@@ -69,7 +69,7 @@ def figure(spec: dict, history: list[dict]):
         for i, row in enumerate(grid):
             for j, v in enumerate(row):
                 if not math.isnan(v):
-                    ax.text(j, i, f"{v:.4f}", ha="center", va="center", fontsize=8, color="w")
+                    ax.text(j, i, f"{v:.4f}", ha="center", va="center", fontsize=8, color="k" if image.norm(v) > 0.6 else "w")
         ax.set_xticks(range(len(xs)), xs)
         ax.set_yticks(range(len(ys)), ys)
         ax.set_xlabel(keys[0])
