@@ -46,15 +46,16 @@ def sweep_row(trials: int = 16, epochs: int = 5) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
     path = sweep_file(folder, trials, epochs)
     out: dict = {"trials": trials, "epochs": epochs, "command": f"continual sweep {path.name} --workers N",
-                 "load_before": os.getloadavg()[0]}
+                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "load_before": os.getloadavg()[0]}
     for workers in (1, 2):
+        load = os.getloadavg()[0]
         wall = _sweep(path, folder / f"w{workers}", workers)
         train = [json.loads((run / "metrics.json").read_text())["wall_time_s"] for run in sorted((folder / f"w{workers}").glob("run-*/"))]
-        out[f"workers{workers}"] = {"wall_s": wall, "per_trial_s": wall / trials, "trial_train_s": statistics.median(train)}
-    one = out["workers1"]
-    out["ratio"] = out["workers2"]["wall_s"] / one["wall_s"]
-    out["overhead_per_trial_s"] = one["per_trial_s"] - statistics.fmean(
-        json.loads((run / "metrics.json").read_text())["wall_time_s"] for run in sorted((folder / "w1").glob("run-*/")))
+        # a worker is busy `workers * wall / trials` per trial: what its training leaves is the platform's
+        out[f"workers{workers}"] = {"wall_s": wall, "per_trial_s": wall / trials, "trial_train_s": statistics.median(train),
+                                    "overhead_per_trial_s": workers * wall / trials - statistics.fmean(train), "load_before": load}
+    out["ratio"] = out["workers2"]["wall_s"] / out["workers1"]["wall_s"]
+    out["overhead_per_trial_s"] = out["workers1"]["overhead_per_trial_s"]
     out["load_after"] = os.getloadavg()[0]
     return out
 
@@ -63,9 +64,11 @@ def sweep_table(s: dict) -> str:
     one, two = s["workers1"], s["workers2"]
     return "\n".join([
         f"sweep: {s['trials']} Split-Digits router trials ({s['epochs']} epochs), `{s['command']}`",
-        "| workers | wall (s) | per trial (s) | a trial's training (s, median) |", "|---|---|---|---|",
-        f"| 1 | {one['wall_s']:.1f} | {one['per_trial_s']:.2f} | {one['trial_train_s']:.2f} |",
-        f"| 2 | {two['wall_s']:.1f} | {two['per_trial_s']:.2f} | {two['trial_train_s']:.2f} |",
+        "| workers | wall (s) | per trial (s) | a trial's training (s, median) | platform per trial (s) | load before |",
+        "|---|---|---|---|---|---|",
+        *(f"| {n} | {w['wall_s']:.1f} | {w['per_trial_s']:.2f} | {w['trial_train_s']:.2f} | {w['overhead_per_trial_s']:.2f} | {w['load_before']:.1f} |"
+          for n, w in ((1, one), (2, two))),
         f"2 workers / 1 worker: {s['ratio']:.2f} (target <= 0.6); platform cost per trial beyond its training: "
-        f"{s['overhead_per_trial_s']:.2f} s (1 worker); load average {s['load_before']:.1f} before, {s['load_after']:.1f} after",
+        f"{s['overhead_per_trial_s']:.2f} s (1 worker); OMP_NUM_THREADS={s['omp_num_threads']}; load average "
+        f"{s['load_before']:.1f} before, {s['load_after']:.1f} after",
     ])
