@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from bench import features, report, startup, tokens, workloads
+from bench import features, report, startup, sweep, tokens, workloads
 from bench.lightning_loop import run_lightning
 from bench.timing import repeat
 
@@ -38,7 +38,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tokens", default="8,32,128,512,1024,2048,4096", help="token counts for the scaling table")
     ap.add_argument("--out", default="bench/results", help="folder for the JSON results")
     ap.add_argument("--quick", action="store_true", help="tiny workload (Split-Digits, 1 repeat): checks the pieces run")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["workloads", "tokens", "startup", "features"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["workloads", "tokens", "startup", "features", "sweep"])
     ap.add_argument("--set", nargs="*", default=[], metavar="key=value",
                     help="config overrides for every workload, e.g. backbone.hidden=[16]: a model that costs nothing leaves the platform's overhead")
     return ap.parse_args(argv)
@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         path, extra = CONFIGS["finetune"]
         results["startup"] = startup.startup(path, [*extra, *overrides], repeats, args.threads, device)
         print(report.startup_table(results["startup"]))
+    if "sweep" not in args.skip and not args.quick:  # subprocesses: minutes (tests/test_bench.py runs it small)
+        results["sweep"] = sweep.sweep_row(*((4, 1) if args.quick else (16, 5)))
+        print(sweep.sweep_table(results["sweep"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench_{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -110,6 +110,7 @@ def _task_loop(cfg: DictConfig, callbacks: Sequence, sigterm: _SigtermNoted) -> 
     from continual.build import build_method, method_schema
     from continual.callbacks import FiniteLossGuard, FrozenBackboneGuard, TaskCheckpoint, TaskProgressBar
     from continual.callbacks.checkpointing import AtomicCheckpointIO
+    from continual.callbacks.heartbeat import Heartbeat
     from continual.data.datamodule import TaskStreamDataModule
     from continual.data.streams import build_stream
     from continual.data.streams.check import check_stream
@@ -153,6 +154,7 @@ def _task_loop(cfg: DictConfig, callbacks: Sequence, sigterm: _SigtermNoted) -> 
     stream_callbacks = {"guard": guard, "metrics": suite}
     fingerprint = run_state.fingerprint(cfg)
     T = len(stream)
+    heartbeat = Heartbeat()  # with the progress bar off: a line a minute, timed from the run's start
 
     def trainer(task: int | None = None) -> L.Trainer:
         """The Trainer that fits `task` (its mid-task checkpoints, the frozen-module guard), or
@@ -163,6 +165,8 @@ def _task_loop(cfg: DictConfig, callbacks: Sequence, sigterm: _SigtermNoted) -> 
         cbs = [*callbacks]
         if kwargs.get("enable_progress_bar", True):
             cbs.append(TaskProgressBar(T))
+        elif task is not None:
+            cbs.append(heartbeat)
         if task is None:
             cbs += suite.callbacks
         else:

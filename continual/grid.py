@@ -10,8 +10,11 @@ A cell whose folder another live process holds (its run lock, or a subprocess ce
 "running": skipped for now, not failed, and read back by a later run once it has finished; so two
 commands into one output folder share the cells out. SIGINT and SIGTERM to this process go on to a
 subprocess cell, which saves its checkpoint and stops; then the whole grid stops, with no orphan.
+Run again, a stopped cell of the same config resumes from its checkpoint (`Cell.resume`). A cell
+in a subprocess says where it is on stderr once a minute (its heartbeat, relayed from its log).
 Every cell of one setting shares a logger group (and job type), so W&B draws its seeds together.
-Cells are independent of each other, so running several at once is a pool around `Runner.run`.
+Cells are independent of each other, so `workers=N` runs N at once (`Runner.run_many`): each in its
+own subprocess with its share of the machine (`worker_env`); signals reach every running one.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +49,7 @@ class Cell:
     group: str | None = None  # logger.group: the runs W&B draws together
     job_type: str | None = None  # logger.job_type: a second grouping level
     tags: list[str] = field(default_factory=list)  # logger.tags
+    resume: bool = False  # continue the stopped run in run_dir (set by `Runner.check`), else start it over
 
     @property
     def log(self) -> Path:
@@ -53,7 +60,8 @@ class Cell:
         """The cell's overrides of its base config: grouping first (a cell's own setting wins), its folder last."""
         grouping = [f"logger.{k}={v}" for k, v in (("group", self.group), ("job_type", self.job_type)) if v is not None]
         grouping += [f"logger.tags=[{','.join(self.tags)}]"] if self.tags else []
-        return [*grouping, *self.overrides, f"output_dir={self.run_dir}", "overwrite=true"]
+        folder = f"resume={self.run_dir}" if self.resume else "overwrite=true"
+        return [*grouping, *self.overrides, f"output_dir={self.run_dir}", folder]
 
     def fit_command(self) -> list[str]:
         """The `continual fit` arguments that run this cell."""
@@ -67,6 +75,7 @@ class Outcome:
     rc: int | None = None  # a subprocess's exit code (None: in-process, or timed out)
     skipped: bool = False  # finished earlier, not run again
     running: str | None = None  # the live process that runs this cell now ("pid 12 on host"): not run here, not failed
+    stopped: bool = False  # stopped by a signal with the rest of its pool: checkpointed, not failed
 
 
 def changed_since(run_dir: Path, cfg) -> str | None:
@@ -74,14 +83,26 @@ def changed_since(run_dir: Path, cfg) -> str | None:
 
     Skipping a finished cell is only right if it would be run the same way again. Keys added to
     the schema after the cell ran take their defaults, which keep the earlier behaviour (the resume rule)."""
+    if finished_metrics(run_dir) is None:
+        return None
+    return _diff(run_dir, cfg)
+
+
+def stopped(run_dir: Path) -> bool:
+    """An unfinished run with a checkpoint in `run_dir` (stopped by a signal, a timeout or a crash)."""
+    from continual.rundir.layout import last_checkpoint_path, state_path
+
+    return finished_metrics(run_dir) is None and (state_path(run_dir).is_file() or last_checkpoint_path(run_dir).is_file())
+
+
+def _diff(run_dir: Path, cfg) -> str | None:
+    """How `cfg` differs from the config.yaml in `run_dir` (None: the same run)."""
     from omegaconf.errors import OmegaConfBaseException
 
     from continual.build import method_schema
     from continual.rundir.results import saved_config
     from continual.rundir.state import config_diff, fingerprint
 
-    if finished_metrics(run_dir) is None:
-        return None
     try:
         saved = saved_config(run_dir)
     except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
@@ -109,6 +130,41 @@ def _failure(log: Path, rc: int) -> str:
     return errors[-1] if errors else lines[-1] if lines else f"exit {rc}"
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (a container's or taskset's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def visible_gpus(environ=os.environ) -> list[str]:
+    """The CUDA devices a cell could use: $CUDA_VISIBLE_DEVICES's list, else every device torch counts."""
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        return [d for d in environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def worker_env(slot: int, workers: int, n_cores: int, gpus: list[str], environ=os.environ) -> dict[str, str]:
+    """What the worker in `slot` (of `workers`) adds to its cell's environment: its share of the
+    cores as torch threads (OMP_NUM_THREADS; one the caller set is kept, a pin), and one GPU: its
+    own while there are as many, else shared round-robin."""
+    env = {} if "OMP_NUM_THREADS" in environ else {"OMP_NUM_THREADS": str(max(1, n_cores // workers))}
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    return env
+
+
+def describe_workers(workers: int, n_cores: int, gpus: list[str], environ=os.environ) -> str:
+    """The line a parallel grid starts with: how the machine is shared, and what that changes."""
+    threads = environ.get("OMP_NUM_THREADS")
+    how = (f"{threads} torch thread(s) each (OMP_NUM_THREADS, as set)" if threads is not None
+           else f"{max(1, n_cores // workers)} torch thread(s) each ({n_cores} cores / {workers} workers)")
+    if gpus:
+        how += f", GPU {', '.join(gpus)} " + ("one each" if len(gpus) >= workers else "shared")
+    return (f"{workers} workers: each cell in its own process with {how}; "
+            "a different thread count can change the last digits of the results")
+
+
 @dataclass
 class Runner:
     """How the cells of one command run: `command` and `unit` name them in messages ("compare",
@@ -119,6 +175,12 @@ class Runner:
     out_option: str
     subprocess: bool = False  # each cell in a `continual fit` subprocess, W&B offline, output in its log
     timeout: float | None = None  # subprocess only: SIGTERM a cell that runs longer; it counts as failed
+    workers: int = 1  # cells at once (`run_many`); more than one runs each in a subprocess
+
+    def __post_init__(self):
+        if self.workers < 1:
+            raise ConfigError(f"--workers {self.workers}: give 1 or more cells to run at once")
+        self.subprocess = self.subprocess or self.workers > 1
 
     def check(self, cells: list[Cell]) -> list:
         """Every cell's config, validated; a ConfigError before anything runs if one is invalid or
@@ -132,32 +194,41 @@ class Runner:
                 f"{len(stale)} finished {self.unit}(s) were run with another config than this {self.command} now gives, "
                 f"e.g. {stale[0]}; delete those {self.unit} folders to rerun them, or pass {self.out_option} <new folder>"
             )
+        for i, cell in enumerate(cells):  # a stopped cell of the same config continues from its checkpoint
+            cell.resume = stopped(cell.run_dir) and _diff(cell.run_dir, configs[i]) is None
+            if cell.resume:
+                configs[i] = load_config(cell.config, cell.fit_overrides())
         return configs
 
-    def run(self, cell: Cell, cfg) -> Outcome:
-        """Run `cell` (config `cfg`, from `check`) unless it finished earlier."""
+    def run(self, cell: Cell, cfg, env: dict | None = None, passing: "_PassSignals | None" = None) -> Outcome:
+        """Run `cell` (config `cfg`, from `check`) unless it finished earlier; a subprocess cell
+        gets `env` added to its environment and is registered with `passing` (a pool's signals)."""
         done = finished_metrics(cell.run_dir)
         if done is not None:
             print(f"{cell.label}: done earlier, skipped", flush=True)
             return Outcome(metrics=done, skipped=True)
         outcome = _held(cell)
         if outcome is None:
-            outcome = self._start(cell, cfg)
-        if outcome.running is not None:
+            outcome = self._start(cell, cfg, env, passing)
+        if outcome.stopped:
+            print(f"{cell.label}: stopped by a signal, checkpoint saved", flush=True)
+        elif outcome.running is not None:
             print(f"{cell.label}: running in another process ({outcome.running}), skipped for now", flush=True)
         elif outcome.error is not None:
             print(f"{cell.label}: FAILED ({outcome.error})", flush=True)
         return outcome
 
-    def _start(self, cell: Cell, cfg) -> Outcome:
+    def _start(self, cell: Cell, cfg, env: dict | None, passing: "_PassSignals | None") -> Outcome:
         print(f"{cell.label}: running" + (f" continual {' '.join(cell.fit_command())}" if self.subprocess else ""), flush=True)
+        if passing is not None:  # in a pool: the pool reports a stop, for all its cells at once
+            return self._subprocess(cell, env, passing)
         try:
-            outcome = self._subprocess(cell) if self.subprocess else self._in_process(cell, cfg)
+            outcome = self._subprocess(cell, env) if self.subprocess else self._in_process(cell, cfg)
         except (Interrupted, KeyboardInterrupted) as err:  # SIGTERM or Ctrl-C: stop every cell, not just this one
             why = "Ctrl-C" if isinstance(err, KeyboardInterrupted) else "SIGTERM"
             raise type(err)(
                 f"stopped by {why} in {self.unit} {cell.run_dir}; run the same {self.command} command again to "
-                f"continue (finished {self.unit}s are kept, this one starts over)"
+                f"continue (finished {self.unit}s are kept, this one resumes from its checkpoint)"
             ) from None
         return outcome
 
@@ -168,13 +239,56 @@ class Runner:
         sharing the folder) split the cells; other shards' cells are read from disk once this shard
         is done, so the last shard to finish sees every finished cell."""
         outcomes: list[Outcome | None] = [None] * len(cells)
-        for i, (cell, cfg) in enumerate(zip(cells, configs)):
-            if i % shard[1] == shard[0] - 1 or finished_metrics(cell.run_dir) is not None:
-                outcomes[i] = self.run(cell, cfg)
+        mine = [i for i, cell in enumerate(cells) if i % shard[1] == shard[0] - 1 or finished_metrics(cell.run_dir) is not None]
+        index = {id(cells[i]): i for i in mine}
+        self.run_many(((cells[i], configs[i]) for i in mine), lambda cell, o: outcomes.__setitem__(index[id(cell)], o))
         for i, cell in enumerate(cells):  # other shards' cells that finished meanwhile
             if (outcomes[i] is None or outcomes[i].running) and (done := finished_metrics(cell.run_dir)) is not None:
                 outcomes[i] = Outcome(metrics=done, skipped=True)
         return outcomes
+
+    def run_many(self, jobs: Iterator[tuple[Cell, object]], done: Callable[[Cell, Outcome], None]) -> None:
+        """Run the (cell, config) pairs `jobs` yields, `workers` at once, each in a subprocess with
+        its share of the machine; `done(cell, outcome)` gets each outcome as it comes, in this
+        thread. `jobs` is drawn from only when a worker is free, so it may depend on the outcomes
+        so far (a sweep's next trial). If `done` raises, or SIGINT or SIGTERM arrive (passed on to
+        every running cell, which checkpoints and stops), no more cells start, the running ones
+        are waited for, then the error is raised. One worker runs the cells in turn, as `run` does."""
+        if self.workers == 1:
+            for cell, cfg in jobs:
+                done(cell, self.run(cell, cfg))
+            return
+        n_cores, gpus = cores(), visible_gpus()
+        print(describe_workers(self.workers, n_cores, gpus), flush=True)
+        free, running, error, exhausted = list(range(self.workers)), {}, None, False
+        with _PassSignals() as passing, ThreadPoolExecutor(self.workers) as pool:
+            while True:
+                while free and not exhausted and error is None and not passing.received:
+                    job = next(jobs, None)
+                    if job is None:
+                        exhausted = True
+                        break
+                    slot = free.pop(0)
+                    env = worker_env(slot, self.workers, n_cores, gpus)
+                    running[pool.submit(self.run, *job, env, passing)] = (job[0], slot)
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    cell, slot = running.pop(future)
+                    free.append(slot)
+                    try:
+                        done(cell, future.result())
+                    except Exception as err:  # noqa: BLE001 - raised once the running cells are done
+                        error = error or err
+        if passing.received:
+            why = "Ctrl-C" if passing.received[0] == signal.SIGINT else "SIGTERM"
+            raise (KeyboardInterrupted if why == "Ctrl-C" else Interrupted)(
+                f"stopped by {why}: the running {self.unit}s saved their checkpoints; run the same {self.command} command "
+                f"again to continue (finished {self.unit}s are kept, stopped ones resume from their checkpoints)"
+            )
+        if error is not None:
+            raise error
 
     def _in_process(self, cell: Cell, cfg) -> Outcome:
         from continual import experiment
@@ -190,10 +304,11 @@ class Runner:
             atomic_write(cell.log, traceback.format_exc())  # a full disk: one line (StorageError)
             return Outcome(error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
-    def _subprocess(self, cell: Cell) -> Outcome:
+    def _subprocess(self, cell: Cell, env: dict | None = None, passing: "_PassSignals | None" = None) -> Outcome:
         """The cell in its own session, so that only this process passes signals on to it; a
-        timed-out cell gets SIGTERM first, so it saves its checkpoint as any stopped run does."""
-        env = {**os.environ, "WANDB_MODE": "offline"}
+        timed-out cell gets SIGTERM first, so it saves its checkpoint as any stopped run does.
+        `passing`: a pool's signal relay (None: this cell's own, while it runs)."""
+        env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
         try:
             cell.run_dir.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(cell.log, os.O_WRONLY | os.O_CREAT, 0o666)
@@ -205,22 +320,50 @@ class Runner:
             os.close(fd)
             return Outcome(running=f"another {self.command}'s subprocess, output in {cell.log}")
         os.ftruncate(fd, 0)
-        with open(fd, "w") as out, _PassSignals() as passing:
+        own = passing is None
+        with open(fd, "w") as out, (_PassSignals() if own else passing) as passing:
             proc = passing.start(subprocess.Popen([sys.executable, "-m", "continual.cli.main", *cell.fit_command()], env=env,
                                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
             try:
-                rc = proc.wait(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                _stop(proc)
-                rc = None
-        if passing.received:  # the cell has stopped (its log says how); now the grid stops
+                rc = self._wait(cell, proc)
+            finally:
+                passing.finish(proc)
+        if passing.received and own:  # the cell has stopped (its log says how); now the grid stops
             raise (KeyboardInterrupted if passing.received[0] == signal.SIGINT else Interrupted)("stopped")
+        if passing.received and rc != 0:  # stopped with its pool: not a failure
+            return Outcome(stopped=True, rc=rc)
         if rc is None:
             return Outcome(error=f"timed out after {self.timeout:g} s")
         if rc != 0:
             return _held(cell) or Outcome(error=_failure(cell.log, rc), rc=rc)
         metrics = finished_metrics(cell.run_dir)
         return Outcome(metrics=metrics, rc=rc, error=None if metrics is not None else f"no complete metrics.json in {cell.run_dir}")
+
+
+    def _wait(self, cell: Cell, proc: subprocess.Popen) -> int | None:
+        """The subprocess's exit code (None: stopped at the timeout); meanwhile a line to stderr a
+        minute saying where the cell is, read from its log (its heartbeat or progress bar)."""
+        from continual.callbacks.heartbeat import EVERY_S, elapsed, progress_in
+
+        start = time.monotonic()
+        while True:
+            left = None if self.timeout is None else start + self.timeout - time.monotonic()
+            try:
+                return proc.wait(timeout=EVERY_S if left is None else max(0.0, min(EVERY_S, left)))
+            except subprocess.TimeoutExpired:
+                if left is not None and left <= EVERY_S:
+                    _stop(proc)
+                    return None
+            where = progress_in(_tail(cell.log))
+            at = "starting" if where is None else f"task {where[0]}/{where[1]}, epoch {where[2]}"
+            print(f"{cell.label}: {at}, {elapsed(time.monotonic() - start)} elapsed", file=sys.stderr, flush=True)
+
+
+def _tail(log: Path, size: int = 8192) -> str:
+    """The end of a cell's log (a progress bar makes it long)."""
+    with open(log, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+        return f.read().decode(errors="replace")
 
 
 def _held(cell: Cell) -> Outcome | None:
@@ -230,33 +373,49 @@ def _held(cell: Cell) -> Outcome | None:
 
 
 class _PassSignals:
-    """While a subprocess cell runs, SIGINT and SIGTERM to this process go on to it instead of
-    stopping this process under it (one that came before `start` is passed on there)."""
+    """While subprocess cells run, SIGINT and SIGTERM to this process go on to each of them instead
+    of stopping this process under them (one that came before a cell's `start` is passed on there).
+    Entered once per pool (in the main thread) or per cell; entering it again (a pool's cells) is a no-op."""
 
     def __init__(self):
         self.received: list[int] = []
-        self._proc: subprocess.Popen | None = None
+        self._procs: list[subprocess.Popen] = []
+        self._lock = threading.Lock()
         self._previous: dict = {}
+        self._depth = 0
 
     def start(self, proc: subprocess.Popen) -> subprocess.Popen:
-        self._proc = proc
-        for signum in self.received:
-            proc.send_signal(signum)
+        with self._lock:
+            self._procs.append(proc)
+            for signum in self.received:
+                proc.send_signal(signum)
         return proc
+
+    def finish(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.remove(proc)
 
     def _pass(self, signum, frame) -> None:
         self.received.append(signum)
-        if self._proc is not None:
-            self._proc.send_signal(signum)
+        for proc in list(self._procs):  # no lock: a handler must not wait on the thread it interrupted
+            if proc.poll() is None:
+                proc.send_signal(signum)
 
     def __enter__(self) -> "_PassSignals":
-        if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        with self._lock:
+            self._depth += 1
+            first = self._depth == 1
+        if first and threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
             self._previous = {s: signal.signal(s, self._pass) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+        with self._lock:
+            self._depth -= 1
+            last = self._depth == 0
+        if last:
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
 
 
 def _stop(proc: subprocess.Popen) -> None:

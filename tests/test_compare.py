@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import sys
 
 import pytest
 import yaml
@@ -277,3 +279,73 @@ def test_a_budget_row_waits_for_a_referenced_row_not_run_yet(tmp_path, capsys):
     assert main(["compare", "--config", str(path), "--only", "er_matched"]) == 0
     assert "er_matched / task-IL / seed 0: waits for the stored floats of finetune's cell task/s0" in capsys.readouterr().out
     assert not (tmp_path / "grid" / "er_matched__task__s0").exists()
+
+
+def test_one_seed_has_no_spread_and_the_figures_draw_the_csv(tmp_path):
+    """One seed: `± n/a` in the table and an empty std in the csv (not a measured 0.0); compare.png
+    and compare_memory.png draw each row's metrics.json numbers, and W&B gets both images."""
+    from continual.compare import plot, spec, stats, tables
+    from continual.compare.wandb_table import log_wandb
+
+    path = write_grid(tmp_path, scenarios=["class"], seeds=[0], reference={})
+    assert main(["compare", "--config", str(path)]) == 0
+    out = tmp_path / "grid"
+    text = (out / "compare.csv").read_bytes().decode()  # as written: csv ends its lines with \r\n
+    rows = list(csv.DictReader(text.splitlines()))
+    assert all(r["acc_std"] == "" and r["acc_mean"] != "" and r["stored_floats_std"] == "" for r in rows)
+    md = (out / "compare.md").read_text()
+    assert "± n/a" in md and "± 0.0" not in md
+    runs = {m: json.loads((out / f"{m}__class__s0" / "metrics.json").read_text()) for m in ("finetune", "joint")}
+    grid = spec.load_grid(str(path))
+    summary = stats.summarize(grid, {(m, "class", 0): metrics for m, metrics in runs.items()})
+    assert tables.to_csv(summary) == text  # the rows the figures are drawn from are the csv's
+    assert plot.bars(grid, summary, "acc", 100.0) == {"class": ([100 * runs["finetune"]["acc"], 100 * runs["joint"]["acc"]], [0.0, 0.0])}
+    assert plot.bars(grid, summary, "avg_forgetting", 100.0)["class"][0] == [100 * runs[m]["avg_forgetting"] for m in ("finetune", "joint")]
+    assert plot.bars(grid, summary, "stored_floats")["class"][0] == [runs[m]["stored_floats"] for m in ("finetune", "joint")]
+    assert [(p["method"], p["floats"], p["acc"], p["acc_std"]) for p in plot.memory_points(grid, summary)] == [
+        (m, runs[m]["stored_floats"], 100 * runs[m]["acc"], 0.0) for m in ("finetune", "joint")]
+    for name in ("compare.png", "compare_memory.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    log_wandb(grid, summary, "continual", "offline")  # what a compare whose cells log to W&B does (tested above)
+    (run,) = (out / "wandb").glob("offline-run-*")
+    assert len(list(run.glob("files/media/images/compare_plot_*.png"))) == 1
+    assert len(list(run.glob("files/media/images/compare_memory_plot_*.png"))) == 1
+
+
+def test_the_figures_draw_the_spread_over_seeds_and_leave_a_missing_cell_out(tmp_path):
+    from continual.compare import plot, spec
+
+    grid = spec.load_grid(str(write_grid(tmp_path)))
+    rows = [{"method": "finetune", "scenario": "task", "acc_mean": 0.9, "acc_std": 0.02, "stored_floats_mean": 0.0, "stored_floats_std": None},
+            {"method": "joint", "scenario": "class", "acc_mean": None, "acc_std": None, "stored_floats_mean": None, "stored_floats_std": None}]
+    acc = plot.bars(grid, rows, "acc", 100.0)
+    assert acc["task"][0][0] == 90.0 and acc["task"][1][0] == 2.0
+    assert all(v != v for v in (acc["task"][0][1], *acc["class"][0]))  # NaN: no bar
+    assert plot.memory_points(grid, rows) == [{"method": "finetune", "scenario": "task", "floats": 0.0, "floats_std": 0.0, "acc": 90.0, "acc_std": 2.0}]
+    assert plot.memory_png(grid, rows)[:4] == b"\x89PNG"  # a row that stores nothing on the log axis
+
+
+def test_two_workers_give_the_numbers_of_one(tmp_path, monkeypatch, capsys):
+    """Cells in two subprocesses at once equal cells run in turn in this process, at one torch
+    thread each (a different thread count may change the last digits)."""
+    import torch
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))  # the workers import this checkout
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers' threads, pinned
+    threads = torch.get_num_threads()
+    path = write_grid(tmp_path, scenarios=["class"], seeds=[0], reference={})
+    torch.set_num_threads(1)
+    try:
+        assert main(["compare", "--config", str(path), "--out", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    assert main(["compare", "--config", str(path), "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    assert "2 workers: each cell in its own process with 1 torch thread(s) each (OMP_NUM_THREADS, as set)" in capsys.readouterr().out
+    one, two = (list(csv.DictReader((tmp_path / d / "compare.csv").open())) for d in ("one", "two"))
+    timing = ("wall_time_s_mean", "wall_time_s_std")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in one] == [{k: v for k, v in r.items() if k not in timing} for r in two]
+    for m in ("finetune", "joint"):
+        a, b = (json.loads((tmp_path / d / f"{m}__class__s0" / "metrics.json").read_text()) for d in ("one", "two"))
+        assert a["accuracy_matrix"] == b["accuracy_matrix"] and a["stored_floats"] == b["stored_floats"]
+        assert (tmp_path / "two" / f"{m}__class__s0.log").is_file()  # a worker's output, beside its cell

@@ -98,7 +98,7 @@ def test_ctrl_c_stops_a_subprocess_cell_and_the_rest_and_says_how_to_continue(tm
     assert proc.wait(timeout=120) == 130
     assert proc.stderr.read().decode().strip().splitlines()[-1] == (
         f"continual: error: stopped by Ctrl-C in trial {out / 'run-000'}; run the same sweep command again to continue "
-        "(finished trials are kept, this one starts over)"
+        "(finished trials are kept, this one resumes from its checkpoint)"
     )
     assert "continual: error: interrupted by Ctrl-C" in (out / "run-000.log").read_text()  # the trial stopped itself
     assert not (out / "run-001").exists()
@@ -115,7 +115,7 @@ def test_sigterm_to_the_sweep_alone_stops_its_trial_first_and_leaves_no_orphan(t
     assert proc.wait(timeout=120) == 143
     assert proc.stderr.read().decode().strip().splitlines()[-1] == (
         f"continual: error: stopped by SIGTERM in trial {trial}; run the same sweep command again to continue "
-        "(finished trials are kept, this one starts over)"
+        "(finished trials are kept, this one resumes from its checkpoint)"
     )
     with pytest.raises(ProcessLookupError):  # the trial ended before the sweep did
         os.kill(pid, 0)
@@ -123,3 +123,124 @@ def test_sigterm_to_the_sweep_alone_stops_its_trial_first_and_leaves_no_orphan(t
 
     assert holder(trial) is None
     assert not (trial / "metrics.json").exists() and not (out / "results.json").exists()  # stopped: no result, now or later
+
+
+def test_workers_share_the_cores_as_torch_threads_and_get_a_gpu_each_or_share_it():
+    from continual.grid import describe_workers, visible_gpus, worker_env
+
+    assert [worker_env(s, 2, 2, [], {}) for s in (0, 1)] == [{"OMP_NUM_THREADS": "1"}] * 2
+    assert worker_env(0, 3, 16, [], {}) == {"OMP_NUM_THREADS": "5"}  # 16 // 3
+    assert worker_env(0, 4, 2, [], {}) == {"OMP_NUM_THREADS": "1"}  # never 0
+    assert worker_env(1, 2, 2, [], {"OMP_NUM_THREADS": "2"}) == {}  # the caller's pin stays
+    assert [worker_env(s, 3, 8, ["4", "7"], {})["CUDA_VISIBLE_DEVICES"] for s in range(3)] == ["4", "7", "4"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,5"}) == ["2", "5"] and visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    line = describe_workers(2, 2, [], {})
+    assert "1 torch thread(s) each (2 cores / 2 workers)" in line and "last digits" in line
+    assert "GPU 0 shared" in describe_workers(2, 2, ["0"], {"OMP_NUM_THREADS": "1"})
+
+
+def test_run_many_draws_a_job_only_when_a_worker_is_free_and_reports_each_outcome(tmp_path, monkeypatch):
+    """A sweep's next trial depends on the results so far: the pool must not draw ahead."""
+    from continual.grid import Outcome
+
+    started, drawn = [], []
+
+    def fake_run(self, cell, cfg, env=None, passing=None):  # the cell's subprocess, as the pool sees it
+        started.append((cell.label, env))
+        time.sleep(0.05)
+        return Outcome(metrics={"acc": float(cell.label)})
+
+    monkeypatch.setattr(Runner, "run", fake_run)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr("continual.grid.cores", lambda: 4)
+    got = {}
+
+    def jobs():
+        for i in range(5):
+            drawn.append((i, len(got)))  # how many outcomes were in when job i was drawn
+            yield Cell(str(i), tmp_path / str(i), None), None
+
+    Runner("sweep", "trial", "--dir", workers=2).run_many(jobs(), lambda cell, o: got.__setitem__(cell.label, o.metrics["acc"]))
+    assert got == {str(i): float(i) for i in range(5)}
+    assert [d[1] for d in drawn[:2]] == [0, 0] and all(done >= i - 1 for i, done in drawn[2:])  # at most 2 ahead
+    assert {env["OMP_NUM_THREADS"] for _, env in started} == {"2"}
+
+
+@pytest.mark.slow  # a subprocess: seconds; the lines it reads are tested above
+def test_a_subprocess_cell_says_where_it_is_at_least_every_minute(tmp_path, monkeypatch, capsys):
+    """The parent reads the cell's log (here its progress bar) and prints a line to stderr each period."""
+    import re
+
+    import continual.callbacks.heartbeat as heartbeat
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    monkeypatch.setattr(heartbeat, "EVERY_S", 0.5)  # a minute, shortened
+    cell = Cell("[c]", tmp_path / "c", "split_digits.yaml", [*QUICK[:2], "trainer.max_epochs=2", "logger.kind=none"])
+    assert run(cell, True).metrics["complete"]
+    lines = capsys.readouterr().err.splitlines()
+    beats = [line for line in lines if re.fullmatch(r"\[c\]: (starting|task [12]/2, epoch [01]), \d+s elapsed", line)]
+    assert beats and any("task" in line for line in beats)
+
+
+def test_the_heartbeat_prints_where_training_is_once_its_period_has_passed():
+    import io
+    from types import SimpleNamespace
+
+    from continual.callbacks.heartbeat import Heartbeat, progress_in
+
+    now = [100.0]
+    out = io.StringIO()
+    beat = Heartbeat(every_s=60, clock=lambda: now[0], stream=out)
+    trainer, module = SimpleNamespace(global_rank=0, current_epoch=3), SimpleNamespace(current_task=1, n_tasks=5)
+    for t in (130.0, 159.9, 160.0, 200.0, 225.0):  # a line at 160 s and at 225 s (60 s after the last), none between
+        now[0] = t
+        beat.on_train_batch_end(trainer, module)
+    assert out.getvalue().splitlines() == ["task 2/5, epoch 3, 1m00s elapsed", "task 2/5, epoch 3, 2m05s elapsed"]
+    assert progress_in(out.getvalue()) == (2, 5, 3)
+    assert progress_in("Task 1/2 epoch 0: 100%|##| 9/9 [00:01<00:00]\rTask 2/2 epoch 1:  50%|#") == (2, 2, 1)  # the bar's own text
+    assert progress_in("no training yet") is None
+
+
+def test_an_in_process_cell_with_the_bar_off_prints_its_heartbeat_to_stderr(tmp_path, monkeypatch, capsys):
+    import continual.callbacks.heartbeat as heartbeat
+
+    monkeypatch.setattr(heartbeat, "EVERY_S", 0.0)  # every batch
+    assert run(Cell("[c]", tmp_path / "c", "split_digits.yaml", QUICK), False).metrics["complete"]
+    out, err = capsys.readouterr()
+    assert "task 1/2, epoch 0, " in err and "task 2/2, epoch 0, " in err and "elapsed" not in out
+
+
+@pytest.mark.slow  # subprocesses: seconds each
+def test_sigterm_stops_every_worker_and_the_same_command_resumes_them(tmp_path):
+    from continual.rundir.layout import last_checkpoint_path
+
+    sweep, out = tmp_path / "sweep.yaml", tmp_path / "sweep"
+    sweep.write_text(
+        "method: grid\nmetric: {name: final/acc, goal: maximize}\nparameters: {seed: {values: [0, 1]}}\n"
+        "command: [continual, fit, data.n_tasks=2, trainer.max_epochs=40, checkpoint_every_n_steps=5, logger.kind=none, "
+        "trainer.enable_progress_bar=false, '${args_no_hyphens}']\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "continual.cli.main", "sweep", str(sweep), "--dir", str(out), "--workers", "2"]
+    proc = sp.Popen(cmd, env=env, stdout=sp.DEVNULL, stderr=sp.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not all(last_checkpoint_path(out / f"run-00{i}").is_file() for i in (0, 1)):  # both trials are training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGTERM)  # the sweep alone: it passes the signal on to both
+    assert proc.wait(timeout=120) == 143
+    assert proc.stderr.read().decode().strip().splitlines()[-1] == (
+        "continual: error: stopped by SIGTERM: the running trials saved their checkpoints; run the same sweep command "
+        "again to continue (finished trials are kept, stopped ones resume from their checkpoints)"
+    )
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["run"], r["params"], r["metric"]) for r in runs] == [("run-000", {"seed": 0}, None), ("run-001", {"seed": 1}, None)]
+    assert all(r["status"].startswith("stopped by a signal") for r in runs)
+    again = sp.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["run"], r["status"]) for r in runs] == [("run-000", "finished"), ("run-001", "finished")]  # in their own folders
+    for i in (0, 1):
+        assert "resuming" in (out / f"run-00{i}.log").read_text()  # from its checkpoint, not started over
+        assert json.loads((out / f"run-00{i}" / "metrics.json").read_text())["complete"]

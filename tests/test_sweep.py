@@ -278,3 +278,74 @@ def test_two_trials_that_differ_only_in_n_v_on_an_unequal_stream(tmp_path):
     assert five["padded_class"]["win_rate"] == eight["padded_class"]["win_rate"] == 0  # a padded class is never predicted
     assert five["padded_class"]["per_task"][2]["would_win_rate"] == 0  # the 5-class task has no padding at N_v=5
     assert five["accuracy_matrix"] != eight["accuracy_matrix"]  # another draw of the value heads, another run
+
+
+HISTORY = [  # h x N_v, one failed trial and a repeated pair (mean of two)
+    {"run": "run-000", "params": {"router.h": 16, "router.n_v": 2}, "metric": 0.5, "status": "finished"},
+    {"run": "run-001", "params": {"router.h": 64, "router.n_v": 2}, "metric": 0.7, "status": "finished"},
+    {"run": "run-002", "params": {"router.h": 16, "router.n_v": 4}, "metric": 0.6, "status": "finished"},
+    {"run": "run-003", "params": {"router.h": 64, "router.n_v": 4}, "metric": None, "status": "failed (exit 2)"},
+    {"run": "run-004", "params": {"router.h": 16, "router.n_v": 2}, "metric": 0.7, "status": "finished"},
+    {"run": "run-005", "params": {"router.h": 8, "router.n_v": 2}, "metric": 0.1, "status": "finished"},
+]
+HXNV = {"name": "hxnv", "metric": {"name": "final/acc", "goal": "maximize"},
+        "parameters": {"router.h": {"values": [8, 16, 64]}, "router.n_v": {"values": [2, 4]}, "seed": {"value": 0}}}
+
+
+def test_the_sweep_figure_is_a_heatmap_of_two_varying_keys_and_panels_otherwise(tmp_path):
+    from continual.sweep import plot
+
+    assert plot.varying(HXNV, HISTORY) == ["router.h", "router.n_v"]  # seed is constant
+    xs, ys, grid = plot.heatmap_data(HXNV, HISTORY, "router.h", "router.n_v")
+    assert (xs, ys) == (["8", "16", "64"], ["2", "4"])  # by size, not as text
+    assert grid[0] == [0.1, (0.5 + 0.7) / 2, 0.7] and grid[1][1] == 0.6  # (16, 2): the mean of its two trials and grid[1][0] != grid[1][0] and grid[1][2] != grid[1][2]  # NaN: no finished trial
+    one = [h for h in HISTORY if h["params"]["router.n_v"] == 2]
+    assert plot.varying(HXNV, one) == ["router.h"]
+    labels, at, values = plot.panel_data(HXNV, one, "router.h")
+    assert labels == ["8", "16", "64"] and at == [1.0, 2.0, 1.0, 0.0] and values == [0.5, 0.7, 0.7, 0.1]
+    for history in (HISTORY, one):
+        path = plot.write(tmp_path, HXNV, history)
+        assert path == tmp_path / "sweep.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.write(tmp_path / "none", HXNV, [HISTORY[3]]) is None  # nothing finished: no figure
+
+
+@pytest.mark.slow  # subprocesses: seconds each
+def test_two_workers_run_the_trials_at_once_and_the_figure_draws_results_csv(tmp_path, monkeypatch, capsys):
+    from continual.sweep import plot
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    spec = write_spec(tmp_path, TINY.replace("trainer.max_epochs=1", "trainer.max_epochs=1, data.n_tasks=2, logger.kind=none"))
+    out = tmp_path / "s"
+    assert main(["sweep", str(spec), "--dir", str(out), "--workers", "2"]) == 0
+    assert "2 workers: each cell in its own process" in capsys.readouterr().out
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["run"], r["optim.lr"], r["status"]) for r in rows] == [("run-000", "0.001", "finished"), ("run-001", "0.01", "finished")]
+    for r in rows:
+        assert float(r["final/acc"]) == json.loads((out / r["run"] / "metrics.json").read_text())["acc"]
+    history = json.loads((out / "results.json").read_text())["runs"]
+    labels, at, values = plot.panel_data(load_spec(spec), history, "optim.lr")
+    assert labels == ["0.001", "0.01"] and values == [float(r["final/acc"]) for r in rows]
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG" and not (out / "wandb").exists()  # logger.kind=none: not in W&B
+
+
+@pytest.mark.slow  # 4 trials in subprocesses
+def test_the_bench_sweep_row_times_one_and_two_workers(monkeypatch):
+    from bench.sweep import sweep_row, sweep_table
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    row = sweep_row(trials=2, epochs=1)
+    one, two = row["workers1"], row["workers2"]
+    assert row["ratio"] == two["wall_s"] / one["wall_s"] and one["per_trial_s"] == one["wall_s"] / 2
+    assert 0 < row["overhead_per_trial_s"] < one["per_trial_s"]  # the trial's own time is part of it, not all
+    assert f"2 workers / 1 worker: {row['ratio']:.2f}" in sweep_table(row)
+
+
+def test_the_sweep_figure_goes_to_wandb_as_an_image(tmp_path):
+    from continual.sweep import plot
+
+    path = plot.write(tmp_path, HXNV, HISTORY)
+    plot.log_wandb(path, HXNV, "continual", "offline")
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    (image,) = run.glob("files/media/images/sweep_plot_*.png")
+    assert image.read_bytes()[:4] == b"\x89PNG"

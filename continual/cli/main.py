@@ -73,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop a trial (SIGTERM) that runs longer; it counts as failed")
     sweep.add_argument("--max-failures", type=int, default=3, metavar="N",
                        help="stop the sweep once N trials in a row failed with the same error (default 3; 0: never)")
+    sweep.add_argument("--workers", type=int, default=1, metavar="N", help="trials at once, each in its own process with its share of the cores/GPUs (default 1)")
     sweep.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every trial, e.g. data.root=/data")
     cmp = sub.add_parser("compare", help="run a grid of methods x scenarios x seeds and tabulate it")
     cmp.add_argument("--config", "-c", required=True, help="compare YAML: a path, or a shipped one's name, e.g. compare/<name>.yaml")
@@ -80,6 +81,7 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--shard", default=None, metavar="I/N", help="run only every N-th cell from the I-th (split the grid over N processes sharing --out)")
     cmp.add_argument("--seeds", default=None, metavar="LIST", help="seeds instead of the config's, e.g. 0-19 or 0,3,5")
     cmp.add_argument("--only", default=None, metavar="CELLS", help="run only these rows, scenarios or row/scenario, comma-separated, e.g. none/domain,lwf/class")
+    cmp.add_argument("--workers", type=int, default=1, metavar="N", help="cells at once, each in its own process with its share of the cores/GPUs (default 1: in this process)")
     cmp.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every cell, e.g. data.root=/data")
     feats = sub.add_parser("features", help="precompute the backbone extractor's features of every split into <data.root>/features/ (data.features=true)")
     _add_config_args(feats)
@@ -196,12 +198,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "sweep":
             from continual.sweep.runner import run_sweep
 
-            ran = run_sweep(args.file, args.count, args.dir, args.seed, args.overrides, args.timeout, args.max_failures)
+            ran = run_sweep(args.file, args.count, args.dir, args.seed, args.overrides, args.timeout, args.max_failures, args.workers)
             return 1 if any(r["metric"] is None for r in ran) else 0  # a trial of this call failed
         if args.command == "compare":
             from continual.compare.command import compare
 
-            return compare(args.config, args.out, args.overrides, shard=args.shard, seeds=args.seeds, only=args.only)
+            return compare(args.config, args.out, args.overrides, shard=args.shard, seeds=args.seeds, only=args.only, workers=args.workers)
         if args.command == "config" and args.config_command == "keys":
             from continual.config.keys import format_keys, key_rows
 

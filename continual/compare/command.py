@@ -16,19 +16,20 @@ def write_reports(grid: spec.Grid, rows: list[dict]) -> None:
     atomic_write(grid.out / "compare.md", tables.to_markdown(grid, rows))
     atomic_write(grid.out / "compare.csv", tables.to_csv(rows))
     atomic_write(grid.out / "compare.png", plot.png(grid, rows))
+    atomic_write(grid.out / "compare_memory.png", plot.memory_png(grid, rows))
 
 
-def run_grid(grid: spec.Grid, shard: tuple[int, int] = (1, 1)) -> tuple[dict, list, list]:
+def run_grid(grid: spec.Grid, shard: tuple[int, int] = (1, 1), workers: int = 1) -> tuple[dict, list, list]:
     """{(row, scenario, seed): metrics, or the error of a failed cell} for every finished or failed
     cell, every cell's config (checked before any cell of its stage runs), and the folders of the
-    cells still running in another process.
+    cells still running in another process. `workers` cells run at once, each in a subprocess.
 
     Rows sized by another row's memory (`budget_from`, continual/compare/budget.py) run in a later
     stage than that row, once its cells' stored floats are known; that each is a replay method
     with a `buffer_floats` key is checked before anything runs."""
     from continual.config import load_config
 
-    runner, keys = Runner("compare", "cell", "--out"), list(grid.cells())
+    runner, keys = Runner("compare", "cell", "--out", workers=workers), list(grid.cells())
     first = {}
     for key, cell in zip(keys, grid.run_cells()):
         first.setdefault(key[0], cell)
@@ -54,14 +55,14 @@ def run_grid(grid: spec.Grid, shard: tuple[int, int] = (1, 1)) -> tuple[dict, li
 
 
 def compare(path: str, out: str | None = None, overrides: list[str] = (), shard: str | None = None,
-            seeds: str | None = None, only: str | None = None) -> int:
+            seeds: str | None = None, only: str | None = None, workers: int = 1) -> int:
     """Run the grid (`overrides` added to every cell), write the reports; 1 if any cell failed."""
     grid = spec.load_grid(path, out)
     grid.overrides += list(overrides)
     if seeds is not None:
         grid.seeds = spec.parse_seeds(seeds)
     spec.select(grid, only)
-    results, configs, running = run_grid(grid, parse_shard(shard))
+    results, configs, running = run_grid(grid, parse_shard(shard), workers)
     rows = stats.summarize(grid, results)
     write_reports(grid, rows)
     logger = configs[0].logger if configs else None  # grid-wide logger settings: the first cell's

@@ -15,10 +15,11 @@ def columns():
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """The mean and the spread over seeds; one seed has no spread (None, not 0.0)."""
     values = [v for v in values if v is not None]
     if not values:
         return None, None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def summarize(grid: Grid, results: dict) -> list[dict]:

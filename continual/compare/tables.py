@@ -10,9 +10,10 @@ from continual.compare.stats import columns
 
 
 def _fmt(mean, std, scale: float = 100.0, digits: int = 1) -> str:
+    """mean ± std; a spread of one seed is `n/a` (a `± 0.0` would claim a measured spread)."""
     if mean is None:
         return "n/a"
-    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+    return f"{scale * mean:.{digits}f} ± " + ("n/a" if std is None else f"{scale * std:.{digits}f}")
 
 
 def _count(v) -> str:

@@ -14,4 +14,5 @@ def log_wandb(grid: Grid, rows: list[dict], project: str, mode: str | None) -> N
     run = wandb.init(project=project, name=f"compare-{grid.out.name}", dir=str(grid.out), mode=mode or os.environ.get("WANDB_MODE", "offline"), job_type="compare")
     run.log({"compare": wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])})
     run.log({"compare_plot": wandb.Image(str(grid.out / "compare.png"))})
+    run.log({"compare_memory_plot": wandb.Image(str(grid.out / "compare_memory.png"))})
     run.finish()

@@ -70,6 +70,13 @@ def _running(h: dict) -> bool:
     return h["status"].startswith("running")
 
 
+STOPPED = "stopped by a signal (continues from its checkpoint when the sweep is run again)"
+
+
+def _stopped(h: dict) -> bool:
+    return h["status"] == STOPPED
+
+
 def _settle(spec: dict, history: list[dict]) -> bool:
     """Trials recorded as running in another process: finished since (their metric is read), still
     running, or ended unfinished (then failed, so retried). True if any was running."""
@@ -85,18 +92,35 @@ def _settle(spec: dict, history: list[dict]) -> bool:
 
 def _retries(history: list[dict]) -> list[dict]:
     """Parameters of earlier trials that failed and never finished since: a continued sweep runs them first."""
-    finished = [h["params"] for h in history if h["metric"] is not None or _running(h)]
+    finished = [h["params"] for h in history if h["metric"] is not None or _running(h) or _stopped(h)]
     out = []
     for h in history:
-        if h["metric"] is None and not _running(h) and h["params"] not in finished and h["params"] not in out:
+        if h["metric"] is None and not _running(h) and not _stopped(h) and h["params"] not in finished and h["params"] not in out:
             out.append(h["params"])
     return out
 
 
+def _figure(out: Path, spec: dict, history: list[dict], overrides: list[str]) -> None:
+    """sweep.png beside results.csv, and in W&B when the trials log there."""
+    from continual.config import load_config
+    from continual.run_logger import logger_kinds
+    from continual.sweep import plot
+
+    path = plot.write(out, spec, history)
+    if path is None:
+        return
+    config, fixed = sweep_spec.fit_config(spec, list(overrides))
+    logger = load_config(config, fixed).logger
+    if "wandb" in logger_kinds(logger):
+        plot.log_wandb(path, spec, logger.project, logger.mode)
+    print(f"sweep figure: {path}")
+
+
 def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0, overrides: list[str] = (),
-              timeout: float | None = None, max_failures: int = 3) -> list[dict]:
-    """Run the sweep `path` with `overrides` on every trial; stop once `max_failures` trials in a row
-    failed with the same error (0: never). Returns the records of the trials this call ran."""
+              timeout: float | None = None, max_failures: int = 3, workers: int = 1) -> list[dict]:
+    """Run the sweep `path` with `overrides` on every trial, `workers` trials at once; stop once
+    `max_failures` trials in a row failed with the same error (0: never). Returns the records of
+    the trials this call ran."""
     spec = sweep_spec.load_spec(path)
     sweep_spec.validate(spec, extra=list(overrides))
     spec["ranked_on"] = sweep_spec.ranked_split(spec, list(overrides))  # named in results.json and the table
@@ -110,35 +134,64 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
     history = _load_history(out)
     if _settle(spec, history):
         _write_results(out, spec, history)
-    start = len(history)
-    retry = _retries(history)
-    runner = Runner("sweep", "trial", "--dir", subprocess=True, timeout=timeout)
+    retry, resume = _retries(history), list(filter(_stopped, history))  # stopped trials continue in their folders
+    ran: list[dict] = []
+    runner = Runner("sweep", "trial", "--dir", subprocess=True, timeout=timeout, workers=workers)
     failures: list[tuple[str, str]] = []  # (run, error) of the failures in a row
-    for _ in range(count if count is not None else sys.maxsize):
-        params = retry.pop(0) if retry else search.next_params(spec, history, seed)
-        if params is None:
-            break
-        name = f"run-{len(history):03d}"
-        cell = trial(spec, params, out / name, overrides)
-        (cfg,) = runner.check([cell])
-        outcome = runner.run(cell, cfg)
+    records: dict[Path, dict] = {}  # the record of each trial started, by its folder
+
+    def trials():
+        """The next trial, proposed once a worker is free: a running trial is in `history` (its
+        metric None), so a grid does not repeat it and a random draw takes the next index."""
+        for _ in range(count if count is not None else sys.maxsize):
+            record = resume.pop(0) if resume else None
+            params = record["params"] if record else retry.pop(0) if retry else search.next_params(spec, history, seed)
+            if params is None:
+                return
+            name = record["run"] if record else f"run-{len(history):03d}"
+            cell = trial(spec, params, out / name, overrides)
+            (cfg,) = runner.check([cell])
+            if record is None:
+                record = {"run": name, "params": params, "metric": None, "run_dir": str(cell.run_dir)}
+                history.append(record)
+            records[cell.run_dir] = record
+            record["status"] = "running (this sweep)"
+            if workers > 1:
+                _write_results(out, spec, history)
+            yield cell, cfg
+
+    def finished(cell: Cell, outcome) -> None:
+        nonlocal failures
+        record = records[cell.run_dir]
         value, error = None if outcome.metrics is None else sweep_spec.metric_value(spec, outcome.metrics), outcome.error
-        if error is None and value is None:
+        if error is None and value is None and not outcome.stopped:
             error = f"no {spec['metric']['name']} in {cell.run_dir}/metrics.json"
         if outcome.running is not None:
             error, status = None, f"running in another process ({outcome.running})"
+        elif outcome.stopped:
+            error, status = None, STOPPED
         else:
             status = "finished" if error is None else f"failed ({error if outcome.rc is None else f'exit {outcome.rc}'}, see {cell.log.name})"
-        history.append({"run": name, "params": params, "metric": value, "status": status, "run_dir": str(cell.run_dir)})
+        record.update(metric=value, status=status)
+        ran.append(record)
         _write_results(out, spec, history)
-        print(f"[{name}] {spec['metric']['name']} = {value}  {status}", flush=True)
-        failures = [] if error is None else [f for f in failures if f[1] == error] + [(name, error)]
+        print(f"[{record['run']}] {spec['metric']['name']} = {value}  {status}", flush=True)
+        failures = [] if error is None else [f for f in failures if f[1] == error] + [(record["run"], error)]
         if max_failures and len(failures) >= max_failures:
             first, first_error = failures[0]
             raise SweepError(
                 f"sweep stopped: {len(failures)} trials in a row failed the same way, the first ({out / first}.log): {first_error}; "
                 f"fix that and run the same command again (it retries the failed trials)"
             )
+
+    try:
+        runner.run_many(trials(), finished)
+    finally:  # a trial stopped in turn (one worker) is not kept: the sweep run again proposes it again
+        started = [h for h in history if h["status"] != "running (this sweep)"]
+        if len(started) != len(history) and workers > 1:  # only a pool writes a running trial
+            history[:] = started
+            _write_results(out, spec, history)
+    _figure(out, spec, history, overrides)
     print(format_table(spec, history))
     print(f"sweep directory: {out}   (upload the offline W&B runs with: wandb sync {out}/run-*/wandb/offline-run-*)")
-    return [h for h in history[start:] if not _running(h)]
+    return [h for h in ran if not _running(h) and not _stopped(h)]

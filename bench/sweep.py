@@ -1,0 +1,74 @@
+"""The sweep row: N Split-Digits router trials through `continual sweep`, with 1 worker and with 2.
+
+Two numbers: how much of the one-worker time two workers take (issue 25's target: at most 0.6 on
+a 2-core machine), and the platform's cost per trial beyond its training: the sweep's wall time per
+trial less the trial's own `wall_time_s` (metrics.json: training and test passes), i.e. the
+subprocess's start and imports, building the stream and model, and the files of the run and sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.startup import CLI
+
+# the router on the embedded digits, as the bench's router workload runs it on MNIST
+TRIAL = ["data.stream=split_digits", "method=router", "scenario=class", "optim.lr=0.01", "router.mask=soft",
+         "router.gate_init=3.0", "router.mask_sparsity=0.0", "logger.kind=none", "trainer.enable_progress_bar=false"]
+
+
+def sweep_file(folder: Path, trials: int, epochs: int) -> Path:
+    """A grid sweep of `trials` seeds: trials of equal work, so the two runs time the same thing."""
+    path = folder / "bench_sweep.yaml"
+    command = ["continual", "fit", "--config", "split_digits.yaml", *TRIAL, f"trainer.max_epochs={epochs}", "${args_no_hyphens}"]
+    path.write_text(json.dumps({"method": "grid", "metric": {"name": "final/acc", "goal": "maximize"},
+                                "parameters": {"seed": {"values": list(range(trials))}}, "command": command}))
+    return path
+
+
+def _sweep(path: Path, out: Path, workers: int) -> float:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": os.pathsep.join(sys.path)}
+    start = time.perf_counter()
+    subprocess.run([*CLI, "sweep", str(path), "--dir", str(out), "--workers", str(workers)], check=True, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def sweep_row(trials: int = 16, epochs: int = 5) -> dict:
+    """Wall times of the same sweep with 1 and 2 workers, their ratio, and the per-trial overhead."""
+    folder = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
+    path = sweep_file(folder, trials, epochs)
+    out: dict = {"trials": trials, "epochs": epochs, "command": f"continual sweep {path.name} --workers N",
+                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "load_before": os.getloadavg()[0]}
+    for workers in (1, 2):
+        load = os.getloadavg()[0]
+        wall = _sweep(path, folder / f"w{workers}", workers)
+        train = [json.loads((run / "metrics.json").read_text())["wall_time_s"] for run in sorted((folder / f"w{workers}").glob("run-*/"))]
+        # a worker is busy `workers * wall / trials` per trial: what its training leaves is the platform's
+        out[f"workers{workers}"] = {"wall_s": wall, "per_trial_s": wall / trials, "trial_train_s": statistics.median(train),
+                                    "overhead_per_trial_s": workers * wall / trials - statistics.fmean(train), "load_before": load}
+    out["ratio"] = out["workers2"]["wall_s"] / out["workers1"]["wall_s"]
+    out["overhead_per_trial_s"] = out["workers1"]["overhead_per_trial_s"]
+    out["load_after"] = os.getloadavg()[0]
+    return out
+
+
+def sweep_table(s: dict) -> str:
+    one, two = s["workers1"], s["workers2"]
+    return "\n".join([
+        f"sweep: {s['trials']} Split-Digits router trials ({s['epochs']} epochs), `{s['command']}`",
+        "| workers | wall (s) | per trial (s) | a trial's training (s, median) | platform per trial (s) | load before |",
+        "|---|---|---|---|---|---|",
+        *(f"| {n} | {w['wall_s']:.1f} | {w['per_trial_s']:.2f} | {w['trial_train_s']:.2f} | {w['overhead_per_trial_s']:.2f} | {w['load_before']:.1f} |"
+          for n, w in ((1, one), (2, two))),
+        f"2 workers / 1 worker: {s['ratio']:.2f} (target <= 0.6); platform cost per trial beyond its training: "
+        f"{s['overhead_per_trial_s']:.2f} s (1 worker); OMP_NUM_THREADS={s['omp_num_threads']}; load average "
+        f"{s['load_before']:.1f} before, {s['load_after']:.1f} after",
+    ])
