@@ -54,7 +54,8 @@ class Registry:
         return add
 
     def builtin(self) -> dict[str, Any]:
-        """Every built-in (and entry-point) entry by name, in the order they registered."""
+        """Every built-in (and entry-point) entry by name, in name order (the order they registered
+        depends on what was imported first: listings would differ between processes)."""
         for package in self.packages:
             for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
                 if not info.ispkg:  # a sub-package holds an entry's parts (continual.routers.parts), not entries
@@ -62,7 +63,7 @@ class Registry:
         for ep in entry_points(group=self.group):
             if ep.name not in self._entries:
                 self.register(ep.name)(ep.load())
-        return dict(self._entries)
+        return dict(sorted(self._entries.items()))
 
     def facts(self, name: str) -> dict:
         """What the entry `name` registered about itself ({} for user code or an unknown name)."""

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from cases import RUN
 from continual import load_config
 from continual.build import build_method
+from continual.features import extract_features
 from continual.cli.main import main
 from continual.config.schema import OptimConfig
 from continual.data.datamodule import TaskStreamDataModule
@@ -72,7 +73,7 @@ def learning_rates(overrides: list[str]) -> dict[int, list[float]]:
     """The learning rate of every optimizer step of each task, fitted as the task loop fits them
     (one Trainer per task, one module throughout), without the test passes a whole run adds."""
     cfg = load_config(None, [*SMALL, *overrides])
-    stream = build_stream(cfg.data, cfg.seed)
+    stream = extract_features(cfg, build_stream(cfg.data, cfg.seed))  # the flat features the method sees
     module = build_method(cfg, stream)
     dm = TaskStreamDataModule(stream, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed)
     rates = Rates()

@@ -222,7 +222,7 @@ def test_a_sweep_may_rank_on_a_number_of_a_metric_entry(tmp_path):
             validate({**spec, "metric": {"name": bad, "goal": "maximize"}})
 
 
-UNEQUAL = ["method=router", "scenario=class", "data.stream=unequal_digits:split_digits_2_3_5", "router.memories=4"]
+UNEQUAL = ["method=router", "scenario=class", "data.classes_per_task=[2,3,5]", "router.memories=4"]
 
 
 @pytest.mark.parametrize("stream, n_v", [(UNEQUAL[2], (5, 8)), ("data.stream=split_digits", (2, 4))], ids=["unequal", "equal"])
@@ -232,12 +232,13 @@ def test_padded_outputs_neither_predict_nor_learn_so_n_v_changes_only_the_random
     and its padded rows get no gradient; on equal and unequal streams alike."""
     import torch
 
-    from continual import build_method, build_stream
+    from continual import build_method, build_stream, extract_features
     from continual.config import load_config
 
     def router(width):
         cfg = load_config(None, [*UNEQUAL[:2], stream, "router.memories=4", "backbone.hidden=[64,64]", f"router.n_v={width}"])
-        return build_method(cfg, build_stream(cfg.data, cfg.seed)), build_stream(cfg.data, cfg.seed)
+        features = extract_features(cfg, build_stream(cfg.data, cfg.seed))  # the flat features the method sees
+        return build_method(cfg, features), features
 
     (small, stream_data), (big, _) = router(n_v[0]), router(n_v[1])
     big_tensors = {**dict(big.named_parameters()), **dict(big.named_buffers())}
