@@ -436,7 +436,7 @@ def make_inputs(folder: Path) -> Path:
     class Factory:
         def mktemp(self, name):
             p = folder / name
-            p.mkdir()
+            p.mkdir(parents=True)
             return p
 
     gen = hardening.inputs.__wrapped__(Factory())
