@@ -61,8 +61,10 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "continual.cli.main", *args]
 
 
-def call(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(cli(*args), env=ENV, capture_output=True, text=True, timeout=timeout)
+def call(args: list[str], timeout: float = 600, path: Path | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess; `path`: a folder of the user's own modules (data.custom)."""
+    env = ENV if path is None else {**ENV, "PYTHONPATH": f"{path}{os.pathsep}{ENV['PYTHONPATH']}"}
+    return subprocess.run(cli(*args), env=env, capture_output=True, text=True, timeout=timeout)
 
 
 # -- what this branch has -------------------------------------------------------------------------
@@ -119,7 +121,7 @@ def run_plain(case: Case, d: Path, t: Path) -> str | None:
             argv = argv[:1] + QUICK + argv[1:]
     elif argv[0] == "compare" and "--out" not in case.args:
         argv += ["--out", str(t / "grid"), *QUICK]
-    proc = call(argv)
+    proc = call(argv, path=d)
     if case.expect == "ok":
         if proc.returncode != 0:
             return f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['<no stderr>'])[-1][:200]}"
