@@ -16,6 +16,7 @@ signal) followed by its documented recovery (e.g. `resume=` equals the uninterru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import json
 import os
@@ -25,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from helpers import QUICK, QUIET, comparable  # noqa: E402
 MNIST = os.environ.get("CONTINUAL_DATA", "/work/shared/data")
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")]),
        "WANDB_MODE": "offline"}
+EARLIER = threading.Lock()  # the hardening table's cases share one earlier run
 RESUME = [*QUICK, "trainer.max_epochs=2", "checkpoint_every_n_steps=3"]
 
 
@@ -107,7 +110,6 @@ def check_error(proc, contains: str) -> str | None:
 def run_plain(case: Case, d: Path, t: Path) -> str | None:
     argv = case.args.format(d=d, t=t).split()
     if case.earlier:  # as tests/test_hardening.py runs its table
-        before = {p: hardening.snapshot(d / p) for p in ("earlier", "partial")}
         if argv[0] == "fit" and "output_dir=" not in case.args and "resume=" not in case.args:
             argv += [f"output_dir={d / 'earlier'}", "overwrite=true"]
         if argv[0] == "fit":
@@ -121,7 +123,10 @@ def run_plain(case: Case, d: Path, t: Path) -> str | None:
             argv = argv[:1] + QUICK + argv[1:]
     elif argv[0] == "compare" and "--out" not in case.args:
         argv += ["--out", str(t / "grid"), *QUICK]
-    proc = call(argv, path=d)
+    with EARLIER if case.earlier else contextlib.nullcontext():  # one at a time: each compares the earlier run's files
+        before = {p: hardening.snapshot(d / p) for p in ("earlier", "partial")} if case.earlier else None
+        proc = call(argv, path=d)
+        changed = case.earlier and {p: hardening.snapshot(d / p) for p in ("earlier", "partial")} != before
     if case.expect == "ok":
         if proc.returncode != 0:
             return f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['<no stderr>'])[-1][:200]}"
@@ -129,7 +134,7 @@ def run_plain(case: Case, d: Path, t: Path) -> str | None:
     why = check_error(proc, case.contains.format(d=d, t=t))
     if why:
         return why
-    if case.earlier and {p: hardening.snapshot(d / p) for p in ("earlier", "partial")} != before:
+    if changed:
         return "changed a file of the earlier run"
     if not case.earlier and (t / "run").exists() and any((t / "run").iterdir()):
         return f"left files in the refused run folder: {sorted(p.name for p in (t / 'run').iterdir())}"
