@@ -94,6 +94,19 @@ def check_batches(cfg: DictConfig, stream) -> None:
             )
 
 
+def check_classes_per_task(cfg: DictConfig, stream) -> None:
+    """A list of data.classes_per_task on a stream that does not cut classes (permuted, rotated)
+    would be ignored without a word: one line instead."""
+    from omegaconf import ListConfig
+
+    from continual.errors import ConfigError
+
+    sizes = cfg.data.get("classes_per_task")
+    if isinstance(sizes, (list, ListConfig)) and "class_order" not in stream.meta:
+        raise ConfigError(f"data.classes_per_task={list(sizes)} sizes the tasks of class-split streams (split_*), but "
+                          f"{stream.name} does not cut classes; drop data.classes_per_task")
+
+
 def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     """Train `cfg.method` over the stream; returns the metrics dict written to metrics.json.
 
@@ -135,6 +148,7 @@ def _task_loop(cfg: DictConfig, callbacks: Sequence, sigterm: _SigtermNoted) -> 
     stream = build_stream(cfg.data, cfg.seed)  # data and model errors surface before any file is written
     check_stream(stream, cfg.data.eval_split)
     check_batches(cfg, stream)
+    check_classes_per_task(cfg, stream)
     stream = extract_features(cfg, stream)  # the frozen extractor's flat features: what every method sees
     module = build_method(cfg, stream)
     run_dir = RunDirectory(cfg, writer=is_zero, schema=method_schema(cfg))

@@ -186,7 +186,8 @@ def test_ranpac_task_il_predicts_within_the_given_task():
     (["method=ranpac", "ranpac.ridge=[]"], r"ranpac.ridge=\[\] must be a positive number"),
     (["method=ranpac", "ranpac.m=0"], "ranpac.m=0 must be a positive integer"),
     (["method=fecam", "fecam.beta=0"], r"fecam.beta=0.0 must be in \(0, 1\]"),
-    (["method=fecam", "fecam.gamma1=-1"], "fecam.gamma1=-1.0 must be >= 0"),
+    (["method=fecam", "fecam.gamma1=-1"], "fecam.gamma1=-1.0 must be a finite number >= 0"),
+    (["method=fecam", "fecam.gamma2=inf"], "fecam.gamma2=inf must be a finite number >= 0"),  # no training loss to catch it
 ])
 def test_bad_values_are_refused_in_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -200,3 +200,12 @@ def test_a_budget_needs_the_backbones_input_size():
     hp.buffer_floats = 1e5
     with pytest.raises(ConfigError, match="^er.buffer_floats needs the backbone's input size .* set er.buffer_size instead$"):
         ExperienceReplay(net, hp=hp, **common)
+
+
+@pytest.mark.parametrize("method", ["er", "der", "derpp", "agem"])
+def test_an_infinite_float_budget_is_refused_in_one_line(method):
+    """buffer_floats=inf has no size: it was an OverflowError traceback when the buffer was sized."""
+    from continual.config import load_config
+
+    with pytest.raises(ConfigError, match=f"^{method}.buffer_floats=inf must be a positive finite number"):
+        load_config(None, [f"method={method}", f"{method}.buffer_floats=inf"])

@@ -186,3 +186,14 @@ def test_compare_over_an_unequal_stream(tmp_path):
         m = json.loads((tmp_path / "grid" / f"{name}__class__s0" / "metrics.json").read_text())
         assert m["tasks"] == [[0, 1, 2], [3], [4, 5]]
         assert float(rows[name]["acc_mean"]) == m["acc"] and rows[name]["failed"] == "0"
+
+
+def test_a_list_of_classes_per_task_on_a_stream_that_does_not_cut_classes_is_refused(mnist_root, tmp_path, capsys):
+    """permuted_mnist ignored the list and trained its own tasks (found by tests/probe.py)."""
+    run = tmp_path / "run"
+    code = main(["fit", "data.stream=permuted_mnist", "data.classes_per_task=[5,5]", "data.n_tasks=2", f"data.root={mnist_root}",
+                 f"output_dir={run}", *QUIET])
+    assert code == 2 and not run.exists()
+    assert capsys.readouterr().err.strip() == (
+        "continual: error: data.classes_per_task=[5, 5] sizes the tasks of class-split streams (split_*), but "
+        "permuted_mnist does not cut classes; drop data.classes_per_task")

@@ -44,7 +44,7 @@ class AGEM(FineTune):
     @dataclass
     class Config:
         buffer_size: int = positive(1000, integer=True)  # episodic memory: reservoir over every training sample of past tasks
-        buffer_floats: Optional[float] = positive(None, note="or null for buffer_size")  # memory budget in stored floats (x, label, task id per sample); set: decides the size
+        buffer_floats: Optional[float] = positive(None, finite=True, note="or null for buffer_size")  # memory budget in stored floats (x, label, task id per sample); set: decides the size
         ref_batch_size: Optional[int] = positive(None, integer=True, note="or null for data.batch_size")  # memory samples of g_ref per step; None: data.batch_size
 
     def __init__(self, net, hp: DictConfig, batch_size: int, seed: int = 0, **kwargs):

@@ -37,7 +37,7 @@ class DER(FineTune):
     class Config:
         alpha: float = at_least(0, 0.5)  # weight of the logit-matching MSE on a buffer batch
         buffer_size: int = positive(1000, integer=True)  # reservoir over every training sample seen so far
-        buffer_floats: Optional[float] = positive(None, note="or null for buffer_size")  # memory budget in stored floats (x, n_out logits, task id per sample; derpp: + label); set: decides the size
+        buffer_floats: Optional[float] = positive(None, finite=True, note="or null for buffer_size")  # memory budget in stored floats (x, n_out logits, task id per sample; derpp: + label); set: decides the size
         batch_size: Optional[int] = positive(None, integer=True, note="or null for data.batch_size")  # buffer samples per step (their minibatch_size); None: data.batch_size
 
     # what a sample keeps besides its input and logits: DER++ adds its label

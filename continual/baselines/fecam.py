@@ -63,8 +63,8 @@ class FeCAM(NCM):
     @dataclass
     class Config(ClassStatistics.Config):
         beta: float = in_range(0, 1, 0.5, lo_open=True)  # Tukey's power on the features (1: none)
-        gamma1: float = at_least(0, 1.0)  # shrinkage towards the mean variance, on the diagonal
-        gamma2: float = at_least(0, 1.0)  # shrinkage towards the mean covariance, off the diagonal
+        gamma1: float = at_least(0, 1.0, finite=True)  # shrinkage towards the mean variance, on the diagonal
+        gamma2: float = at_least(0, 1.0, finite=True)  # shrinkage towards the mean covariance, off the diagonal
 
     def __init__(self, net: MLP, hp: DictConfig, **kwargs):
         super().__init__(net, hp, **kwargs)

@@ -26,7 +26,7 @@ class ExperienceReplay(FineTune):
     @dataclass
     class Config:
         buffer_size: int = positive(1000, integer=True)  # reservoir over every training sample seen so far
-        buffer_floats: Optional[float] = positive(None, note="or null for buffer_size")  # memory budget in stored floats (x, label, task id per sample); set: decides the size
+        buffer_floats: Optional[float] = positive(None, finite=True, note="or null for buffer_size")  # memory budget in stored floats (x, label, task id per sample); set: decides the size
         batch_size: Optional[int] = positive(None, integer=True, note="or null for data.batch_size")  # replayed samples per step; None: data.batch_size
         weight: Optional[float] = in_range(0, 1, None, note="or null for 1 - 1/tasks seen")  # weight of the replay loss; None: 1 - 1/t, t = tasks seen
 
