@@ -137,14 +137,15 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.03)
     ap.add_argument("--minibatch", type=int, default=10, help="buffer samples per draw (their minibatch_size)")
     ap.add_argument("--seeds", default="0", help="e.g. 0-4")
+    ap.add_argument("--train-mask", choices=["all", "seen"], default="all", help="seen: the platform's class-IL cross-entropy")
     args = ap.parse_args()
     data = load(args.root)
     lo, _, hi = args.seeds.partition("-")
     results = []
     for seed in range(int(lo), int(hi or lo) + 1):
-        cil, til, _ = run(data, seed, args.buffer, args.alpha, args.beta, args.lr, args.minibatch)
+        cil, til, _ = run(data, seed, args.buffer, args.alpha, args.beta, args.lr, args.minibatch, train_mask=args.train_mask)
         results.append((100 * cil, 100 * til))
-        print(f"derpp buffer {args.buffer} seed {seed}: class-IL {results[-1][0]:.2f} task-IL {results[-1][1]:.2f}", flush=True)
+        print(f"derpp buffer {args.buffer} ({args.train_mask}) seed {seed}: class-IL {results[-1][0]:.2f} task-IL {results[-1][1]:.2f}", flush=True)
     if len(results) > 1:
         for name, column in zip(("class-IL", "task-IL"), zip(*results)):
             print(f"{name}: {statistics.fmean(column):.2f} ± {statistics.stdev(column):.2f} over {len(column)} seeds")
