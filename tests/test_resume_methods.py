@@ -124,7 +124,9 @@ def test_every_step_is_checkpointed_with_the_method_state_the_run_goes_on_with(m
 @pytest.fixture(scope="module")
 def killer():
     """`kill(task, when, overrides, log)`: the exit status of a run that kills itself there."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "WANDB_MODE": "offline"}
+    # the killed runs use this process's torch threads: sums over another thread count can differ in
+    # the last bit (A-GEM's gradient dot products do), and the final states are compared bit for bit
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-u", "-c", KILLER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def kill(task: int, when: str, overrides: list[str], log) -> int:

@@ -323,10 +323,10 @@ def test_two_workers_run_the_trials_at_once_and_the_figure_draws_results_csv(tmp
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [(r["run"], r["optim.lr"], r["status"]) for r in rows] == [("run-000", "0.001", "finished"), ("run-001", "0.01", "finished")]
     for r in rows:
-        assert float(r["final/acc"]) == json.loads((out / r["run"] / "metrics.json").read_text())["acc"]
+        assert float(r["final/acc (test)"]) == json.loads((out / r["run"] / "metrics.json").read_text())["acc"]  # ranked on: named
     history = json.loads((out / "results.json").read_text())["runs"]
     labels, at, values = plot.panel_data(load_spec(spec), history, "optim.lr")
-    assert labels == ["0.001", "0.01"] and values == [float(r["final/acc"]) for r in rows]
+    assert labels == ["0.001", "0.01"] and values == [float(r["final/acc (test)"]) for r in rows]
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG" and not (out / "wandb").exists()  # logger.kind=none: not in W&B
 
 
