@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from continual.cli.main import main
+from continual.rundir import layout
 from continual.rundir import state as run_state
 from continual.rundir.state import FORMAT
 from helpers import QUICK, QUIET, comparable
@@ -99,7 +100,9 @@ def flip_middle(path: Path, n: int = 16) -> None:
 
 
 def snapshot(folder: Path) -> dict:
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file of a run folder by its hash, but the lock file: it names its last holder (a
+    refused run took the lock to look), bookkeeping rather than a result."""
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != layout.LOCK}
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +160,8 @@ CASES = [
     ("val_fraction_0.999", "fit data.val_fraction=0.999", "no training samples; lower data.val_fraction"),
     ("learned_h_0", "fit method=router router.attention=learned router.h=0", "router.h=0 must be a positive integer"),
     ("classes_per_task_3", "fit data.classes_per_task=3", "leaves class(es) [9] of split_digits out of every task; use data.classes_per_task in [1, 2, 5]"),
+    ("classes_per_task_list_class_order_short", "fit data.classes_per_task=[4,6] data.class_order=[0,1,2]",
+     "data.classes_per_task=[4, 6] needs 10 classes but data.class_order=[0, 1, 2] lists 3; make the counts sum to at most 3"),
     ("class_order_9", "fit data.class_order=[0,1,2,3,4,5,6,7,8] data.classes_per_task=3", "list all 10 classes in data.class_order"),
     ("mnist_labels_ge_10", "fit data.stream=split_mnist data.root={d}/labels12", "labels [12] outside 0..9"),
     ("custom_negative_labels", "fit data.stream=custom data.custom=hardening_streams:negative_labels", "negative labels [-1]"),

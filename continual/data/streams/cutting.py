@@ -130,7 +130,8 @@ def _task_sizes(name: str, cfg: DictConfig, order: list[int], n_source_classes: 
                               f"drop data.n_tasks or set it to {len(base_sizes) + len(per)}")
         if sum(per) > room:
             of = f" after the {base} base classes" if base is not None else ""
-            raise ConfigError(f"data.classes_per_task={per} needs {sum(per)} classes but {name} has {room}{of}; "
+            has = f"data.class_order={order} lists {room}" if cfg.class_order is not None else f"{name} has {room}"
+            raise ConfigError(f"data.classes_per_task={per} needs {sum(per)} classes but {has}{of}; "
                               f"make the counts sum to at most {room}")
         return base_sizes + per
     if per > room:

@@ -54,16 +54,23 @@ def is_torchvision_weights(weights: str) -> bool:
     return enum.endswith("_Weights") and member.isidentifier() and not Path(weights).exists()
 
 
-def load_weights(net: nn.Module, path: str) -> None:
-    """Load a state_dict file (`weights_only`) into the extractor; every key must fit."""
+def read_state_dict(path: str, key: str, give: str) -> dict:
+    """The state_dict in the file `path` (`weights_only`; a Lightning-style {"state_dict": ...} is
+    unwrapped); one line naming `key` if it is missing (with `give`: what to give instead) or unreadable."""
     file = Path(path)
     if not file.is_file():
-        raise CheckpointError(f"backbone.weights '{path}' not found; give a state_dict file of the extractor, or a torchvision weights name such as ResNet18_Weights.IMAGENET1K_V1")
+        raise CheckpointError(f"{key} '{path}' not found; give {give}")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"backbone.weights '{path}' cannot be read ({type(err).__name__}); is it a torch state_dict?") from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+        raise CheckpointError(f"{key} '{path}' cannot be read ({type(err).__name__}); is it a torch state_dict?") from None
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def load_weights(net: nn.Module, path: str) -> None:
+    """Load a state_dict file (`weights_only`) into the extractor; every key must fit."""
+    state = read_state_dict(path, "backbone.weights",
+                            "a state_dict file of the extractor, or a torchvision weights name such as ResNet18_Weights.IMAGENET1K_V1")
     own = net.state_dict()
     for k, v in own.items():
         if k not in state or tuple(state[k].shape) != tuple(v.shape):

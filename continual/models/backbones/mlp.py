@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -16,7 +15,7 @@ from torch import nn
 from continual.data import sources
 from continual.data.streams import STREAMS, Stream
 from continual.errors import CheckpointError, ConfigError
-from continual.models.backbones import build_extractor, extract, register
+from continual.models.backbones import build_extractor, extract, read_state_dict, register
 from continual.models.mlp import MLP
 
 
@@ -99,14 +98,7 @@ def pretrain(cfg: DictConfig, stream: Stream, seed: int) -> MLP:
 
 def load_checkpoint(path: str, net: MLP) -> None:
     """Load hidden layers from a state_dict file (`weights_only`); the head is kept if it fits."""
-    file = Path(path)
-    if not file.is_file():
-        raise CheckpointError(f"backbone.checkpoint '{path}' not found; give the path of a saved backbone.pt")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"backbone.checkpoint '{path}' cannot be read ({type(err).__name__}); is it a torch state_dict?") from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    state = read_state_dict(path, "backbone.checkpoint", "the path of a saved backbone.pt")
     own = net.state_dict()
     hidden = {k: v for k, v in state.items() if k.startswith("hidden.")}
     for k, v in own.items():
