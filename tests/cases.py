@@ -7,8 +7,6 @@ from helpers import QUICK
 
 METHODS = builtin()
 VARIANTS = {"router_connections": ("router", ["router.gate=connections", "router.memories=4"])}  # masks kept as bits
-# a learning-rate schedule over the whole stream: its position is state, the scheduler's step count is in the checkpoint
-VARIANTS["finetune_schedule"] = ("finetune", ["optim.scheduler=linear_warmup_cosine", "optim.warmup_fraction=0.2", "optim.scheduler_scope=stream"])
 CASES = sorted(METHODS) + sorted(VARIANTS)
 # settings under which these small runs show each method's effect (a buffer that fits, penalties that bite)
 EXTRA = {"er": ["er.buffer_size=60"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"],

@@ -151,3 +151,16 @@ def test_the_readme_offers_a_cpu_only_torch_and_keeps_the_default_install():
     readme = (ROOT / "README.md").read_text()
     assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in readme
     assert "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/continual fit --config router_split_digits.yaml" in readme
+
+
+@pytest.mark.parametrize("args, words", [
+    (["compare", "--config", "x.yaml", "--workers", "abc"], "argument --workers: 'abc' is not a positive integer (see continual compare --help)"),
+    (["sweep", "x.yaml", "--workers", "0"], "argument --workers: '0' is not a positive integer (see continual sweep --help)"),
+    (["fit", "--bogus"], "unrecognized arguments: --bogus (see continual --help)"),
+])
+def test_a_bad_command_line_is_one_line_not_argparse_usage(args, words, capsys):
+    """argparse would print its usage block before the error; the platform's errors are one line."""
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [f"continual: error: {words}"]

@@ -330,18 +330,6 @@ def test_two_workers_run_the_trials_at_once_and_the_figure_draws_results_csv(tmp
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG" and not (out / "wandb").exists()  # logger.kind=none: not in W&B
 
 
-@pytest.mark.slow  # 4 trials in subprocesses
-def test_the_bench_sweep_row_times_one_and_two_workers(monkeypatch):
-    from bench.sweep import sweep_row, sweep_table
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
-    row = sweep_row(trials=2, epochs=1)
-    one, two = row["workers1"], row["workers2"]
-    assert row["ratio"] == two["wall_s"] / one["wall_s"] and one["per_trial_s"] == one["wall_s"] / 2
-    assert 0 < row["overhead_per_trial_s"] < one["per_trial_s"]  # the trial's own time is part of it, not all
-    assert f"2 workers / 1 worker: {row['ratio']:.2f}" in sweep_table(row)
-
-
 def test_the_sweep_figure_goes_to_wandb_as_an_image(tmp_path):
     from continual.sweep import plot
 

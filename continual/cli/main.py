@@ -53,8 +53,27 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. seed=3")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the platform's one-line errors (its own prints the usage block first)."""
+
+    def error(self, message: str):
+        print(f"continual: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _positive_int(text: str) -> int:
+    """`--workers`: a positive integer, or argparse's one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="continual",
         description="Continual multi-task learning on a frozen MLP with a task-signature attention router.",
         epilog=EPILOG,
@@ -73,7 +92,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop a trial (SIGTERM) that runs longer; it counts as failed")
     sweep.add_argument("--max-failures", type=int, default=3, metavar="N",
                        help="stop the sweep once N trials in a row failed with the same error (default 3; 0: never)")
-    sweep.add_argument("--workers", type=int, default=1, metavar="N", help="trials at once, each in its own process with its share of the cores/GPUs (default 1)")
+    sweep.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="trials at once, each in its own process with its share of the cores/GPUs (default 1)")
     sweep.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every trial, e.g. data.root=/data")
     cmp = sub.add_parser("compare", help="run a grid of methods x scenarios x seeds and tabulate it")
     cmp.add_argument("--config", "-c", required=True, help="compare YAML: a path, or a shipped one's name, e.g. compare/<name>.yaml")
@@ -81,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--shard", default=None, metavar="I/N", help="run only every N-th cell from the I-th (split the grid over N processes sharing --out)")
     cmp.add_argument("--seeds", default=None, metavar="LIST", help="seeds instead of the config's, e.g. 0-19 or 0,3,5")
     cmp.add_argument("--only", default=None, metavar="CELLS", help="run only these rows, scenarios or row/scenario, comma-separated, e.g. none/domain,lwf/class")
-    cmp.add_argument("--workers", type=int, default=1, metavar="N", help="cells at once, each in its own process with its share of the cores/GPUs (default 1: in this process)")
+    cmp.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="cells at once, each in its own process with its share of the cores/GPUs (default 1: in this process)")
     cmp.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every cell, e.g. data.root=/data")
     feats = sub.add_parser("features", help="precompute the backbone extractor's features of every split into <data.root>/features/ (data.features=true)")
     _add_config_args(feats)
