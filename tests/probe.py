@@ -119,6 +119,8 @@ def run_plain(case: Case, d: Path, t: Path) -> str | None:
             argv.append(f"output_dir={t / 'run'}")
         if "data.root=" not in case.args:
             argv.append(f"data.root={MNIST}")
+        if "data.cache_dir=" not in case.args:  # caches (base backbones, features, MNIST-1D) never go into the shared data
+            argv.append(f"data.cache_dir={t / 'cache'}")
         if case.quick:
             argv = argv[:1] + QUICK + argv[1:]
     elif argv[0] == "compare" and "--out" not in case.args:
@@ -290,7 +292,7 @@ def kill_resume(extra: list[str]) -> Callable[[Path, Path], str | None]:
     """kill -9 in task 2 (at a mid-task checkpoint, or for a method that trains in its hooks once
     task 1 is saved), then `resume=`: the metrics must equal the uninterrupted run's."""
     def run(d: Path, t: Path) -> str | None:
-        args = [*RESUME, f"data.root={MNIST}", *(e.format(t=t) for e in extra)]
+        args = [*RESUME, f"data.root={MNIST}", f"data.cache_dir={t / 'cache'}", *(e.format(t=t) for e in extra)]
         full = call(["fit", f"output_dir={t / 'full'}", *args])
         if full.returncode != 0:
             return f"uninterrupted run exit {full.returncode}: {full.stderr.strip().splitlines()[-1:]}"
