@@ -164,6 +164,17 @@ def test_task_steps_counts_the_steps_a_fit_takes(kw):
     assert schedules.task_steps(tr, len(loader)) == tr.estimated_stepping_batches == module.taken
 
 
+def assert_resumes_exactly(tmp_path, killer, overrides: list[str]) -> None:
+    """A run killed mid-way through task 2 and resumed ends with the uninterrupted run's metrics,
+    weights and method state, bit for bit."""
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert main(["fit", f"output_dir={full}", *overrides]) == 0
+    assert killer(1, "mid", [*overrides, f"output_dir={killed}"], tmp_path / "mid.log") == -signal.SIGKILL
+    assert main(["fit", f"resume={killed}", *overrides]) == 0
+    assert comparable(killed) == comparable(full)
+    assert same(final_state(killed), final_state(full))
+
+
 @pytest.mark.parametrize("scope", ["stream", pytest.param("task", marks=pytest.mark.slow)])
 def test_a_run_killed_mid_task_resumes_to_the_uninterrupted_one_with_a_schedule(tmp_path, killer, scope):
     """Killed at step 5 of task 2 (its scheduler part-way, the stream position carried from task 1),
@@ -171,12 +182,7 @@ def test_a_run_killed_mid_task_resumes_to_the_uninterrupted_one_with_a_schedule(
     were taken from the data module, the resumed task replayed its epoch from the start.)"""
     overrides = [*RUN, "method=finetune", "optim.scheduler=linear_warmup_cosine", "optim.warmup_fraction=0.2",
                  f"optim.scheduler_scope={scope}", "optim.lr=0.01"]
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    assert main(["fit", f"output_dir={full}", *overrides]) == 0
-    assert killer(1, "mid", [*overrides, f"output_dir={killed}"], tmp_path / "mid.log") == -signal.SIGKILL
-    assert main(["fit", f"resume={killed}", *overrides]) == 0
-    assert comparable(killed) == comparable(full)
-    assert same(final_state(killed), final_state(full))
+    assert_resumes_exactly(tmp_path, killer, overrides)
 
 
 @pytest.mark.slow  # the test above covers the mechanism; this runs each other schedule through it
@@ -184,12 +190,7 @@ def test_a_run_killed_mid_task_resumes_to_the_uninterrupted_one_with_a_schedule(
 def test_every_schedule_resumes_exactly(tmp_path, killer, name):
     overrides = [*RUN, "method=finetune", f"optim.scheduler={name}", "optim.scheduler_scope=stream", "optim.lr=0.01",
                  *{"step": ["optim.step_size=4"], "onecycle": ["optim.warmup_fraction=0.3"]}.get(name, [])]
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    assert main(["fit", f"output_dir={full}", *overrides]) == 0
-    assert killer(1, "mid", [*overrides, f"output_dir={killed}"], tmp_path / "mid.log") == -signal.SIGKILL
-    assert main(["fit", f"resume={killed}", *overrides]) == 0
-    assert comparable(killed) == comparable(full)
-    assert same(final_state(killed), final_state(full))
+    assert_resumes_exactly(tmp_path, killer, overrides)
 
 
 def test_the_stream_position_is_saved_with_the_module(tmp_path):
