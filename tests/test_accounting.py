@@ -30,9 +30,9 @@ def test_baselines_memory_by_hand(tmp_path, method, stored):
 
 @pytest.mark.parametrize("gate", ["units", "none", "connections"])
 def test_router_memory_by_hand(tmp_path, gate):
-    m = fit(tmp_path, gate, "method=router", "scenario=class", f"router.gate={gate}", "router.memories=8", "router.h=16",
+    S, n_v, width = (2 if gate == "connections" else 8), 2, 100  # a connection gate per slot is 16k cells: 2 slots keep it short
+    m = fit(tmp_path, gate, "method=router", "scenario=class", f"router.gate={gate}", f"router.memories={S}", "router.h=16",
             "router.attention=learned")
-    S, n_v, width = 8, 2, 100
     gates = S * 200 if gate == "units" else 0  # one gate per hidden unit (2 x 100) per slot
     # keys: S x d with d = heads x h = 16 for learned attention over the 2 layer tokens
     memory = S * 16 + gates + S * n_v * width + S * n_v

@@ -57,9 +57,11 @@ if dist.is_initialized():
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def two_process_runs(tmp_path_factory):
-    """case -> the run directory of its two-process run under `cases.RUN`."""
+    """case -> the run directory of its two-process run under `cases.RUN`. Session-scoped: xdist's
+    loadgroup interleaves these tests with other modules' `method_run` tests, and a module scope
+    would launch every case again after each interruption."""
     base = tmp_path_factory.mktemp("ddp")
     runs = {case: base / case for case in CASES}
     (base / "runs.json").write_text(json.dumps([[*RUN, *case_overrides(c), "trainer.accelerator=cpu", *DDP, f"output_dir={d}"] for c, d in runs.items()]))
