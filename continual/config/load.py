@@ -288,7 +288,7 @@ def _check_method(cfg: DictConfig, method) -> None:
                               f"drop it (the default is seen) or set scenario=class")
         if method.all_outputs_refused:
             raise ConfigError(f"class_il_train_outputs=all does not apply to method={cfg.method}: {method.all_outputs_refused}; "
-                              f"drop it (seen)")
+                              f"drop it (the default is seen)")
     method.check(cfg[method.name] if method.Config is not None else None, cfg)
 
 
