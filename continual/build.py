@@ -37,7 +37,8 @@ def build_method(cfg: DictConfig, stream):
 
     cls = method_class(cfg.method)
     n_out = LabelSpace(cfg.scenario, stream.task_classes, stream.n_classes).n_out
-    common = dict(task_classes=stream.task_classes, n_classes=stream.n_classes, scenario=cfg.scenario, optim=cfg.optim)
+    common = dict(task_classes=stream.task_classes, n_classes=stream.n_classes, scenario=cfg.scenario, optim=cfg.optim,
+                  class_il_train_outputs=cfg.class_il_train_outputs)
     base_task.check(cfg, stream)  # data.base_classes: refused before a backbone is built
     return cls.from_config(base_task.apply_base(cfg, stream, build_backbone(cfg, stream, n_out)), cfg, **common)
 

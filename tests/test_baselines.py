@@ -42,11 +42,13 @@ def test_er_with_a_buffer_remembers_class_il(tmp_path):
     assert er["acc"] > 0.6
 
 
-def _tiny_ewc():
+def _tiny_ewc(scenario="task", outputs="seen"):
+    """Learning task 0 of two (classes 0-1, then 2)."""
     torch.manual_seed(0)
-    net = MLP(3, [4, 5], 2)  # two hidden layers: deltas flow through an inner layer too
+    net = MLP(3, [4, 5], 3)  # two hidden layers: deltas flow through an inner layer too
     hp = OmegaConf.structured(EWC.Config(lambda_=3.0))
-    return EWC(net, hp=hp, task_classes=[[0, 1]], n_classes=2, scenario="task", optim=OmegaConf.structured(OptimConfig))
+    return EWC(net, hp=hp, task_classes=[[0, 1], [2]], n_classes=3, scenario=scenario, optim=OmegaConf.structured(OptimConfig),
+               class_il_train_outputs=outputs)
 
 
 def test_ewc_penalty_matches_hand_computation():
@@ -62,13 +64,15 @@ def test_ewc_penalty_matches_hand_computation():
 
 
 @pytest.mark.parametrize("label", ["empirical", "predicted"])
-def test_fisher_equals_mean_squared_per_sample_gradient(label):
-    m = _tiny_ewc()
+@pytest.mark.parametrize("scenario, outputs", [("task", "seen"), ("class", "all")])
+def test_fisher_equals_mean_squared_per_sample_gradient(label, scenario, outputs):
+    """Over the outputs of the training loss: task 0's (task-IL), or all three with class_il_train_outputs=all."""
+    m = _tiny_ewc(scenario, outputs)
     x, y = torch.randn(10, 3), torch.randint(0, 2, (10,))
     got = fisher_diagonal(m, TensorLoader(x, y, 0, 4, train=False), label, None)
     expected = {n: torch.zeros_like(p) for n, p in m.net.named_parameters()}
     for i in range(10):  # the slow way, one sample at a time
-        logits = m.net(x[i : i + 1])
+        logits = m.net(x[i : i + 1])[:, : 2 if outputs == "seen" else 3]
         target = y[i : i + 1] if label == "empirical" else logits.argmax(1)
         m.net.zero_grad()
         torch.nn.functional.cross_entropy(logits, target).backward()
@@ -152,3 +156,37 @@ def test_packnet_owners_move_with_the_module():
     m.to("meta")
     assert len(m.owner) == 2 and all(o.device.type == "meta" for o in m.owner)
     assert all(f"owner{i}" in m.state_dict() for i in range(2))  # saved with the weights
+
+
+# the methods whose training loss is a cross-entropy over the class-IL outputs; at the first step
+# of task 0 (empty buffers, no anchors, no teacher) it is that cross-entropy alone
+CE_METHODS = ["finetune", "joint", "er", "agem", "ewc", "si", "l2", "lwf", "der", "derpp", "gdumb"]
+
+
+@pytest.mark.parametrize("outputs", ["seen", "all"])
+def test_class_il_train_outputs_sets_the_outputs_of_every_methods_training_cross_entropy(outputs):
+    """Split digits, class-IL (10 outputs), a batch of task 0: `seen` is the cross-entropy over
+    task 0's two outputs (joint: every class of the stream, learned at once), `all` over all 10;
+    the prediction is among the classes seen either way."""
+    from continual import extract_features, load_config
+    from continual.build import build_method
+    from continual.data.streams import build_stream
+
+    cfg = load_config(None, ["scenario=class", "logger.kind=none"])
+    stream = extract_features(cfg, build_stream(cfg.data, cfg.seed))  # the flat inputs the methods see
+    task = stream.tasks[0]
+    x, y = task.x_train[:16], task.y_train[:16]
+    batch = {"x": x, "y": y, "task": torch.zeros(16, dtype=torch.long), "global_size": 16}
+    for name in CE_METHODS:
+        module = build_method(load_config(None, ["scenario=class", f"class_il_train_outputs={outputs}", f"method={name}",
+                                                 "logger.kind=none"]), stream)
+        with torch.no_grad():
+            logits = module.net(x)
+            # the plain log-softmax over the outputs each rule keeps, by hand
+            keep = list(range(10)) if outputs == "all" or name == "joint" else task.classes
+            target = torch.tensor([keep.index(int(c)) for c in y])
+            over = logits[:, keep]
+            expected = -(over.gather(1, target[:, None]).squeeze(1) - over.exp().sum(1).log()).mean()
+            assert float(module.training_step(batch, 0)) == pytest.approx(float(expected), rel=1e-5), name
+            predicted = set(module.predict(batch).tolist())
+            assert predicted <= set(range(10) if name == "joint" else task.classes), name  # among the classes seen

@@ -22,7 +22,7 @@ def write_grid(tmp_path, **extra):
         "scenarios": ["task", "class"],
         "seeds": [0, 1],
         "overrides": FAST,
-        "reference": {"joint": {"task": 99.0}},
+        "reference": {"joint": {"task": 99.0, "class/task_given_acc": 98.5}},
         **extra,
     }
     path = tmp_path / "grid.yaml"
@@ -45,6 +45,15 @@ def test_compare_writes_tables_and_resumes(tmp_path, capsys):
     assert float(joint_class["acc_std"]) == statistics.stdev(accs)
     md = (out / "compare.md").read_text()
     assert "| joint |" in md and "99.0" in md and f"{100 * statistics.fmean(accs):.1f}" in md
+    # a `<scenario>/<column>` reference: beside that column of the scenario's cells (class-IL's task-given ACC)
+    given = [json.loads((out / f"joint__class__s{s}" / "metrics.json").read_text())["task_given"]["acc"] for s in (0, 1)]
+    assert float(joint_class["task_given_acc_mean"]) == statistics.fmean(given) and joint_class["reference_task_given_acc"] == "98.5"
+    lines = md.splitlines()
+    head = next(line for line in lines if line.startswith("| method | task-IL"))
+    joint_line = next(line for line in lines if line.startswith("| joint |"))  # the first table's
+    assert head == "| method | task-IL ACC | task-IL paper | class-IL ACC | class-IL paper | class-IL task-given ACC | paper |"
+    assert joint_line.endswith(f"| {100 * statistics.fmean(given):.1f} ± {100 * statistics.stdev(given):.1f} | 98.5 |")
+    assert rows[2]["reference_task_given_acc"] == ""  # joint's task-IL cells: no such reference
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
     assert not (out / "wandb").exists()  # logger.kind=none: the summary is not logged either
     logger = yaml.safe_load((out / "joint__class__s1" / "config.yaml").read_text())["logger"]
@@ -70,6 +79,10 @@ def test_bad_compare_config_is_one_line(tmp_path, capsys):
     path.write_text("methods: [finetune]\nscenarios: [task]\nseedz: [0]\n")
     assert main(["compare", "--config", str(path)]) == 2
     assert "unknown key 'seedz'" in capsys.readouterr().err
+    path = write_grid(tmp_path, reference={"joint": {"class/task_givn_acc": 98.0}})
+    assert main(["compare", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'class/task_givn_acc'" in err and "names no compare column 'task_givn_acc'" in err and "\n" not in err
 
 
 def test_shards_split_the_grid_and_together_fill_it(tmp_path, capsys):

@@ -15,6 +15,7 @@ from continual.metrics.padded import padded_counts, rates
 from continual.metrics.protocol import Padded, Probe
 from continual.metrics.stability import MaskStability, compare
 from continual.metrics.stream import forgetting_of
+from continual.metrics.task_given import TaskGiven
 from continual.metrics.task_inference import TaskInference
 
 TRAINER = SimpleNamespace(world_size=1)
@@ -148,13 +149,31 @@ def test_task_inference_confusion_by_hand():
     assert r["accuracy_curve"] == pytest.approx([2 / 3, 4 / 6])
 
 
+def test_task_given_accuracy_matrix_by_hand():
+    """Two tasks of 4 test samples: the task-given prediction is counted, not the class-IL one."""
+    cb, module = TaskGiven(2), SimpleNamespace(device="cpu")
+    t0, t1 = batch(0, [0, 1, 2, 3], [0, 0, 1, 1]), batch(1, [0, 1, 2, 3], [2, 2, 3, 3])
+
+    def out(b, hits):  # class-IL prediction always wrong; task-given right where hit
+        return {"pred": b["y"] + 10, "task_given": torch.where(torch.tensor(hits).bool(), b["y"], b["y"] + 1), "target": b["y"]}
+
+    run_pass(cb, module, 0, [(t0, out(t0, [1, 1, 1, 0])), (t1, out(t1, [1, 0, 0, 0]))])  # R[0] = [3/4, 1/4]
+    assert cb.results()["acc"] is None and cb.scalars() == {"task_given/acc": 0.75}  # the tasks learned so far
+    run_pass(cb, module, 1, [(t0, out(t0, [1, 1, 0, 0])), (t1, out(t1, [1, 1, 1, 1]))])  # R[1] = [2/4, 1]
+    r = cb.results()
+    assert r == {"acc": 0.75, "accuracy_matrix": [[0.75, 0.25], [0.5, 1.0]], "counts": {"correct": [[3, 1], [2, 4]], "total": [[4, 4], [4, 4]]}}
+    assert TaskGiven.active(SimpleNamespace(eval_outputs=("task_given",), labels=SimpleNamespace(scenario="class")))
+    assert not TaskGiven.active(SimpleNamespace(eval_outputs=("task_given",), labels=SimpleNamespace(scenario="task")))
+
+
 # -- the registry: what each metric declares, read by the suite, the loggers and compare ----------
 def test_the_registry_gives_metrics_json_order_and_the_metrics_section():
     from continual.metrics import registry
 
-    assert [m.key for m in registry.metrics()] == ["forgetting", "memory", "mask_stability", "padded_class", "task_inference"]
+    assert [m.key for m in registry.metrics()] == ["forgetting", "memory", "mask_stability", "padded_class", "task_given", "task_inference"]
     cfg = load_config(None, ["metrics.padded_class=false", "logger.kind=none"])
-    assert dict(cfg.metrics) == {"mask_stability": True, "padded_class": False, "task_inference": True, "probe_per_task": 64}
+    assert dict(cfg.metrics) == {"mask_stability": True, "padded_class": False, "task_given": True, "task_inference": True,
+                                 "probe_per_task": 64}
 
 
 def test_a_metric_that_is_off_or_unread_is_null_in_metrics_json():
@@ -191,9 +210,11 @@ def test_compare_columns_read_a_runs_metrics_json():
          "stored_floats": 7.0, "mask_density": None}
     cols = compare_columns()
     assert [c.key for c in cols] == ["acc", "acc_incremental", "bwt", "avg_forgetting", "wall_time_s", "trainable_per_task",
-                                     "stored_floats", "mask_density"]
-    assert [c.read(m) for c in cols] == [0.9, None, -0.1, 0.2, 12.5, 20.0, 7.0, None]  # acc_incremental: a base-task run's
-    assert [c.format for c in cols] == ["percent"] * 4 + ["seconds", "count", "count", "percent"]
+                                     "stored_floats", "mask_density", "task_given_acc"]
+    # acc_incremental: a base-task run's; task_given_acc: a class-IL run's
+    assert [c.read(m) for c in cols] == [0.9, None, -0.1, 0.2, 12.5, 20.0, 7.0, None, None]
+    assert cols[8].read({**m, "task_given": {"acc": 0.95}}) == 0.95
+    assert [c.format for c in cols] == ["percent"] * 4 + ["seconds", "count", "count", "percent", "percent"]
     assert cols[5].read({"trainable_params_per_task": []}) is None
 
 

@@ -176,8 +176,15 @@ def test_sigkilled_run_resumes_mid_task_and_at_a_boundary_to_the_uninterrupted_m
 
 @pytest.mark.parametrize("method", CASES)
 def test_a_run_read_back_reproduces_its_final_accuracies(method_run, method):
+    """Its class-IL task-given accuracy too: for a method that predicts from `logits`, recomputed
+    by hand as the best of each task's own classes (`Task.classes`); for the router and SupSup, as
+    their `evaluate` gives it."""
+    from continual.models.continual_module import ContinualModule
+
     run = load_run(method_run(method))
-    correct = []
+    class_il = run.cfg.scenario == "class"
+    from_logits = type(run.module).evaluate is ContinualModule.evaluate
+    correct, task_given = [], []
     with torch.no_grad():
         for task in run.stream.tasks:
             x, y = task.x_test, task.y_test
@@ -185,4 +192,10 @@ def test_a_run_read_back_reproduces_its_final_accuracies(method_run, method):
                      "probe": torch.zeros(len(y), dtype=torch.bool)}
             pred = run.module.evaluate(batch)
             correct.append(int((pred["pred"] == pred["target"]).sum()))
+            if class_il:
+                own = torch.tensor(task.classes)
+                by_hand = own[run.module.logits(batch)[:, own].argmax(1)] if from_logits else pred["task_given"]
+                task_given.append(int((by_hand == y).sum()))
     assert correct == run.metrics["counts"]["correct"][-1]
+    assert (task_given or None) == (run.metrics["task_given"] or {}).get("counts", {}).get("correct", [None])[-1]
+    assert (run.metrics["task_given"] is None) == (not class_il)

@@ -76,8 +76,7 @@ class DER(FineTune):
     def training_step(self, batch: dict, batch_idx: int):
         logits = self.logits(batch)
         # per_sample_loss's cross-entropy, on the logits the buffer stores too
-        ce = nn.functional.cross_entropy(logits.masked_fill(~self.allowed(batch), float("-inf")),
-                                         self.labels.targets(batch["y"]), reduction="none")
+        ce = nn.functional.cross_entropy(self.loss_logits(logits, batch), self.labels.targets(batch["y"]), reduction="none")
         loss = self.batch_mean(ce, batch)
         if len(self.buffer):
             loss = loss + self.replay_loss()

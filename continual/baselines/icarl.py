@@ -72,6 +72,7 @@ def class_means(features: torch.Tensor, out: torch.Tensor, n_out: int) -> tuple[
 @register("icarl")
 class ICaRL(FineTune):
     scenarios = ("class", "task")
+    all_outputs_refused = "its binary cross-entropy runs over the classes seen, as in the paper and Mammoth's iCaRL"
 
     @dataclass
     class Config:

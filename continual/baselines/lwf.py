@@ -69,8 +69,7 @@ class LwF(FineTune):
 
     def training_step(self, batch: dict, batch_idx: int):
         logits = self.logits(batch)
-        allowed = self.allowed(batch)
-        ce = F.cross_entropy(logits.masked_fill(~allowed, float("-inf")), self.labels.targets(batch["y"]), reduction="none")
+        ce = F.cross_entropy(self.loss_logits(logits, batch), self.labels.targets(batch["y"]), reduction="none")
         loss = self.batch_mean(ce, batch)
         if self.has_teacher and self.current_task > 0:
             with torch.no_grad():

@@ -113,7 +113,8 @@ def signed_constant_(net: MLP) -> float:
 
 @register("supsup")
 class SupSup(ContinualModule):
-    eval_outputs = ("task", "probe")
+    eval_outputs = ("task_given", "task", "probe")
+    all_outputs_refused = "its outputs are one task's within-task classes, not one per class"
 
     @dataclass
     class Config:
@@ -230,12 +231,15 @@ class SupSup(ContinualModule):
         inferred = self.infer_task(batch["x"])
         task = batch["task"] if self.labels.scenario == "task" else inferred
         probe = batch["probe"].nonzero().squeeze(1)
-        return {
+        out = {
             "pred": self._predict(batch["x"], task),
             "target": self.labels.targets(batch["y"]),
             "task": inferred,
             "probe": Probe(self.masks[task[probe]].float(), task[probe]),
         }
+        if self.labels.scenario == "class":  # under each sample's true task's mask
+            out["task_given"] = self._predict(batch["x"], batch["task"])
+        return out
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Cross-entropy over the whole head, the target being the class's output in its task."""

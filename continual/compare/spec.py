@@ -14,6 +14,11 @@ A compare config (YAML) names a base run config and the grid:
       online_ewc/class: [ewc.lambda_=1e9]
     reference:                        # optional published numbers (%), shown beside ours
       finetune: {task: 87.2, class: 19.9}
+      der: {class: 84.5, class/task_given_acc: 98.8}  # <scenario>/<column>: beside another column
+
+A reference keyed by a scenario is set beside that scenario's ACC; one keyed `<scenario>/<column>`
+beside that compare column of the scenario's cells (a column key of `continual.metrics`, e.g.
+`task_given_acc`: the task-given accuracy of class-IL cells, which a paper may call task-IL).
 
 A row may size its replay buffer by another row's memory: `budget_from=<row>` (or a number of
 floats) among its overrides sets `<method>.buffer_floats` (continual/compare/budget.py).
@@ -51,6 +56,15 @@ class Grid:
     reference: dict[str, dict[str, float]] = field(default_factory=dict)
     only: list[str] = field(default_factory=list)  # "row", "scenario" or "row/scenario"; empty: all
     budget_from: dict[str, str | float] = field(default_factory=dict)  # row -> the row (or floats) its buffer is sized by
+
+    def reference_of(self, row: str, scenario: str, column: str = "acc") -> float | None:
+        """The published number set beside `column` of the row's `scenario` cells, if any."""
+        return self.reference.get(row, {}).get(scenario if column == "acc" else f"{scenario}/{column}")
+
+    def referenced_columns(self, scenario: str | None = None) -> list[str]:
+        """The columns besides ACC that a reference names (`<scenario>/<column>`), of one scenario or all."""
+        keys = (k.split("/", 1) for ref in self.reference.values() for k in ref if "/" in k)
+        return list(dict.fromkeys(col for sc, col in keys if scenario in (None, sc)))
 
     def selected(self, row: str, scenario: str) -> bool:
         return not self.only or bool({row, scenario, f"{row}/{scenario}"} & set(self.only))
@@ -117,6 +131,7 @@ def load_grid(path: str, out: str | None = None) -> Grid:
         isinstance(v, dict) and all(isinstance(x, (int, float)) for x in v.values()) for v in reference.values()
     ):
         raise ConfigError(f"'reference' in compare config '{path}' must map rows to {{scenario: ACC %}}, e.g. finetune: {{task: 87.2}}")
+    _check_reference_columns(reference, path)
     rows = {str(k): budget.split(str(k), _str_list(v, f"methods.{k}")) for k, v in methods.items()}
     budgets = {row: b for row, (_, b) in rows.items() if b is not None}
     budget.stages(budgets, list(rows))  # an unknown row or a cycle: refused now
@@ -134,6 +149,19 @@ def load_grid(path: str, out: str | None = None) -> Grid:
         reference={str(k): dict(v) for k, v in reference.items()},
         budget_from=budgets,
     )
+
+
+def _check_reference_columns(reference: dict, path: str) -> None:
+    """A `<scenario>/<column>` reference names a compare column (`continual.metrics`)."""
+    from continual.compare.stats import columns
+
+    known = [c.key for c in columns()]
+    for row, ref in reference.items():
+        for key in ref:
+            column = str(key).partition("/")[2]
+            if "/" in str(key) and column not in known:
+                raise ConfigError(f"reference {row}: '{key}' in compare config '{path}' names no compare column '{column}'; "
+                                  f"give <scenario> or <scenario>/<column>, a column of: {', '.join(known)}")
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -35,7 +35,9 @@ def summarize(grid: Grid, results: dict) -> list[dict]:
             entry = {"method": row, "scenario": sc, "seeds": len(ok), "failed": len(errors), "error": errors[0] if errors else ""}
             for col in columns():
                 entry[f"{col.key}_mean"], entry[f"{col.key}_std"] = _mean_std([col.read(m) for m in ok])
-            entry["reference_acc"] = grid.reference.get(row, {}).get(sc)
+            entry["reference_acc"] = grid.reference_of(row, sc)
+            for col in grid.referenced_columns():  # every row has every key: one csv header
+                entry[f"reference_{col}"] = grid.reference_of(row, sc, col)
             rows.append(entry)
     return rows
 

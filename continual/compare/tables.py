@@ -37,20 +37,23 @@ def to_markdown(grid: Grid, rows: list[dict]) -> str:
              "wall time in s; memory: trainable parameters per task and the floats the method keeps besides its "
              "frozen backbone (stored floats, continual/metrics/memory.py).", ""]
     by = {(r["method"], r["scenario"]): r for r in rows}
-    head = ["method", *[f"{sc}-IL ACC" for sc in grid.scenarios]]
-    if grid.reference:
-        head = ["method", *[h for sc in grid.scenarios for h in (f"{sc}-IL ACC", f"{sc}-IL paper")]]
+    titles = {c.key: c.title for c in columns()}
+    # per scenario: ACC, then the columns a reference names for it (`<scenario>/<column>`)
+    shown = [(sc, col) for sc in grid.scenarios for col in ("acc", *grid.referenced_columns(sc))]
+    head = ["method"]
+    for sc, col in shown:
+        head += [f"{sc}-IL {titles[col]}", *([f"{sc}-IL paper" if col == "acc" else "paper"] if grid.reference else [])]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in grid.methods:
         cells = [row]
-        for sc in grid.scenarios:
+        for sc, col in shown:
             r = by.get((row, sc))
             if r is None:  # left out by --only
                 cells += ["—", ""] if grid.reference else ["—"]
                 continue
-            cells.append(_fmt(r["acc_mean"], r["acc_std"]) if r["seeds"] else ("FAILED" if r["failed"] else "n/a"))
+            cells.append(_fmt(r[f"{col}_mean"], r[f"{col}_std"]) if r["seeds"] else ("FAILED" if r["failed"] else "n/a"))
             if grid.reference:
-                ref = r["reference_acc"]
+                ref = r[f"reference_{col}"]
                 cells.append("" if ref is None else f"{ref:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     cols = columns()

@@ -282,6 +282,13 @@ def _check_method(cfg: DictConfig, method) -> None:
             f"method={cfg.method} supports scenario={'|'.join(method.scenarios)} only (it picks its weights or gates by "
             f"what the task id gives at test), not scenario={cfg.scenario}; use scenario={method.scenarios[0]}"
         )
+    if cfg.class_il_train_outputs == "all":
+        if cfg.scenario != "class":
+            raise ConfigError(f"class_il_train_outputs=all is a class-IL training rule, not one of scenario={cfg.scenario}; "
+                              f"drop it (the default is seen) or set scenario=class")
+        if method.all_outputs_refused:
+            raise ConfigError(f"class_il_train_outputs=all does not apply to method={cfg.method}: {method.all_outputs_refused}; "
+                              f"drop it (the default is seen)")
     method.check(cfg[method.name] if method.Config is not None else None, cfg)
 
 

@@ -120,6 +120,10 @@ TRAINER_VOLATILE = (
 class Config:
     method: str = "finetune"  # a built-in method's name, or <module>:<Class> (continual/methods.py)
     scenario: str = choice("task", SCENARIOS)  # task: task id given at test; class: one head, task inferred; domain: shared outputs
+    # class-IL only: the outputs the training cross-entropy runs over. seen: the classes learned so far
+    # (the outputs a prediction may use); all: every output from the first task on, so outputs of
+    # classes not seen yet are pushed down (Mammoth's rule, Buzzega et al. 2020). Prediction: always seen
+    class_il_train_outputs: str = choice("seen", ("seen", "all"))
     seed: int = in_range(0, 2**32 - 1, 0, integer=True, note="the range numpy's generator accepts")  # seeds everything (Lightning, data splits, shuffles): same seed, same metrics.json
     output_dir: Optional[str] = volatile(None)  # the run directory itself; None: runs/<name>
     overwrite: bool = volatile(False)  # allow writing into an output_dir that already holds results

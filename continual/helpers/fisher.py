@@ -36,12 +36,11 @@ def fisher_diagonal(module, data: TensorLoader, label: str, max_samples: int | N
     for batch in data:
         if max_samples is not None:
             batch = {k: v[: max_samples - seen] if torch.is_tensor(v) else v for k, v in batch.items()}
-        allowed = module.allowed(batch)
         io: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         hooks = [m.register_forward_hook(lambda m, a, out, name=name: io.__setitem__(name, (a[0], out))) for name, m in layers.items()]
         try:
             with torch.enable_grad():
-                logits = net(batch["x"]).masked_fill(~allowed, float("-inf"))
+                logits = module.loss_logits(net(batch["x"]), batch)  # the training loss's outputs
                 if label == "empirical":
                     target = module.labels.targets(batch["y"])
                 elif label == "predicted":

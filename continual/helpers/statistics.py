@@ -40,6 +40,8 @@ def class_sums(z: torch.Tensor, out: torch.Tensor, n_out: int) -> tuple[torch.Te
 
 
 class ClassStatistics(ContinualModule):
+    all_outputs_refused = "it trains no loss (it keeps class statistics)"
+
     @dataclass
     class Config:
         features: str = choice("input", ("input", "hidden"))  # raw inputs, or the frozen backbone's last hidden layer

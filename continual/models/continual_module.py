@@ -58,8 +58,11 @@ class ContinualModule(L.LightningModule):
     Config: ClassVar[type | None] = None  # hyperparameter dataclass; None: the method has none
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
     joint: ClassVar[bool] = False  # True: train once on the union of all tasks
-    # optional `evaluate` outputs (continual.metrics.protocol): "task", "probe", "padded"
-    eval_outputs: ClassVar[tuple[str, ...]] = ()
+    # optional `evaluate` outputs (continual.metrics.protocol): "task_given", "task", "probe", "padded"
+    eval_outputs: ClassVar[tuple[str, ...]] = ("task_given",)
+    # why `class_il_train_outputs=all` means nothing for the method (the config refuses it with
+    # this reason), or None: its training loss is a cross-entropy over the class-IL outputs
+    all_outputs_refused: ClassVar[str | None] = None
 
     @classmethod
     def check(cls, hp: DictConfig | None, cfg: DictConfig) -> None:
@@ -70,9 +73,11 @@ class ContinualModule(L.LightningModule):
         """Build from the whole config: the method's own section arrives as `hp`."""
         return cls(net, hp=cfg[cls.name], **common) if cls.Config is not None else cls(net, **common)
 
-    def __init__(self, task_classes: list[list[int]], n_classes: int, scenario: str, optim: DictConfig):
+    def __init__(self, task_classes: list[list[int]], n_classes: int, scenario: str, optim: DictConfig,
+                 class_il_train_outputs: str = "seen"):
         super().__init__()
         self.labels = LabelSpace(scenario, task_classes, n_classes)
+        self.train_all_outputs = scenario == "class" and class_il_train_outputs == "all"
         self.n_tasks = len(task_classes)
         self.optim_cfg = optim
         self.current_task = 0
@@ -158,6 +163,12 @@ class ContinualModule(L.LightningModule):
     def masked_logits(self, batch: dict) -> torch.Tensor:
         return self.logits(batch).masked_fill(~self.allowed(batch), float("-inf"))
 
+    def loss_logits(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """`logits` as the training cross-entropy sees them: masked to the outputs `allowed` gives,
+        or all of them in class-IL with `class_il_train_outputs=all` (Mammoth's rule: the outputs
+        of classes not seen yet are pushed down). Prediction always masks (`predict`)."""
+        return logits if self.train_all_outputs else logits.masked_fill(~self.allowed(batch), float("-inf"))
+
     def predict(self, batch: dict) -> torch.Tensor:
         """Predicted output index (in the scenario's target space)."""
         return self.masked_logits(batch).argmax(dim=1)
@@ -169,8 +180,8 @@ class ContinualModule(L.LightningModule):
         return per_sample.sum() * world / batch.get("global_size", len(per_sample) * world)
 
     def per_sample_loss(self, batch: dict) -> torch.Tensor:
-        """[B] cross-entropy of the scenario-masked logits against the scenario's targets."""
-        return nn.functional.cross_entropy(self.masked_logits(batch), self.labels.targets(batch["y"]), reduction="none")
+        """[B] cross-entropy of the training rule's logits (`loss_logits`) against the scenario's targets."""
+        return nn.functional.cross_entropy(self.loss_logits(self.logits(batch), batch), self.labels.targets(batch["y"]), reduction="none")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         per_sample = self.per_sample_loss(batch)
@@ -197,8 +208,14 @@ class ContinualModule(L.LightningModule):
 
     def evaluate(self, batch: dict) -> dict:
         """One test batch's outputs: `pred` and `target` (scenario target space), plus the optional
-        `eval_outputs` a method adds (continual.metrics.protocol)."""
-        return {"pred": self.predict(batch), "target": self.labels.targets(batch["y"])}
+        `eval_outputs` a method adds (continual.metrics.protocol). From one `logits` call: the
+        prediction as `predict` makes it and, in class-IL, `task_given`, the best of each
+        sample's own task's outputs (a method that predicts otherwise overrides this)."""
+        logits = self.logits(batch)
+        out = {"pred": logits.masked_fill(~self.allowed(batch), float("-inf")).argmax(1), "target": self.labels.targets(batch["y"])}
+        if self.labels.scenario == "class":
+            out["task_given"] = logits.masked_fill(~self.labels.own[batch["task"]], float("-inf")).argmax(1)
+        return out
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         """The batch is evaluated once; the metric callbacks read these outputs in `on_test_batch_end`."""

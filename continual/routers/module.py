@@ -43,7 +43,8 @@ from continual.routers.parts.signature import Signature
 
 @register("router")
 class RouterModule(ContinualModule):
-    eval_outputs = ("task", "probe", "padded")
+    eval_outputs = ("task_given", "task", "probe", "padded")
+    all_outputs_refused = "its outputs are one task's N_v within-task classes, not one per class"
 
     @dataclass
     class Config:
@@ -86,7 +87,7 @@ class RouterModule(ContinualModule):
         )
         self.query_norm = nn.LayerNorm(self.encoder.out_dim, elementwise_affine=False)
         shapes = {"units": [(sum(net.widths),)], "connections": [tuple(layer.weight.shape) for layer in net.hidden], "none": []}[hp.gate]
-        self.eval_outputs = ("task", "padded") if hp.gate == "none" else ("task", "probe", "padded")
+        self.eval_outputs = tuple(o for o in type(self).eval_outputs if hp.gate != "none" or o != "probe")
         # hard connection masks: one float copy of the gate logits, for the task being learned;
         # finished tasks keep their masks as bits (SupSup's accounting)
         bits = hp.gate == "connections" and hp.mask == "hard"
@@ -281,6 +282,8 @@ class RouterModule(ContinualModule):
             "task": out["task_scores"].argmax(1),
             "padded": Padded(by_true["logits"], by_true["unmasked"], self.within_task.valid(true), self.within_task.targets(batch["y"])),
         }
+        if self.labels.scenario == "class":  # routed by the true task: the task-given prediction
+            result["task_given"] = self.within_task.label(by_true["logits"], true)
         if "probe" in self.eval_outputs:
             probe = batch["probe"].nonzero().squeeze(1)
             result["probe"] = Probe(self._probe_masks(out, probe), out["task"][probe])
