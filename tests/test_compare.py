@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from continual.cli.main import main
-from continual.helpers.buffer import GENERATOR_FLOATS
 
 FAST = ["data.n_tasks=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.kind=none"]
 
@@ -253,21 +252,24 @@ def buffer_floats_held(cell) -> float:
 
 def test_budget_from_sizes_a_replay_buffer_by_another_rows_stored_floats(tmp_path, capsys):
     # the matched row is listed first: it still runs after the row it is sized by
-    methods = {"er_matched": ["method=er", "budget_from=finetune"], "finetune": ["method=finetune"],
-               "er_fixed": ["method=er", "budget_from=6600"]}
+    methods = {"er_matched": ["method=er", "budget_from=ewc"], "ewc": ["method=ewc"],
+               "er_fixed": ["method=er", "budget_from=20000"]}
     path = write_grid(tmp_path, methods=methods, scenarios=["task"], seeds=[0], reference={},
                       overrides=[*FAST, "backbone.hidden=[64,64]"])
     assert main(["compare", "--config", str(path)]) == 0
     out = tmp_path / "grid"
-    budget = json.loads((out / "finetune__task__s0" / "metrics.json").read_text())["stored_floats"]
+    budget = json.loads((out / "ewc__task__s0" / "metrics.json").read_text())["stored_floats"]
     assert yaml.safe_load((out / "er_matched__task__s0" / "config.yaml").read_text())["er"]["buffer_floats"] == budget
     per_sample = 64 + 2  # an 8x8 digit, its label and task id
+    net = 64 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10  # ER's own network, counted in its stored floats
     held = buffer_floats_held(out / "er_matched__task__s0")
-    room = budget - GENERATOR_FLOATS  # what the budget leaves for samples after the reservoir's generator state
+    room = budget - net  # what the budget leaves for samples after ER's network
     assert room - per_sample < held <= room and held % per_sample == 0  # the budget to within one sample
-    assert buffer_floats_held(out / "er_fixed__task__s0") == (6600 - GENERATOR_FLOATS) // per_sample * per_sample
+    er = json.loads((out / "er_matched__task__s0" / "metrics.json").read_text())["stored_floats"]
+    assert er == net + held and budget - per_sample < er <= budget  # matched: ER stores what EWC stores
+    assert buffer_floats_held(out / "er_fixed__task__s0") == (20000 - net) // per_sample * per_sample
     printed = capsys.readouterr().out
-    assert printed.index("finetune / task-IL / seed 0: running") < printed.index("er_matched / task-IL / seed 0: running")
+    assert printed.index("ewc / task-IL / seed 0: running") < printed.index("er_matched / task-IL / seed 0: running")
     rows = {r["method"]: r for r in csv.DictReader((out / "compare.csv").open())}
     assert [rows[m]["failed"] for m in methods] == ["0", "0", "0"]
 

@@ -17,8 +17,10 @@ from continual.baselines.replay import ExperienceReplay
 from continual.cli.main import main
 from continual.config.schema import OptimConfig
 from continual.data.loader import TensorLoader
+from continual.data.task_data import TaskData
 from continual.errors import ConfigError
-from continual.helpers.buffer import GENERATOR_FLOATS, buffer_capacity
+from continual.helpers.buffer import buffer_capacity
+from continual.metrics.memory import stored_floats
 from continual.models.mlp import MLP
 from helpers import QUICK
 
@@ -144,14 +146,19 @@ def test_an_agem_step_equals_a_hand_run_step():
     assert torch.allclose(nn.utils.parameters_to_vector(m.net.parameters()), expected, atol=1e-6)
 
 
+TINY_NET = 3 * 5 + 5 + 5 * 4 + 4  # MLP(3, [5], 4): what a replay method holds besides its samples
+
+
 def test_buffer_capacity_from_samples_or_a_budget():
+    m = build(DER, buffer_size=7)
     hp = OmegaConf.create({"buffer_size": 7, "buffer_floats": None})
-    assert buffer_capacity(hp, 795, 5056) == 7  # no budget: buffer_size
-    hp.buffer_floats = 5056 + 3 * 795 + 794.0
-    assert buffer_capacity(hp, 795, 5056) == 3  # the budget after what the buffer keeps besides samples
-    hp.buffer_floats = 5056 + 794.0
-    with pytest.raises(ConfigError, match="^der.buffer_floats=5850 holds no sample: .* set der.buffer_floats to at least 5851$"):
-        buffer_capacity(hp, 795, 5056, "der")
+    assert buffer_capacity(m, hp, 8) == 7  # no budget: buffer_size
+    hp.buffer_floats = TINY_NET + 3 * 8 + 7.0
+    assert buffer_capacity(m, hp, 8) == 3  # the budget after the method's network, in whole samples
+    hp.buffer_floats = TINY_NET + 7.0
+    with pytest.raises(ConfigError, match="^der.buffer_floats=51 holds no sample: one costs 8 floats besides the 44 its "
+                                          r"method holds without samples \(network, teacher, means\); set der.buffer_floats to at least 52$"):
+        buffer_capacity(m, hp, 8)
 
 
 @pytest.mark.parametrize("cls, per_sample", [
@@ -161,33 +168,41 @@ def test_buffer_capacity_from_samples_or_a_budget():
     (DERPlusPlus, 3 + 4 + 1 + 1),  # + label
 ])
 def test_each_method_sizes_its_buffer_by_what_one_sample_stores(cls, per_sample):
-    budget = GENERATOR_FLOATS + 10 * per_sample + per_sample - 1
-    assert build(cls, buffer_floats=budget).buffer.size == 10
+    budget = TINY_NET + 10 * per_sample + per_sample - 1
+    m = build(cls, buffer_floats=budget)
+    assert m.buffer.size == 10
     assert build(cls, buffer_size=13).buffer.size == 13
+    batch = batch_of(0, 12, seed=0)
+    if cls in (DER, DERPlusPlus):  # stored as trained on
+        m.training_step({**batch, "global_size": 12}, 0)
+    else:  # stored at the task's end
+        m.on_task_end(TaskData(0, batch["x"], batch["y"], batch["task"]))
+    # full: the whole method, generator state not counted, is the budget less under one sample
+    assert stored_floats(m) == TINY_NET + 10 * per_sample and budget - per_sample < stored_floats(m) <= budget
 
 
 NET = 64 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10  # QUICK's Split-Digits MLP: 64 inputs, hidden [64, 64], 10 outputs
 
 
 @pytest.mark.parametrize("method, per_sample", [("er", 64 + 1 + 1), ("der", 64 + 10 + 1)])
-def test_a_runs_stored_floats_less_the_network_is_the_budget_within_one_sample(tmp_path, method, per_sample):
+def test_a_runs_stored_floats_are_the_budget_within_one_sample(tmp_path, method, per_sample):
     budget = 20_000
     out = tmp_path / "run"
     assert main(["fit", f"output_dir={out}", *QUICK, "data.n_tasks=2", "scenario=class", f"method={method}",
                  f"{method}.buffer_floats={budget}"]) == 0
     stored = json.loads((out / "metrics.json").read_text())["stored_floats"]
-    samples = (budget - GENERATOR_FLOATS) // per_sample  # 226 for er, 199 for der
-    assert stored == NET + samples * per_sample + GENERATOR_FLOATS
-    assert budget - per_sample < stored - NET <= budget
+    samples = (budget - NET) // per_sample  # 109 for er, 96 for der
+    assert stored == NET + samples * per_sample
+    assert budget - per_sample < stored <= budget
 
 
 def test_a_budget_that_holds_no_sample_is_one_line_before_anything_is_written(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["fit", f"output_dir={out}", *QUICK, "method=derpp", "derpp.buffer_floats=5000"]) == 2
+    assert main(["fit", f"output_dir={out}", *QUICK, "method=derpp", f"derpp.buffer_floats={NET + 75}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    # a sample: 64 inputs + 10 logits + task id + label = 76 floats, after the generator's 5056
-    assert err == ["continual: error: derpp.buffer_floats=5000 holds no sample: one costs 76 floats besides the buffer's "
-                   "fixed 5056; set derpp.buffer_floats to at least 5132"]
+    # a sample: 64 inputs + 10 logits + task id + label = 76 floats, after the network's
+    assert err == [f"continual: error: derpp.buffer_floats={NET + 75} holds no sample: one costs 76 floats besides the {NET} "
+                   f"its method holds without samples (network, teacher, means); set derpp.buffer_floats to at least {NET + 76}"]
     assert not out.exists()
 
 

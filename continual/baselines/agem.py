@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 from continual.baselines.finetune import FineTune
 from continual.config.fields import positive
 from continual.data.task_data import TaskData
-from continual.helpers.buffer import GENERATOR_FLOATS, ReservoirBuffer, buffer_capacity, sample_floats
+from continual.helpers.buffer import ReservoirBuffer, buffer_capacity, sample_floats
 from continual.methods import register
 
 
@@ -44,7 +44,7 @@ class AGEM(FineTune):
     @dataclass
     class Config:
         buffer_size: int = positive(1000, integer=True)  # episodic memory: reservoir over every training sample of past tasks
-        buffer_floats: Optional[float] = positive(None, finite=True, note="or null for buffer_size")  # memory budget in stored floats (x, label, task id per sample); set: decides the size
+        buffer_floats: Optional[float] = positive(None, finite=True, note="or null for buffer_size")  # budget for the whole stored_floats (network + x, label, task id per sample); set: decides the size
         ref_batch_size: Optional[int] = positive(None, integer=True, note="or null for data.batch_size")  # memory samples of g_ref per step; None: data.batch_size
 
     def __init__(self, net, hp: DictConfig, batch_size: int, seed: int = 0, **kwargs):
@@ -52,7 +52,8 @@ class AGEM(FineTune):
         self.hp = hp
         self.ref_batch = hp.ref_batch_size or batch_size
         # a sample keeps its input, label and task id
-        self.buffer = ReservoirBuffer(buffer_capacity(hp, sample_floats(net, 1, 1), GENERATOR_FLOATS, self.name), seed)
+        self.buffer = ReservoirBuffer(0, seed)
+        self.buffer.size = buffer_capacity(self, hp, sample_floats(net, 1, 1))  # sized once the method's other state exists
         self.ref_grad: list[torch.Tensor] | None = None  # this step's g_ref, per parameter
 
     @classmethod

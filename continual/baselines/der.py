@@ -27,7 +27,7 @@ from torch import nn
 
 from continual.baselines.finetune import FineTune
 from continual.config.fields import at_least, positive
-from continual.helpers.buffer import GENERATOR_FLOATS, ReservoirBuffer, buffer_capacity, gather_batch, sample_floats
+from continual.helpers.buffer import ReservoirBuffer, buffer_capacity, gather_batch, sample_floats
 from continual.methods import register
 
 
@@ -37,7 +37,7 @@ class DER(FineTune):
     class Config:
         alpha: float = at_least(0, 0.5)  # weight of the logit-matching MSE on a buffer batch
         buffer_size: int = positive(1000, integer=True)  # reservoir over every training sample seen so far
-        buffer_floats: Optional[float] = positive(None, finite=True, note="or null for buffer_size")  # memory budget in stored floats (x, n_out logits, task id per sample; derpp: + label); set: decides the size
+        buffer_floats: Optional[float] = positive(None, finite=True, note="or null for buffer_size")  # budget for the whole stored_floats (network + x, n_out logits, task id per sample; derpp: + label); set: decides the size
         batch_size: Optional[int] = positive(None, integer=True, note="or null for data.batch_size")  # buffer samples per step (their minibatch_size); None: data.batch_size
 
     # what a sample keeps besides its input and logits: DER++ adds its label
@@ -48,7 +48,8 @@ class DER(FineTune):
         self.hp = hp
         self.replay_batch = hp.batch_size or batch_size
         per_sample = sample_floats(net, self.labels.n_out, 1, *([1] if self.stores_label else []))
-        self.buffer = ReservoirBuffer(buffer_capacity(hp, per_sample, GENERATOR_FLOATS, self.name), seed)
+        self.buffer = ReservoirBuffer(0, seed)
+        self.buffer.size = buffer_capacity(self, hp, per_sample)  # sized once the method's other state exists
 
     @classmethod
     def from_config(cls, net, cfg, **common):

@@ -2,8 +2,8 @@
 scratch on the memory alone.
 
 The sampler (the paper's Algorithm 1) sees each training sample once, in the task's order: while
-the memory holds fewer than K samples (`buffer_size`, or as many as `buffer_floats` floats hold:
-an input, its label and its task id each) every sample goes in; once it is full, a sample goes
+the memory holds fewer than K samples (`buffer_size`, or as many as a `buffer_floats` budget for the whole
+stored floats leaves after the network: an input, its label and its task id each) every sample goes in; once it is full, a sample goes
 in only if its class holds fewer than K / (classes seen), in place of a sample drawn at random
 (a seeded generator) from the class that holds the most. After each task (the paper: at test
 time), the network is reset to the weights the run started from (the seed's) and trained on the
@@ -95,7 +95,7 @@ class GDumb(FineTune):
     @dataclass
     class Config:
         buffer_size: int = positive(1000, integer=True)  # K: samples in the memory, balanced over the classes seen
-        buffer_floats: Optional[float] = positive(None, note="or null to size the memory by buffer_size")  # memory budget in floats (input, label and task id per sample); overrides buffer_size
+        buffer_floats: Optional[float] = positive(None, note="or null to size the memory by buffer_size")  # budget for the whole stored_floats (network + input, label and task id per sample); overrides buffer_size
         epochs: int = positive(128, integer=True)  # passes over the memory per retraining (the authors' MNIST runs: 128)
         lr: float = positive(0.05, finite=True)  # SGD's peak learning rate (their maxlr)
         min_lr: float = at_least(0, 0.0005)  # the cosine schedule's floor (their minlr)
@@ -113,7 +113,8 @@ class GDumb(FineTune):
     def __init__(self, net, hp: DictConfig, seed: int = 0, **kwargs):
         super().__init__(net.requires_grad_(False), **kwargs)
         self.hp = hp
-        self.buffer = BalancedBuffer(buffer_capacity(hp, sample_floats(net, 2), method=self.name), seed)
+        self.buffer = BalancedBuffer(0, seed)
+        self.buffer.size = buffer_capacity(self, hp, sample_floats(net, 2))  # sized once the method's other state exists
         self.initial = copy.deepcopy(net.state_dict())  # the seed's weights: every retraining starts here
 
     @classmethod

@@ -1,7 +1,7 @@
 """iCaRL (Rebuffi et al., CVPR 2017): herded exemplars, distillation, nearest mean of exemplars.
 
-A memory of K exemplars in total (`buffer_size`, or as many as `buffer_floats` floats hold: an
-input and its label each) keeps m = K // (classes seen) per class. After each task (the paper's
+A memory of K exemplars in total (`buffer_size`, or as many as a `buffer_floats` budget for the
+whole stored floats leaves after the two networks and class means: an input and its label each) keeps m = K // (classes seen) per class. After each task (the paper's
 Algorithm 2) the old classes' sets are cut to their first m (Algorithm 5) and each new class gets
 m exemplars chosen by herding (Algorithm 4) on the L2-normalised features of the network's last
 hidden layer: the k-th exemplar is the sample that brings the average of the chosen ones closest
@@ -77,13 +77,12 @@ class ICaRL(FineTune):
     @dataclass
     class Config:
         buffer_size: int = positive(1000, integer=True)  # K: exemplars in total, K // classes seen per class
-        buffer_floats: Optional[float] = positive(None, note="or null to size the memory by buffer_size")  # memory budget in floats (an input and its label per exemplar); overrides buffer_size
+        buffer_floats: Optional[float] = positive(None, note="or null to size the memory by buffer_size")  # budget for the whole stored_floats (networks, means + an input and its label per exemplar); overrides buffer_size
         batch_size: Optional[int] = positive(None, integer=True, note="or null for the exemplars' share of the union")  # exemplars replayed per step; None: data.batch_size x exemplars / task's training samples
 
     def __init__(self, net, hp: DictConfig, batch_size: int, seed: int = 0, **kwargs):
         super().__init__(net, **kwargs)
         self.hp = hp
-        self.capacity = buffer_capacity(hp, sample_floats(net, 1), method=self.name)
         self.data_batch = batch_size
         self.replay_batch = 0  # set per task in on_task_start
         self.gen = torch.Generator().manual_seed(seed)
@@ -94,6 +93,7 @@ class ICaRL(FineTune):
         dim = [net.n_in, *net.widths][-1]
         self.register_buffer("means", torch.zeros(self.labels.n_out, dim))
         self.register_buffer("has_mean", torch.zeros(self.labels.n_out, dtype=torch.bool))
+        self.capacity = buffer_capacity(self, hp, sample_floats(net, 1))  # what the budget leaves after the state above
 
     @classmethod
     def from_config(cls, net, cfg, **common):

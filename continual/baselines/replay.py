@@ -4,7 +4,8 @@ At the end of each task its training set is offered to the reservoir, so while t
 learned the buffer holds a uniform sample of tasks 0..t-1 only. Each step mixes the current
 batch's loss with the loss on a replayed batch; replayed samples keep their own task id, so
 each is scored in its own task's label space. The buffer (samples, count, generator) is state.
-Its size is `er.buffer_size` samples, or what `er.buffer_floats` holds (`buffer_capacity`).
+Its size is `er.buffer_size` samples, or what an `er.buffer_floats` budget for the method's whole
+stored floats leaves after its network (`buffer_capacity`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from omegaconf import DictConfig
 from continual.baselines.finetune import FineTune, past_weight
 from continual.config.fields import in_range, positive
 from continual.data.task_data import TaskData
-from continual.helpers.buffer import GENERATOR_FLOATS, ReservoirBuffer, buffer_capacity, sample_floats
+from continual.helpers.buffer import ReservoirBuffer, buffer_capacity, sample_floats
 from continual.methods import register
 
 
@@ -26,7 +27,7 @@ class ExperienceReplay(FineTune):
     @dataclass
     class Config:
         buffer_size: int = positive(1000, integer=True)  # reservoir over every training sample seen so far
-        buffer_floats: Optional[float] = positive(None, finite=True, note="or null for buffer_size")  # memory budget in stored floats (x, label, task id per sample); set: decides the size
+        buffer_floats: Optional[float] = positive(None, finite=True, note="or null for buffer_size")  # budget for the whole stored_floats (network + x, label, task id per sample); set: decides the size
         batch_size: Optional[int] = positive(None, integer=True, note="or null for data.batch_size")  # replayed samples per step; None: data.batch_size
         weight: Optional[float] = in_range(0, 1, None, note="or null for 1 - 1/tasks seen")  # weight of the replay loss; None: 1 - 1/t, t = tasks seen
 
@@ -35,7 +36,8 @@ class ExperienceReplay(FineTune):
         self.hp = hp
         self.replay_batch = hp.batch_size or batch_size
         # a sample keeps its input, label and task id
-        self.buffer = ReservoirBuffer(buffer_capacity(hp, sample_floats(net, 1, 1), GENERATOR_FLOATS, self.name), seed)
+        self.buffer = ReservoirBuffer(0, seed)
+        self.buffer.size = buffer_capacity(self, hp, sample_floats(net, 1, 1))  # sized once the method's other state exists
 
     @classmethod
     def from_config(cls, net, cfg, **common):

@@ -1,6 +1,7 @@
 """A reservoir-sampling replay buffer held as tensors (Vitter's algorithm R, vectorized), and
 what every replay method shares about its buffer: its size from `buffer_size` or a memory
-budget `buffer_floats` (`buffer_capacity`), and the global batch a DDP rank inserts.
+budget `buffer_floats` for the method's whole stored floats (`buffer_capacity`), and the global
+batch a DDP rank inserts.
 
 After `n` samples have been offered, each of them is in the buffer with probability
 `size / n`, whatever the order or the batch sizes they came in.
@@ -14,11 +15,7 @@ import torch
 
 from continual.data.loader import dist_info
 from continual.errors import ConfigError
-
-# what a reservoir keeps besides its samples: its generator's state, which `stored_floats`
-# counts value by value (a CPU generator's 5056 bytes)
-GENERATOR_FLOATS = torch.Generator().get_state().numel()
-
+from continual.metrics.memory import stored_floats
 
 def sample_floats(net, *per_sample: int) -> float:
     """What one stored sample costs in floats: the network's input (`net.n_in`, as an `MLP` has it)
@@ -27,20 +24,22 @@ def sample_floats(net, *per_sample: int) -> float:
     return getattr(net, "n_in", math.nan) + sum(per_sample)
 
 
-def buffer_capacity(hp, floats_per_sample: float, fixed: float = 0, method: str = "") -> int:
+def buffer_capacity(module, hp, floats_per_sample: float) -> int:
     """Samples a replay method keeps: `hp.buffer_size`, or with `hp.buffer_floats` set, as many as
-    that budget holds at `floats_per_sample` each (every value one stored sample adds to
-    `stored_floats`: its features, label, task id, logits...) once `fixed` (what the buffer keeps
-    besides its samples) is taken off, so the method's stored floats never exceed the budget.
-    `method`: the config section, to name the key in an error."""
+    fit in that budget for the method's whole `stored_floats`: what `module` holds before any
+    sample arrives (its network, a teacher, class means, an empty buffer: call this at the end of
+    `__init__`, once they all exist) is taken off first, the rest divided by `floats_per_sample`
+    (every value one stored sample adds: its input, label, task id, logits...). So a compare row given another row's
+    stored floats (`budget_from`) stores at most as much, and less by under one sample."""
     if hp.buffer_floats is None:
         return hp.buffer_size
-    key = f"{method}.buffer_floats" if method else "buffer_floats"
+    key = f"{module.name}.buffer_floats"
     if math.isnan(floats_per_sample):
         raise ConfigError(f"{key} needs the backbone's input size (`n_in`, as an MLP has it); set {key.replace('floats', 'size')} instead")
+    fixed = stored_floats(module)
     size = math.floor((hp.buffer_floats - fixed) / floats_per_sample)
     if size < 1:
-        besides = f" besides the buffer's fixed {fixed:g}" if fixed else ""
+        besides = f" besides the {fixed:g} its method holds without samples (network, teacher, means)" if fixed else ""
         raise ConfigError(f"{key}={hp.buffer_floats:g} holds no sample: one costs {floats_per_sample:g} floats{besides}; "
                           f"set {key} to at least {fixed + floats_per_sample:g}")
     return size

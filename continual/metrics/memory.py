@@ -5,7 +5,9 @@ network every task shares, `ContinualModule.backbone()`): parameters, persistent
 the task state it carries (anchors, replay buffers, prototypes, teachers, keys, masks). It
 counts values, not bytes: a float64 or an integer counts 1, a bool entry 1/32 (a bit, as it
 would be packed; docs/metrics.md). The optimizer state
-carried with `optim.carry_state` is training machinery, not the method's memory: not counted.
+carried with `optim.carry_state` is training machinery, not the method's memory: not counted; nor
+is a random generator's state (a `task_state` entry named `generator`: where a replay draw is, not
+something learned or kept from the stream).
 Every row of a comparison is read at this cost (README, docs/router.md).
 """
 
@@ -23,7 +25,7 @@ def _floats(obj) -> float:
     if torch.is_tensor(obj):
         return obj.numel() / 32 if obj.dtype == torch.bool else float(obj.numel())
     if isinstance(obj, dict):
-        return sum(_floats(v) for v in obj.values())
+        return sum(_floats(v) for k, v in obj.items() if k != "generator")
     if isinstance(obj, (list, tuple)):
         return sum(_floats(v) for v in obj)
     return 0.0
