@@ -43,6 +43,20 @@ def test_a_python_api_run_with_wandb_prints_no_third_party_warnings(tmp_path, mo
     assert "wandb:" in err and "anonymous" not in err  # W&B speaks, but not about a setting nobody set
 
 
+
+def test_joint_prints_no_lightning_warning_on_the_tasks_it_does_not_train(tmp_path):
+    """Joint trains on task 1 with every task's data and on nothing afterwards: no zero-length fit
+    (Lightning's "Total length of `TensorLoader` across ranks is zero" on every later task)."""
+    import continual
+
+    cfg = continual.load_config(None, [f"output_dir={tmp_path / 'run'}", *QUICK, "method=joint"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = continual.run(cfg)
+    assert not [f"{w.filename}: {w.message}" for w in caught if "lightning" in w.filename]
+    rows = metrics["accuracy_matrix"]
+    assert len(rows) == 3 and rows[0] == rows[1] == rows[2]  # trained once: every row is the first
+
 def test_the_wandb_logger_passes_anonymous_only_when_asked(tmp_path):
     from continual.loggers import StreamWandbLogger
     from continual.run_logger import StepAxis
