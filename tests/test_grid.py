@@ -145,8 +145,8 @@ def test_run_many_draws_a_job_only_when_a_worker_is_free_and_reports_each_outcom
 
     started, drawn = [], []
 
-    def fake_run(self, cell, cfg, env=None, passing=None):  # the cell's subprocess, as the pool sees it
-        started.append((cell.label, env))
+    def fake_run(self, cell, cfg, worker=None, passing=None):  # the cell's subprocess, as the pool sees it
+        started.append((cell.label, worker.env))
         time.sleep(0.05)
         return Outcome(metrics={"acc": float(cell.label)})
 
@@ -164,7 +164,7 @@ def test_run_many_draws_a_job_only_when_a_worker_is_free_and_reports_each_outcom
     Runner("sweep", "trial", "--dir", workers=2).run_many(jobs(), lambda cell, o: got.__setitem__(cell.label, o.metrics["acc"]))
     assert got == {str(i): float(i) for i in range(5)}
     assert [d[1] for d in drawn[:2]] == [0, 0] and all(done >= i - 1 for i, done in drawn[2:])  # at most 2 ahead
-    assert {env["OMP_NUM_THREADS"] for _, env in started} == {"2"}
+    assert {(env["OMP_NUM_THREADS"], env["WANDB_MODE"]) for _, env in started} == {("2", "offline")}
 
 
 @pytest.mark.slow  # a subprocess: seconds; the lines it reads are tested above
