@@ -28,8 +28,11 @@ import sys
 import time
 
 POLL_S = 0.05  # how often the worker looks whether its cell has ended
-# what `continual fit` imports (the rest, e.g. a user's method, is imported in the cell)
-PRELOAD = ("torch", "lightning", "wandb", "matplotlib.pyplot", "sklearn.datasets", "continual.cli.main", "continual.experiment",
+# What `continual fit` imports; the rest (a user's method, W&B) each cell imports itself. A cell ends
+# as an interpreter does, running the exit handlers these imports registered: none of them deletes
+# anything the worker's later cells need. W&B's would (its import makes temporary folders that its
+# exit handler removes), so it is not among them.
+PRELOAD = ("torch", "lightning", "matplotlib.pyplot", "sklearn.datasets", "continual.cli.main", "continual.experiment",
            "continual.build", "continual.methods", "continual.data.streams", "continual.metrics.suite", "continual.metrics.report",
            "continual.run_logger", "continual.callbacks", "continual.features", "continual.rundir.folder")
 
