@@ -3,7 +3,8 @@
 Two numbers: how much of the one-worker time two workers take (issue 25's target: at most 0.6 on
 a 2-core machine), and the platform's cost per trial beyond its training: the sweep's wall time per
 trial less the trial's own `wall_time_s` (metrics.json: training and test passes), i.e. the
-subprocess's start and imports, building the stream and model, and the files of the run and sweep.
+keep-alive workers' start and imports (once per sweep), forking the trial's process, building the
+stream and model, and the files of the run and sweep.
 """
 
 from __future__ import annotations

@@ -10,10 +10,11 @@ The worker starts no thread, touches no GPU and runs no torch op before forking,
 safe. Each cell is a session of its own whose output goes to the log the runner opened and
 locked for it (passed over the socket: the cell holds the lock too); the runner signals it by pid.
 
-Protocol on the socket whose fd is the worker's argument (SOCK_SEQPACKET): the runner sends a cell's `continual` arguments
-(a JSON list) with its log's file descriptor; the worker answers {"pid": ...} once the cell has
-started and {"rc": ...} once it has ended (negative: killed by that signal). When the runner goes
-(the socket closes), the running cell gets SIGTERM, so it checkpoints, and the worker exits.
+Protocol on the socket whose fd is the worker's argument (SOCK_SEQPACKET): the runner sends a
+cell's `continual` arguments (a JSON list) with its log's file descriptor; the worker answers
+{"pid": ...} once the cell has started and {"rc": ...} once it has ended (negative: killed by that
+signal). When the runner goes (the socket closes), the running cell gets SIGTERM, so it
+checkpoints, and the worker exits.
 """
 
 from __future__ import annotations

@@ -123,3 +123,17 @@ def test_a_worker_whose_runner_goes_stops_its_cell_and_leaves_no_process(tmp_pat
     assert server.returncode == 0
     with pytest.raises(ProcessLookupError):  # the cell got SIGTERM and was reaped
         os.kill(proc.pid, 0)
+
+
+@pytest.mark.slow  # three processes: seconds
+def test_a_ddp_cell_in_a_worker_starts_its_second_rank_as_continual_fit_and_equals_one_process(tmp_path):
+    """Lightning starts rank 1 by running `python -m <__main__'s module> <sys.argv[1:]>` again: in a
+    worker's cell that must be `continual fit ...`, not the worker."""
+    r = Runner("compare", "cell", "--out", subprocess=True)
+    small = [*QUICK, "trainer.accelerator=cpu", "data.eval_batch_size=16"]
+    cells = [Cell("[ddp]", tmp_path / "ddp", None, [*small, "trainer.devices=2", "trainer.strategy=ddp"]),
+             Cell("[one]", tmp_path / "one", None, small)]
+    outcomes = {}
+    r.run_many(zip(cells, r.check(cells)), lambda cell, o: outcomes.__setitem__(cell.run_dir.name, o))
+    assert outcomes["ddp"].rc == outcomes["one"].rc == 0
+    assert outcomes["ddp"].metrics["accuracy_matrix"] == outcomes["one"].metrics["accuracy_matrix"]
