@@ -359,6 +359,8 @@ class Runner:
             return Outcome(stopped=True, rc=rc)
         if rc is None:
             return Outcome(error=f"timed out after {self.timeout:g} s")
+        if proc.lost is not None:
+            return Outcome(error=proc.lost, rc=rc)
         if rc != 0:
             return _held(cell) or Outcome(error=_failure(cell.log, rc), rc=rc)
         metrics = finished_metrics(cell.run_dir)

@@ -100,6 +100,7 @@ class CellProcess:
 
     def __init__(self, worker: Worker, pid: int):
         self.worker, self.pid, self.returncode = worker, pid, None
+        self.lost: str | None = None  # why the cell ended, when its worker ended under it
 
     def poll(self) -> int | None:
         return self.returncode
@@ -114,7 +115,8 @@ class CellProcess:
                 raise subprocess.TimeoutExpired("continual fit", timeout) from None
             except Lost:
                 self.send_signal(signal.SIGKILL)  # no orphan: its worker can no longer stop it
-                self.returncode = self.worker._end() or -signal.SIGKILL
+                self.returncode = -signal.SIGKILL
+                self.lost = f"its grid worker ended while it ran (exit {self.worker._end()}); the next cell starts a new one"
         return self.returncode
 
     def send_signal(self, signum: int) -> None:

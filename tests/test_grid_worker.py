@@ -49,7 +49,7 @@ class Segfaults(FineTune):
 class Sleeps(FineTune):  # and ends on SIGTERM (a run would save its checkpoint first)
     def __init__(self, *args, **kwargs):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        print("sleeping", flush=True)
+        print("sleeping", os.getppid(), flush=True)
         time.sleep(600)
 '''
 
@@ -137,3 +137,25 @@ def test_a_ddp_cell_in_a_worker_starts_its_second_rank_as_continual_fit_and_equa
     r.run_many(zip(cells, r.check(cells)), lambda cell, o: outcomes.__setitem__(cell.run_dir.name, o))
     assert outcomes["ddp"].rc == outcomes["one"].rc == 0
     assert outcomes["ddp"].metrics["accuracy_matrix"] == outcomes["one"].metrics["accuracy_matrix"]
+
+
+@pytest.mark.slow  # a worker: seconds
+def test_a_worker_killed_under_its_cell_fails_that_cell_and_the_next_cell_gets_a_new_worker(tmp_path, methods):
+    import threading
+
+    def kill_the_worker():  # as the OOM killer or a stray `kill -9` would
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            text = (tmp_path / "c0.log").read_text() if (tmp_path / "c0.log").exists() else ""
+            if "sleeping" in text:
+                os.kill(int(text.split()[-1]), signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_the_worker)
+    killer.start()
+    outcomes = run_cells(tmp_path, [("Sleeps", 0), ("Leaky", 0)])
+    killer.join()
+    assert outcomes["c0"].error == "its grid worker ended while it ran (exit -9); the next cell starts a new one"
+    assert outcomes["c0"].rc == -signal.SIGKILL
+    assert outcomes["c1"].error is None and outcomes["c1"].metrics["complete"]
