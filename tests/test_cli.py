@@ -33,7 +33,10 @@ def test_progress_bars_go_to_stderr_and_stdout_carries_only_the_results(tmp_path
 def test_a_python_api_run_with_wandb_prints_no_third_party_warnings(tmp_path, monkeypatch, capfd):
     import continual
 
+    import wandb
+
     monkeypatch.delenv("WANDB_SILENT", raising=False)  # the suite silences W&B; a user's run does not
+    wandb.teardown()  # nor finds W&B set up (silent) by an earlier test's run in this process
     cfg = continual.load_config(None, [f"output_dir={tmp_path / 'run'}", *QUICK, "logger.kind=wandb", "logger.mode=offline"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
