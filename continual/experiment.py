@@ -244,7 +244,8 @@ def _task_loop(cfg: DictConfig, callbacks: Sequence, sigterm: _SigtermNoted) -> 
             print(f"resuming task {t + 1} mid-way from {ckpt}")
         wandb.task_start(tr.global_step)
         try:
-            if any(p.requires_grad for p in module.parameters()):  # statistics methods learn in their hooks
+            # statistics methods learn in their hooks; joint's tasks after the first have no data (Lightning would warn)
+            if any(p.requires_grad for p in module.parameters()) and len(data.y):
                 tr.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
         except SIGTERMException:
             raise Interrupted(f"stopped by SIGTERM during task {t + 1}; {run_dir.interrupted(t)}") from None

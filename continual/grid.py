@@ -6,6 +6,8 @@ a finished run of the same config (`finished_metrics`, plus the resume rule `con
 table never mixes two settings), and refuses a finished cell whose config has changed. It runs a
 cell in this process or, with a log and an optional timeout, in a subprocess; either way a failed
 cell's error text is kept beside its folder (`<run folder>.log`) and the other cells still run.
+A subprocess cell is a `continual fit` forked from a keep-alive worker (continual/grid_worker.py),
+which has imported torch and Lightning once for all its cells and holds no state of an earlier one.
 A cell whose folder another live process holds (its run lock, or a subprocess cell's log lock) is
 "running": skipped for now, not failed, and read back by a later run once it has finished; so two
 commands into one output folder share the cells out. SIGINT and SIGTERM to this process go on to a
@@ -13,8 +15,9 @@ subprocess cell, which saves its checkpoint and stops; then the whole grid stops
 Run again, a stopped cell of the same config resumes from its checkpoint (`Cell.resume`). A cell
 in a subprocess says where it is on stderr once a minute (its heartbeat, relayed from its log).
 Every cell of one setting shares a logger group (and job type), so W&B draws its seeds together.
-Cells are independent of each other, so `workers=N` runs N at once (`Runner.run_many`): each in its
-own subprocess with its share of the machine (`worker_env`); signals reach every running one.
+Cells are independent of each other, so `workers=N` runs N at once (`Runner.run_many`): N keep-alive
+workers, each with its share of the machine (`worker_env`), each cell in a process of its own;
+signals reach every running one.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 import yaml
 
 from continual.errors import ConfigError, Interrupted, KeyboardInterrupted
+from continual.grid_worker import CellProcess, Lost, Worker
 from continual.rundir.files import atomic_write, storage_error
 from continual.rundir.folder import holder
 from continual.rundir.results import finished_metrics
@@ -173,7 +177,7 @@ class Runner:
     command: str
     unit: str
     out_option: str
-    subprocess: bool = False  # each cell in a `continual fit` subprocess, W&B offline, output in its log
+    subprocess: bool = False  # each cell a `continual fit` process of its own, W&B offline, output in its log
     timeout: float | None = None  # subprocess only: SIGTERM a cell that runs longer; it counts as failed
     workers: int = 1  # cells at once (`run_many`); more than one runs each in a subprocess
 
@@ -200,16 +204,16 @@ class Runner:
                 configs[i] = load_config(cell.config, cell.fit_overrides())
         return configs
 
-    def run(self, cell: Cell, cfg, env: dict | None = None, passing: "_PassSignals | None" = None) -> Outcome:
+    def run(self, cell: Cell, cfg, worker: Worker | None = None, passing: "_PassSignals | None" = None) -> Outcome:
         """Run `cell` (config `cfg`, from `check`) unless it finished earlier; a subprocess cell
-        gets `env` added to its environment and is registered with `passing` (a pool's signals)."""
+        runs in `worker` (None: one of its own) and is registered with `passing` (a pool's signals)."""
         done = finished_metrics(cell.run_dir)
         if done is not None:
             print(f"{cell.label}: done earlier, skipped", flush=True)
             return Outcome(metrics=done, skipped=True)
         outcome = _held(cell)
         if outcome is None:
-            outcome = self._start(cell, cfg, env, passing)
+            outcome = self._start(cell, cfg, worker, passing)
         if outcome.stopped:
             print(f"{cell.label}: stopped by a signal, checkpoint saved", flush=True)
         elif outcome.running is not None:
@@ -218,12 +222,12 @@ class Runner:
             print(f"{cell.label}: FAILED ({outcome.error})", flush=True)
         return outcome
 
-    def _start(self, cell: Cell, cfg, env: dict | None, passing: "_PassSignals | None") -> Outcome:
+    def _start(self, cell: Cell, cfg, worker: Worker | None, passing: "_PassSignals | None") -> Outcome:
         print(f"{cell.label}: running" + (f" continual {' '.join(cell.fit_command())}" if self.subprocess else ""), flush=True)
         if passing is not None:  # in a pool: the pool reports a stop, for all its cells at once
-            return self._subprocess(cell, env, passing)
+            return self._subprocess(cell, worker, passing)
         try:
-            outcome = self._subprocess(cell, env) if self.subprocess else self._in_process(cell, cfg)
+            outcome = self._subprocess(cell, worker) if self.subprocess else self._in_process(cell, cfg)
         except (Interrupted, KeyboardInterrupted) as err:  # SIGTERM or Ctrl-C: stop every cell, not just this one
             why = "Ctrl-C" if isinstance(err, KeyboardInterrupted) else "SIGTERM"
             raise type(err)(
@@ -253,13 +257,28 @@ class Runner:
         thread. `jobs` is drawn from only when a worker is free, so it may depend on the outcomes
         so far (a sweep's next trial). If `done` raises, or SIGINT or SIGTERM arrive (passed on to
         every running cell, which checkpoints and stops), no more cells start, the running ones
-        are waited for, then the error is raised. One worker runs the cells in turn, as `run` does."""
+        are waited for, then the error is raised. One worker runs the cells in turn, as `run` does.
+        Subprocess cells run in keep-alive workers that last until the jobs are done."""
         if self.workers == 1:
-            for cell, cfg in jobs:
-                done(cell, self.run(cell, cfg))
+            worker = Worker(OFFLINE) if self.subprocess else None
+            try:
+                for cell, cfg in jobs:
+                    done(cell, self.run(cell, cfg, worker))
+            finally:
+                if worker is not None:
+                    worker.close()
             return
         n_cores, gpus = cores(), visible_gpus()
         print(describe_workers(self.workers, n_cores, gpus), flush=True)
+        workers = [Worker({**OFFLINE, **worker_env(slot, self.workers, n_cores, gpus)}) for slot in range(self.workers)]
+        try:
+            self._pool(jobs, done, workers)
+        finally:
+            for worker in workers:
+                worker.close()
+
+    def _pool(self, jobs: Iterator[tuple[Cell, object]], done: Callable[[Cell, Outcome], None], workers: list[Worker]) -> None:
+        """`run_many` with more than one worker: a thread per running cell, each waiting on its worker."""
         free, running, error, exhausted = list(range(self.workers)), {}, None, False
         with _PassSignals() as passing, ThreadPoolExecutor(self.workers) as pool:
             while True:
@@ -269,8 +288,7 @@ class Runner:
                         exhausted = True
                         break
                     slot = free.pop(0)
-                    env = worker_env(slot, self.workers, n_cores, gpus)
-                    running[pool.submit(self.run, *job, env, passing)] = (job[0], slot)
+                    running[pool.submit(self.run, *job, workers[slot], passing)] = (job[0], slot)
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -304,44 +322,52 @@ class Runner:
             atomic_write(cell.log, traceback.format_exc())  # a full disk: one line (StorageError)
             return Outcome(error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
-    def _subprocess(self, cell: Cell, env: dict | None = None, passing: "_PassSignals | None" = None) -> Outcome:
-        """The cell in its own session, so that only this process passes signals on to it; a
-        timed-out cell gets SIGTERM first, so it saves its checkpoint as any stopped run does.
-        `passing`: a pool's signal relay (None: this cell's own, while it runs)."""
-        env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
+    def _subprocess(self, cell: Cell, worker: Worker | None = None, passing: "_PassSignals | None" = None) -> Outcome:
+        """The cell forked by `worker` (None: one started for this cell alone) into its own session,
+        so that only this process passes signals on to it; a timed-out cell gets SIGTERM first, so
+        it saves its checkpoint as any stopped run does. `passing`: a pool's signal relay (None:
+        this cell's own, while it runs)."""
         try:
             cell.run_dir.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(cell.log, os.O_WRONLY | os.O_CREAT, 0o666)
         except OSError as err:
             raise storage_error(cell.log, err) from None
-        try:  # the log's lock, shared with the subprocess: another runner's cell before its run lock is taken
+        try:  # the log's lock, shared with the cell: another runner's cell before its run lock is taken
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return Outcome(running=f"another {self.command}'s subprocess, output in {cell.log}")
         os.ftruncate(fd, 0)
-        own = passing is None
-        with open(fd, "w") as out, (_PassSignals() if own else passing) as passing:
-            proc = passing.start(subprocess.Popen([sys.executable, "-m", "continual.cli.main", *cell.fit_command()], env=env,
-                                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
-            try:
-                rc = self._wait(cell, proc)
-            finally:
-                passing.finish(proc)
+        own, alone = passing is None, worker is None
+        worker = Worker(OFFLINE) if alone else worker
+        try:
+            with (_PassSignals() if own else passing) as passing:
+                proc = passing.start(worker.start(cell.fit_command(), fd))
+                try:
+                    rc = self._wait(cell, proc)
+                finally:
+                    passing.finish(proc)
+        except Lost as err:
+            return Outcome(error=str(err))
+        finally:
+            os.close(fd)
+            if alone:
+                worker.close()
         if passing.received and own:  # the cell has stopped (its log says how); now the grid stops
             raise (KeyboardInterrupted if passing.received[0] == signal.SIGINT else Interrupted)("stopped")
         if passing.received and rc != 0:  # stopped with its pool: not a failure
             return Outcome(stopped=True, rc=rc)
         if rc is None:
             return Outcome(error=f"timed out after {self.timeout:g} s")
+        if proc.lost is not None:
+            return Outcome(error=proc.lost, rc=rc)
         if rc != 0:
             return _held(cell) or Outcome(error=_failure(cell.log, rc), rc=rc)
         metrics = finished_metrics(cell.run_dir)
         return Outcome(metrics=metrics, rc=rc, error=None if metrics is not None else f"no complete metrics.json in {cell.run_dir}")
 
-
-    def _wait(self, cell: Cell, proc: subprocess.Popen) -> int | None:
-        """The subprocess's exit code (None: stopped at the timeout); meanwhile a line to stderr a
+    def _wait(self, cell: Cell, proc: CellProcess) -> int | None:
+        """The cell's exit code (None: stopped at the timeout); meanwhile a line to stderr a
         minute saying where the cell is, read from its log (its heartbeat or progress bar)."""
         from continual.callbacks.heartbeat import EVERY_S, elapsed, progress_in
 
@@ -372,6 +398,9 @@ def _held(cell: Cell) -> Outcome | None:
     return None if who is None else Outcome(running=who)
 
 
+OFFLINE = {"WANDB_MODE": "offline"}  # a subprocess cell's W&B: its runs are synced later (`wandb sync`)
+
+
 class _PassSignals:
     """While subprocess cells run, SIGINT and SIGTERM to this process go on to each of them instead
     of stopping this process under them (one that came before a cell's `start` is passed on there).
@@ -379,19 +408,19 @@ class _PassSignals:
 
     def __init__(self):
         self.received: list[int] = []
-        self._procs: list[subprocess.Popen] = []
+        self._procs: list[CellProcess] = []
         self._lock = threading.Lock()
         self._previous: dict = {}
         self._depth = 0
 
-    def start(self, proc: subprocess.Popen) -> subprocess.Popen:
+    def start(self, proc: CellProcess) -> CellProcess:
         with self._lock:
             self._procs.append(proc)
             for signum in self.received:
                 proc.send_signal(signum)
         return proc
 
-    def finish(self, proc: subprocess.Popen) -> None:
+    def finish(self, proc: CellProcess) -> None:
         with self._lock:
             self._procs.remove(proc)
 
@@ -418,7 +447,7 @@ class _PassSignals:
                 signal.signal(signum, handler)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: CellProcess) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=30)

@@ -33,7 +33,10 @@ def test_progress_bars_go_to_stderr_and_stdout_carries_only_the_results(tmp_path
 def test_a_python_api_run_with_wandb_prints_no_third_party_warnings(tmp_path, monkeypatch, capfd):
     import continual
 
+    import wandb
+
     monkeypatch.delenv("WANDB_SILENT", raising=False)  # the suite silences W&B; a user's run does not
+    wandb.teardown()  # nor finds W&B set up (silent) by an earlier test's run in this process
     cfg = continual.load_config(None, [f"output_dir={tmp_path / 'run'}", *QUICK, "logger.kind=wandb", "logger.mode=offline"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -42,6 +45,20 @@ def test_a_python_api_run_with_wandb_prints_no_third_party_warnings(tmp_path, mo
     err = capfd.readouterr().err
     assert "wandb:" in err and "anonymous" not in err  # W&B speaks, but not about a setting nobody set
 
+
+
+def test_joint_prints_no_lightning_warning_on_the_tasks_it_does_not_train(tmp_path):
+    """Joint trains on task 1 with every task's data and on nothing afterwards: no zero-length fit
+    (Lightning's "Total length of `TensorLoader` across ranks is zero" on every later task)."""
+    import continual
+
+    cfg = continual.load_config(None, [f"output_dir={tmp_path / 'run'}", *QUICK, "method=joint"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = continual.run(cfg)
+    assert not [f"{w.filename}: {w.message}" for w in caught if "lightning" in w.filename]
+    rows = metrics["accuracy_matrix"]
+    assert len(rows) == 3 and rows[0] == rows[1] == rows[2]  # trained once: every row is the first
 
 def test_the_wandb_logger_passes_anonymous_only_when_asked(tmp_path):
     from continual.loggers import StreamWandbLogger

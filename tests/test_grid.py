@@ -91,6 +91,19 @@ def long_sweep(tmp_path) -> tuple[sp.Popen, Path]:
     return proc, out
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux: /proc/<pid>/stat's fourth field)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 @pytest.mark.slow  # subprocesses: seconds each
 def test_ctrl_c_stops_a_subprocess_cell_and_the_rest_and_says_how_to_continue(tmp_path):
     proc, out = long_sweep(tmp_path)
@@ -111,14 +124,17 @@ def test_sigterm_to_the_sweep_alone_stops_its_trial_first_and_leaves_no_orphan(t
     proc, out = long_sweep(tmp_path)
     trial = out / "run-000"
     pid = int((trial / LOCK).read_text().split()[1])  # the trial's `continual fit` wrote it when it took its folder
+    workers = children(proc.pid)
+    assert len(workers) == 1 and pid in children(workers[0])  # forked by the sweep's keep-alive worker
     os.kill(proc.pid, signal.SIGTERM)  # the sweep alone, as `kill` or a `timeout` wrapper sends it
     assert proc.wait(timeout=120) == 143
     assert proc.stderr.read().decode().strip().splitlines()[-1] == (
         f"continual: error: stopped by SIGTERM in trial {trial}; run the same sweep command again to continue "
         "(finished trials are kept, this one resumes from its checkpoint)"
     )
-    with pytest.raises(ProcessLookupError):  # the trial ended before the sweep did
-        os.kill(pid, 0)
+    for ended in (pid, *workers):  # the trial ended before the sweep did, and so did its worker
+        with pytest.raises(ProcessLookupError):
+            os.kill(ended, 0)
     from continual.rundir.folder import holder
 
     assert holder(trial) is None
@@ -145,8 +161,8 @@ def test_run_many_draws_a_job_only_when_a_worker_is_free_and_reports_each_outcom
 
     started, drawn = [], []
 
-    def fake_run(self, cell, cfg, env=None, passing=None):  # the cell's subprocess, as the pool sees it
-        started.append((cell.label, env))
+    def fake_run(self, cell, cfg, worker=None, passing=None):  # the cell's subprocess, as the pool sees it
+        started.append((cell.label, worker.env))
         time.sleep(0.05)
         return Outcome(metrics={"acc": float(cell.label)})
 
@@ -164,7 +180,7 @@ def test_run_many_draws_a_job_only_when_a_worker_is_free_and_reports_each_outcom
     Runner("sweep", "trial", "--dir", workers=2).run_many(jobs(), lambda cell, o: got.__setitem__(cell.label, o.metrics["acc"]))
     assert got == {str(i): float(i) for i in range(5)}
     assert [d[1] for d in drawn[:2]] == [0, 0] and all(done >= i - 1 for i, done in drawn[2:])  # at most 2 ahead
-    assert {env["OMP_NUM_THREADS"] for _, env in started} == {"2"}
+    assert {(env["OMP_NUM_THREADS"], env["WANDB_MODE"]) for _, env in started} == {("2", "offline")}
 
 
 @pytest.mark.slow  # a subprocess: seconds; the lines it reads are tested above

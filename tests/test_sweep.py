@@ -103,6 +103,20 @@ def test_bayes_asks_the_wandb_engine():
         history.append({"params": params, "metric": 0.5 + 0.1 * i})
 
 
+def test_bayes_tells_the_engine_a_trial_still_running_is_running_not_failed():
+    """With --workers, the next trial is proposed while others run: the engine must see them as
+    running (pending points), else it takes them for failed and may propose their parameters again."""
+    from continual.sweep.runner import STOPPED
+
+    statuses = {"finished": 0.7, "running (this sweep)": None, "running in another process (pid 12 on h)": None,
+                STOPPED: None, "failed (DataError: no MNIST, see run-004.log)": None,
+                "failed (its process ended before it finished)": None}
+    states = [search.engine_state({"params": {}, "metric": m, "status": s}) for s, m in statuses.items()]
+    assert states == ["finished", "running", "running", "running", "failed", "failed"]
+    if search.engine() is not None:  # the names are the engine's own
+        assert {search.engine().RunState(s).value for s in states} == {"finished", "running", "failed"}
+
+
 @pytest.mark.slow  # subprocesses: seconds each
 def test_overrides_apply_to_every_trial_and_may_not_set_a_swept_parameter(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))

@@ -66,21 +66,21 @@ def trial(spec: dict, params: dict, run_dir: Path, overrides: list[str] = ()) ->
                 group=name, job_type="sweep", tags=[name])
 
 
-def _running(h: dict) -> bool:
+def is_running(h: dict) -> bool:
     return h["status"].startswith("running")
 
 
 STOPPED = "stopped by a signal (continues from its checkpoint when the sweep is run again)"
 
 
-def _stopped(h: dict) -> bool:
+def is_stopped(h: dict) -> bool:
     return h["status"] == STOPPED
 
 
 def _settle(spec: dict, history: list[dict]) -> bool:
     """Trials recorded as running in another process: finished since (their metric is read), still
     running, or ended unfinished (then failed, so retried). True if any was running."""
-    running = list(filter(_running, history))
+    running = list(filter(is_running, history))
     for h in running:
         metrics = finished_metrics(Path(h["run_dir"]))
         if metrics is not None:
@@ -92,10 +92,10 @@ def _settle(spec: dict, history: list[dict]) -> bool:
 
 def _retries(history: list[dict]) -> list[dict]:
     """Parameters of earlier trials that failed and never finished since: a continued sweep runs them first."""
-    finished = [h["params"] for h in history if h["metric"] is not None or _running(h) or _stopped(h)]
+    finished = [h["params"] for h in history if h["metric"] is not None or is_running(h) or is_stopped(h)]
     out = []
     for h in history:
-        if h["metric"] is None and not _running(h) and not _stopped(h) and h["params"] not in finished and h["params"] not in out:
+        if h["metric"] is None and not is_running(h) and not is_stopped(h) and h["params"] not in finished and h["params"] not in out:
             out.append(h["params"])
     return out
 
@@ -134,7 +134,7 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
     history = _load_history(out)
     if _settle(spec, history):
         _write_results(out, spec, history)
-    retry, resume = _retries(history), list(filter(_stopped, history))  # stopped trials continue in their folders
+    retry, resume = _retries(history), list(filter(is_stopped, history))  # stopped trials continue in their folders
     ran: list[dict] = []
     runner = Runner("sweep", "trial", "--dir", subprocess=True, timeout=timeout, workers=workers)
     failures: list[tuple[str, str]] = []  # (run, error) of the failures in a row
@@ -194,4 +194,4 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
     _figure(out, spec, history, overrides)
     print(format_table(spec, history))
     print(f"sweep directory: {out}   (upload the offline W&B runs with: wandb sync {out}/run-*/wandb/offline-run-*)")
-    return [h for h in ran if not _running(h) and not _stopped(h)]
+    return [h for h in ran if not is_running(h) and not is_stopped(h)]

@@ -73,6 +73,17 @@ def engine():
     return sweeps if hasattr(sweeps, "next_run") else None
 
 
+def engine_state(h: dict) -> str:
+    """A trial's state as W&B's engine names it. One running now (in a worker of this sweep or in
+    another process) or stopped to resume is "running": the engine then proposes away from it
+    instead of taking it for failed and proposing its parameters again."""
+    from continual.sweep.runner import is_running, is_stopped
+
+    if h["metric"] is not None:
+        return "finished"
+    return "running" if is_running(h) or is_stopped(h) else "failed"
+
+
 def _bayes(spec: dict, history: list[dict]) -> dict:
     sweeps = engine()
     if sweeps is None:
@@ -84,7 +95,7 @@ def _bayes(spec: dict, history: list[dict]) -> dict:
     runs = [
         sweeps.SweepRun(
             config={k: {"value": v} for k, v in h["params"].items()},
-            state=sweeps.RunState.finished if h["metric"] is not None else sweeps.RunState.failed,
+            state=sweeps.RunState(engine_state(h)),
             summary_metrics={metric: h["metric"]} if h["metric"] is not None else {},
         )
         for h in history

@@ -1,0 +1,161 @@
+"""The grid runner's keep-alive workers: one worker runs cell after cell, each in a fresh fork, so a
+cell finds none of the global state the cell before it set, and a crashing cell fails alone."""
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from continual.grid import Cell, Runner
+
+QUICK = ["data.n_tasks=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.kind=none"]
+
+# user methods whose __init__ runs in the cell: record the process state it found, then change it
+METHODS = '''
+import json, logging, os, signal, sys, time, warnings
+import torch
+from continual.baselines.finetune import FineTune
+
+class Leaky(FineTune):
+    def __init__(self, *args, **kwargs):
+        found = {"pid": os.getpid(), "worker": os.getppid(), "env": os.environ.get("LEAKED"), "threads": torch.get_num_threads(),
+                 "cwd": os.getcwd(), "handlers": len(logging.getLogger().handlers), "sys_path": "/leaked" in sys.path,
+                 "warnings": any(f[1] is not None and f[1].pattern == "leaked" for f in warnings.filters),
+                 "sigusr1": signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL, "module_attr": getattr(FineTune, "leaked", None)}
+        with open(os.path.join(RECORDS, f"{os.getpid()}.json"), "w") as f:
+            json.dump(found, f)
+        os.environ["LEAKED"] = "yes"
+        torch.set_num_threads(7)
+        logging.getLogger().addHandler(logging.NullHandler())
+        sys.path.append("/leaked")
+        warnings.filterwarnings("ignore", "leaked")
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        FineTune.leaked = True
+        super().__init__(*args, **kwargs)
+        os.chdir("/")
+
+class Exits(FineTune):
+    def __init__(self, *args, **kwargs):
+        os._exit(3)
+
+class Segfaults(FineTune):
+    def __init__(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+class Sleeps(FineTune):  # and ends on SIGTERM (a run would save its checkpoint first)
+    def __init__(self, *args, **kwargs):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        print("sleeping", os.getppid(), flush=True)
+        time.sleep(600)
+'''
+
+
+@pytest.fixture
+def methods(tmp_path, monkeypatch) -> Path:
+    """methods.py on the workers' PYTHONPATH; the folder its Leaky cells write their records to."""
+    records = tmp_path / "records"
+    records.mkdir()
+    (tmp_path / "methods.py").write_text(f"RECORDS = {str(records)!r}\n{METHODS}")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
+    return records
+
+
+def run_cells(tmp_path, methods_and_seeds, **runner) -> dict:
+    r = Runner("compare", "cell", "--out", subprocess=True, **runner)
+    cells = [Cell(f"[{i}]", tmp_path / f"c{i}", "split_digits.yaml", [*QUICK, f"method=methods:{m}", f"seed={seed}"])
+             for i, (m, seed) in enumerate(methods_and_seeds)]
+    outcomes = {}
+    r.run_many(zip(cells, r.check(cells)), lambda cell, o: outcomes.__setitem__(cell.run_dir.name, o))
+    return outcomes
+
+
+@pytest.mark.slow  # a worker: seconds
+def test_cells_in_one_worker_find_none_of_the_state_the_cell_before_them_set(tmp_path, methods):
+    outcomes = run_cells(tmp_path, [("Leaky", 0), ("Leaky", 1), ("Leaky", 0)])
+    assert all(o.metrics["complete"] and o.rc == 0 for o in outcomes.values())
+    records = [json.loads(p.read_text()) for p in methods.iterdir()]
+    assert len(records) == 3 and len({r.pop("pid") for r in records}) == 3  # a process per cell
+    assert len({r.pop("worker") for r in records}) == 1  # forked by one worker
+    assert records[0] == records[1] == records[2] == {
+        "env": None, "threads": records[0]["threads"], "cwd": os.getcwd(), "handlers": records[0]["handlers"], "sys_path": False,
+        "warnings": False, "sigusr1": True, "module_attr": None}
+    assert records[0]["threads"] != 7
+    # the same cell gives the same numbers whether or not another cell ran in the worker before it
+    assert outcomes["c0"].metrics["accuracy_matrix"] == outcomes["c2"].metrics["accuracy_matrix"]
+
+
+@pytest.mark.slow  # a worker: seconds
+def test_a_cell_that_crashes_its_process_fails_alone_and_the_worker_runs_the_next(tmp_path, methods):
+    outcomes = run_cells(tmp_path, [("Exits", 0), ("Segfaults", 0), ("Leaky", 0)])
+    assert (outcomes["c0"].rc, outcomes["c0"].error) == (3, "exit 3")
+    assert (outcomes["c1"].rc, outcomes["c1"].error) == (-signal.SIGSEGV, f"exit {-signal.SIGSEGV}")
+    assert outcomes["c2"].error is None and outcomes["c2"].metrics["complete"]
+    (record,) = [json.loads(p.read_text()) for p in methods.iterdir()]
+    assert record["worker"] != os.getpid()
+
+
+@pytest.mark.slow  # a worker: seconds
+def test_a_timed_out_cell_is_stopped_and_the_worker_runs_the_next(tmp_path, methods):
+    outcomes = run_cells(tmp_path, [("Sleeps", 0), ("Leaky", 0)], timeout=20)
+    assert outcomes["c0"].error == "timed out after 20 s" and "sleeping" in (tmp_path / "c0.log").read_text()
+    assert outcomes["c1"].error is None and outcomes["c1"].metrics["complete"]
+
+
+@pytest.mark.slow  # a worker: seconds
+def test_a_worker_whose_runner_goes_stops_its_cell_and_leaves_no_process(tmp_path, methods):
+    from continual.grid_worker import Worker
+
+    worker = Worker({"WANDB_MODE": "offline"})
+    cell = Cell("[c]", tmp_path / "c", "split_digits.yaml", [*QUICK, "method=methods:Sleeps"])
+    fd = os.open(cell.log, os.O_WRONLY | os.O_CREAT)
+    proc = worker.start(cell.fit_command(), fd)
+    os.close(fd)
+    deadline = time.monotonic() + 120
+    while "sleeping" not in cell.log.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    server = worker.proc
+    worker.close()  # as if the runner were gone: its end of the socket closes
+    assert server.returncode == 0
+    with pytest.raises(ProcessLookupError):  # the cell got SIGTERM and was reaped
+        os.kill(proc.pid, 0)
+
+
+@pytest.mark.slow  # three processes: seconds
+def test_a_ddp_cell_in_a_worker_starts_its_second_rank_as_continual_fit_and_equals_one_process(tmp_path):
+    """Lightning starts rank 1 by running `python -m <__main__'s module> <sys.argv[1:]>` again: in a
+    worker's cell that must be `continual fit ...`, not the worker."""
+    r = Runner("compare", "cell", "--out", subprocess=True)
+    small = [*QUICK, "trainer.accelerator=cpu", "data.eval_batch_size=16"]
+    cells = [Cell("[ddp]", tmp_path / "ddp", None, [*small, "trainer.devices=2", "trainer.strategy=ddp"]),
+             Cell("[one]", tmp_path / "one", None, small)]
+    outcomes = {}
+    r.run_many(zip(cells, r.check(cells)), lambda cell, o: outcomes.__setitem__(cell.run_dir.name, o))
+    assert outcomes["ddp"].rc == outcomes["one"].rc == 0
+    assert outcomes["ddp"].metrics["accuracy_matrix"] == outcomes["one"].metrics["accuracy_matrix"]
+
+
+@pytest.mark.slow  # a worker: seconds
+def test_a_worker_killed_under_its_cell_fails_that_cell_and_the_next_cell_gets_a_new_worker(tmp_path, methods):
+    import threading
+
+    def kill_the_worker():  # as the OOM killer or a stray `kill -9` would
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            text = (tmp_path / "c0.log").read_text() if (tmp_path / "c0.log").exists() else ""
+            if "sleeping" in text:
+                os.kill(int(text.split()[-1]), signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_the_worker)
+    killer.start()
+    outcomes = run_cells(tmp_path, [("Sleeps", 0), ("Leaky", 0)])
+    killer.join()
+    assert outcomes["c0"].error == "its grid worker ended while it ran (exit -9); the next cell starts a new one"
+    assert outcomes["c0"].rc == -signal.SIGKILL
+    assert outcomes["c1"].error is None and outcomes["c1"].metrics["complete"]
