@@ -98,7 +98,7 @@ def test_the_base_backbone_is_cached_and_retrained_when_its_key_changes(tmp_path
 @pytest.mark.parametrize("args, expected", [
     (["data.base_classes=10"], "data.base_classes=10 leaves none of the 10 classes of split_digits for incremental tasks; set data.base_classes<=9"),
     (["data.base_classes=4", "data.stream=test_base_task:permuted_digits", "scenario=domain"],
-     "data.base_classes=4 needs a class-split stream (split_*), but permuted_digits does not cut one; drop data.base_classes"),
+     "data.base_classes=4 sizes the tasks of class-split streams (split_*), but permuted_digits does not cut classes; drop data.base_classes"),
     (["data.base_classes=4", "backbone.init=pretrain", "backbone.pretrain.dataset=digits"],
      "data.base_classes=4 trains the backbone on the base task, and backbone.init=pretrain loads other weights; drop backbone.init=pretrain (or data.base_classes)"),
     (["data.base_classes=4", "backbone.init=checkpoint", "backbone.checkpoint=x.pt"], "drop backbone.init=checkpoint"),
