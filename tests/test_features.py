@@ -17,7 +17,7 @@ from continual.cli.main import main
 from continual.data.custom import stream_from_tensors
 from continual.data.streams import Stream, build_stream
 from continual.data.streams.check import check_stream
-from continual.errors import CheckpointError, DataError
+from continual.errors import CheckpointError, ConfigError, DataError
 from continual.features import cache, extract as extraction, extract_features, load_stream
 from continual.models.backbones import build_extractor, state_hash
 from helpers import QUICK, QUIET, comparable
@@ -246,6 +246,16 @@ def test_a_cache_hit_never_builds_the_raw_stream(tmp_path, calls, monkeypatch):
                 assert torch.equal(h.split(split)[1], r.split(split)[1])
     with pytest.raises(AssertionError, match="the raw stream was built"):  # a key that cuts other samples: a miss
         load_stream(on_mnist(tmp_path, "data.val_fraction=0.5"))
+
+
+def test_a_cached_stream_is_refused_as_the_built_one_would_be(tmp_path, monkeypatch):
+    """data.eval_split decides no sample (not in the key): scoring on an empty val split is refused
+    with the message building the stream gives."""
+    cfg = config("backbone.name=conv", "data.features=true", f"data.root={tmp_path}", "data.val_fraction=0")
+    load_stream(cfg)
+    monkeypatch.setattr(extraction, "build_stream", lambda *args: pytest.fail("the raw stream was built"))
+    with pytest.raises(ConfigError, match=r"^task 1 \(classes \[0, 1\]\) of split_digits has no val samples to evaluate; raise data.val_fraction$"):
+        load_stream(OmegaConf.merge(cfg, {"data": {"eval_split": "val"}}))
 
 
 def test_cache_is_rebuilt_when_a_source_file_changes(tmp_path, calls):

@@ -17,6 +17,7 @@ from torch import nn
 from continual.data import cache_root
 from continual.data.identity import stream_key
 from continual.data.streams import Stream, build_stream
+from continual.data.streams.cutting import check_task
 from continual.errors import ConfigError
 from continual.features import cache
 from continual.features.cache import SPLITS
@@ -39,6 +40,8 @@ def load_stream(cfg: DictConfig, check: Callable[[Stream], None] | None = None, 
     found = _cached(cfg) if cfg.data.features and _extracts(cfg) else {}
     if found and all(found.values()):
         stream = cache.assemble(found)
+        for task in stream.tasks:  # as building it would: data.eval_split is not in the key
+            check_task(stream.name, task, cfg.data)
         check(stream)
         return stream
     stream = build_stream(cfg.data, cfg.seed)
