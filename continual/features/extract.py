@@ -52,7 +52,8 @@ def load_stream(cfg: DictConfig, check: Callable[[Stream], None] | None = None, 
 def extract_features(cfg: DictConfig, stream: Stream, progress: bool = False, found: dict | None = None) -> Stream:
     """The flat feature stream of `stream` (`build_stream(cfg.data, cfg.seed)`) under `backbone.name`:
     for `mlp`, the inputs themselves (flattened views, no copy); otherwise `features_stream` of the
-    built extractor - under `data.base_classes`, the one trained on the base task."""
+    built extractor - under `data.base_classes`, the one trained on the base task (`found`: the
+    cache entries `load_stream` already read, by split)."""
     from continual.models import base_task
 
     base_task.check(cfg, stream)
