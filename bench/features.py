@@ -3,8 +3,8 @@
 tensors, handed over as a plain stream of vectors with `backbone.name=mlp`), and the time spent
 extracting in the first run (cold cache) and in every later one (it must be none).
 
-The cache goes to a temporary data root whose entries link to the real one's, so a read-only
-data folder is never written.
+The cache goes to a temporary data root whose entries link to the real one's (also its
+`data.cache_dir`), so a read-only data folder is never written and the first run finds no cache.
 """
 
 from __future__ import annotations
@@ -65,15 +65,14 @@ class _ExtractionTimer:
 def feature_rows(config: str, overrides: list[str], repeats: int, device: str) -> dict:
     root = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("data.root=")), "data")
     linked = _linked_root(root)
-    feats = workloads.config(config, [*overrides, f"data.root={linked}", "backbone.name=conv", "data.features=true"])
+    feats = workloads.config(config, [*overrides, f"data.root={linked}", f"data.cache_dir={linked}", "backbone.name=conv", "data.features=true"])
     rows = {}
     with _ExtractionTimer() as first:
         r = repeat(lambda: workloads.platform(feats), 1, device)
     rows["features_first"] = {**r, "extraction_s": first.seconds}
-    from continual.data.streams import build_stream
-    from continual.features import extract_features
+    from continual.features import load_stream
 
-    stream = extract_features(feats, build_stream(feats.data, feats.seed))  # from the cache
+    stream = load_stream(feats)  # from the cache
     _SAVED["path"] = Path(linked) / "features_as_raw.pt"
     torch.save({"name": stream.name, "n_classes": stream.n_classes, "tasks": [
         {"classes": t.classes, "labels": t.labels, **{f"{k}_{s}": getattr(t, f"{k}_{s}") for s in SPLITS for k in "xy"}} for t in stream.tasks

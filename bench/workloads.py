@@ -26,7 +26,7 @@ from continual.data.datamodule import TaskStreamDataModule
 from continual.data.loader import TensorLoader
 from continual.data.streams import build_stream
 from continual.experiment import run
-from continual.features import extract_features
+from continual.features import load_stream
 
 QUIET = ["logger.kind=none", "trainer.enable_progress_bar=false"]
 
@@ -39,7 +39,7 @@ def config(path: str, overrides: list[str]) -> DictConfig:
 def reference(cfg: DictConfig, device: str, loop=run_raw) -> list[list[float]]:
     """A reference loop on the config's stream, its tensors on `device`: the hand-written loop,
     or `loop` (bench.lightning_loop.run_lightning: the same work under a bare Trainer)."""
-    stream = extract_features(cfg, build_stream(cfg.data, cfg.seed))  # what a method sees: flat features
+    stream = load_stream(cfg)  # what a method sees: flat features
     TaskStreamDataModule(stream, 1, 1).to(device)
     return loop(stream, list(cfg.backbone.hidden), cfg.optim.lr, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.seed,
                 cfg.trainer.max_epochs)
@@ -51,7 +51,7 @@ def platform(cfg: DictConfig) -> list[list[float]]:
 
 
 def router_step(cfg: DictConfig, device: str) -> None:
-    stream = extract_features(cfg, build_stream(cfg.data, cfg.seed))  # what a method sees: flat features
+    stream = load_stream(cfg)  # what a method sees: flat features
     TaskStreamDataModule(stream, 1, 1).to(device)
     module = build_method(cfg, stream).to(device)
     for task in stream.tasks:  # without a Trainer, training_step logs nothing

@@ -5,6 +5,7 @@ The Python API (docs/api.md), imported on first use so that `continual --help` s
     load_config(path, overrides)   the validated config (the CLI's `--config` and `key=value`)
     build_stream(cfg.data, seed)   the task stream
     extract_features(cfg, stream)  the stream a method sees: the backbone's extractor's flat features
+    load_stream(cfg)               both at once, or the stream read from the feature cache (data.features=true)
     build_method(cfg, stream)      the ContinualModule `cfg.method` selects
     run(cfg, callbacks=())         the task loop; returns metrics.json's content
     load_run(run_dir)              a run read back: config, stream, trained module, metrics
@@ -17,6 +18,7 @@ _API = {
     "load_config": "continual.config.load",
     "build_stream": "continual.data.streams",
     "extract_features": "continual.features",
+    "load_stream": "continual.features",
     "build_method": "continual.build",
     "run": "continual.experiment",
     "load_run": "continual.build",

@@ -54,8 +54,7 @@ def load_run(path: str | Path) -> LoadedRun:
     """A finished (or partly finished) run read back from its directory: its config, its stream
     (rebuilt from the config: the data must be where `data.root` says) and its trained module."""
     from continual.config import load_config
-    from continual.data.streams import build_stream
-    from continual.features import extract_features
+    from continual.features import load_stream
 
     path = Path(path)
     if not (path / layout.CONFIG).is_file() or not layout.state_path(path).is_file():
@@ -65,7 +64,7 @@ def load_run(path: str | Path) -> LoadedRun:
         )
     cfg = load_config(str(path / layout.CONFIG), ["resume=null", "output_dir=null"])
     state = read_state(path, cfg, method_schema(cfg))
-    stream = extract_features(cfg, build_stream(cfg.data, cfg.seed))
+    stream = load_stream(cfg)
     module = build_method(cfg, stream)
     module.load_state_dict(state["module"])
     try:

@@ -94,17 +94,14 @@ def check_batches(cfg: DictConfig, stream) -> None:
             )
 
 
-def check_classes_per_task(cfg: DictConfig, stream) -> None:
-    """A list of data.classes_per_task on a stream that does not cut classes (permuted, rotated)
-    would be ignored without a word: one line instead."""
-    from omegaconf import ListConfig
+def check_stream_for(cfg: DictConfig, stream) -> None:
+    """Every check of the stream against the run's settings, before any feature is extracted or
+    file written: its data (`check_stream`), the batches it trains, the class-split settings."""
+    from continual.data.streams.check import check_class_split, check_stream
 
-    from continual.errors import ConfigError
-
-    sizes = cfg.data.get("classes_per_task")
-    if isinstance(sizes, (list, ListConfig)) and "class_order" not in stream.meta:
-        raise ConfigError(f"data.classes_per_task={list(sizes)} sizes the tasks of class-split streams (split_*), but "
-                          f"{stream.name} does not cut classes; drop data.classes_per_task")
+    check_stream(stream, cfg.data.eval_split)
+    check_batches(cfg, stream)
+    check_class_split(cfg.data, stream)
 
 
 def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
@@ -125,10 +122,8 @@ def _task_loop(cfg: DictConfig, callbacks: Sequence, sigterm: _SigtermNoted) -> 
     from continual.callbacks.checkpointing import AtomicCheckpointIO
     from continual.callbacks.heartbeat import Heartbeat
     from continual.data.datamodule import TaskStreamDataModule
-    from continual.data.streams import build_stream
-    from continual.data.streams.check import check_stream
     from continual.errors import Interrupted
-    from continual.features import extract_features
+    from continual.features import load_stream
     from continual.metrics import report
     from continual.metrics.suite import MetricSuite
     from continual.rundir import state as run_state
@@ -145,11 +140,8 @@ def _task_loop(cfg: DictConfig, callbacks: Sequence, sigterm: _SigtermNoted) -> 
     is_zero = rank_zero_only.rank == 0
     check_accelerator(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    stream = build_stream(cfg.data, cfg.seed)  # data and model errors surface before any file is written
-    check_stream(stream, cfg.data.eval_split)
-    check_batches(cfg, stream)
-    check_classes_per_task(cfg, stream)
-    stream = extract_features(cfg, stream)  # the frozen extractor's flat features: what every method sees
+    # the frozen extractor's flat features, what every method sees; data and model errors surface before any file is written
+    stream = load_stream(cfg, lambda s: check_stream_for(cfg, s))
     module = build_method(cfg, stream)
     run_dir = RunDirectory(cfg, writer=is_zero, schema=method_schema(cfg))
     state = run_dir.load_state()

@@ -87,7 +87,7 @@ def test_the_base_backbone_is_cached_and_retrained_when_its_key_changes(tmp_path
     assert len(calls) == 1 and all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
     cached = torch.load(base_task.cache_path(cfg), weights_only=True)["mlp"]
     assert torch.equal(first.net.hidden[0].weight, cached["hidden.0.weight"])
-    build_method(config(tmp_path, "method=finetune", "data.eval_batch_size=64", "trainer.max_epochs=7"), stream)
+    build_method(config(tmp_path, "method=finetune", "data.eval_batch_size=64", "trainer.max_epochs=7", "data.features=true"), stream)
     assert len(calls) == 1  # keys that do not decide the base backbone
     for changed in ("backbone.pretrain.lr=0.01", "seed=1", "backbone.hidden=[8]", "data.val_fraction=0.2"):
         c = config(tmp_path, "method=finetune", changed)
@@ -98,7 +98,7 @@ def test_the_base_backbone_is_cached_and_retrained_when_its_key_changes(tmp_path
 @pytest.mark.parametrize("args, expected", [
     (["data.base_classes=10"], "data.base_classes=10 leaves none of the 10 classes of split_digits for incremental tasks; set data.base_classes<=9"),
     (["data.base_classes=4", "data.stream=test_base_task:permuted_digits", "scenario=domain"],
-     "data.base_classes=4 needs a class-split stream (split_*), but permuted_digits does not cut one; drop data.base_classes"),
+     "data.base_classes=4 sizes the tasks of class-split streams (split_*), but permuted_digits does not cut classes; drop data.base_classes"),
     (["data.base_classes=4", "backbone.init=pretrain", "backbone.pretrain.dataset=digits"],
      "data.base_classes=4 trains the backbone on the base task, and backbone.init=pretrain loads other weights; drop backbone.init=pretrain (or data.base_classes)"),
     (["data.base_classes=4", "backbone.init=checkpoint", "backbone.checkpoint=x.pt"], "drop backbone.init=checkpoint"),
@@ -161,3 +161,25 @@ def test_a_resumed_base_task_run_equals_the_uninterrupted_one_even_if_the_cache_
         f.unlink()
     resumed = run(load_config(None, [*args, f"resume={tmp_path / 'cut'}"]))
     assert comparable(resumed) == comparable(full) and full["acc_incremental"] is not None
+
+
+def test_a_run_on_cached_features_reads_the_base_backbone_once_and_no_raw_data(tmp_path, monkeypatch):
+    """The second run of a base-task setting on features: the raw stream is never built, the base
+    file is read once (for the extractor's fingerprint and the method's MLP), the metrics are the
+    first run's; a change to the base backbone's key is new features."""
+    from continual.features import extract as extraction
+
+    args = [*QUICK, "method=finetune", "data.base_classes=4", "data.classes_per_task=3", "backbone.name=conv", "data.features=true",
+            f"data.root={tmp_path}", "backbone.pretrain.batch_size=64"]
+    first = run(load_config(None, [*args, f"output_dir={tmp_path / 'one'}"]))
+    extracted, loads, real_load, real_extract = [], [], torch.load, extraction.extract
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(str(f)) or real_load(f, *a, **k))
+    monkeypatch.setattr(extraction, "extract", lambda *a, **k: extracted.append(1) or real_extract(*a, **k))
+    monkeypatch.setattr(extraction, "build_stream", lambda *a: pytest.fail("the raw stream was built"))
+    base_task._load.cache_clear()
+    second = run(load_config(None, [*args, f"output_dir={tmp_path / 'two'}"]))
+    assert comparable(second) == comparable(first) and not extracted
+    assert [f for f in loads if f.startswith(str(tmp_path / "base"))] == [str(base_task.cache_path(load_config(None, args)))]
+    monkeypatch.setattr(extraction, "build_stream", build_stream)
+    run(load_config(None, [*args, "backbone.pretrain.lr=0.01", f"output_dir={tmp_path / 'three'}"]))
+    assert len(extracted) == 3 * 3 and len(list((tmp_path / "base").glob("*.pt"))) == 2  # 3 tasks x 3 splits

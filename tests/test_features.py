@@ -17,8 +17,8 @@ from continual.cli.main import main
 from continual.data.custom import stream_from_tensors
 from continual.data.streams import Stream, build_stream
 from continual.data.streams.check import check_stream
-from continual.errors import CheckpointError, DataError
-from continual.features import cache, extract as extraction, extract_features
+from continual.errors import CheckpointError, ConfigError, DataError
+from continual.features import cache, extract as extraction, extract_features, load_stream
 from continual.models.backbones import build_extractor, state_hash
 from helpers import QUICK, QUIET, comparable
 
@@ -201,8 +201,128 @@ def test_a_corrupt_cache_file_is_rebuilt_with_a_warning(tmp_path, calls):
         again = extract_features(cfg, raw)
     assert len(calls) == n + len(raw)  # the test split only
     assert torch.equal(again.tasks[2].x_test, first.tasks[2].x_test)
-    assert cache.read(test_file, cache.key([t.x_test for t in raw.tasks], build_extractor(cfg, (1, 8, 8)), torch.device("cpu")),
-                      [len(t.y_test) for t in raw.tasks]) is not None  # rewritten whole
+    digest = test_file.stem.rsplit("-", 1)[1]
+    entry = torch.load(test_file, weights_only=True)  # rewritten whole
+    assert entry["key"].startswith(digest) and [len(y) for y in entry["labels"]] == [len(t.y_test) for t in raw.tasks]
+
+
+def mnist_files(root, seed=0):
+    """A tiny MNIST (40 train, 20 test images) in the IDX files the real loader reads."""
+    from test_streams_extra import write_idx
+
+    write_idx(root / "MNIST" / "raw", seed=seed)
+    return root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+
+
+def on_mnist(root, *overrides):
+    return config("data.stream=split_mnist", f"data.root={root}", "backbone.name=conv", "data.features=true",
+                  "data.val_fraction=0.25", *overrides)
+
+
+def test_a_cache_hit_never_builds_the_raw_stream(tmp_path, calls, monkeypatch):
+    """Every split cached: the run's stream is read back whole (labels, classes, meta) without
+    reading the data set, and its features are the extractor's on the raw samples."""
+    mnist_files(tmp_path)
+    cfg = on_mnist(tmp_path)
+    first = load_stream(cfg)
+    n = len(calls)
+    raw = build_stream(cfg.data, cfg.seed)
+
+    def refused(*args):
+        raise AssertionError("the raw stream was built")
+
+    monkeypatch.setattr(extraction, "build_stream", refused)
+    for same in (cfg, on_mnist(tmp_path, "data.eval_batch_size=7", "data.batch_size=3", "data.eval_split=val")):  # keys that cut no sample
+        hit = load_stream(same)
+        assert len(calls) == n
+        assert (hit.name, hit.n_classes, hit.meta, hit.input_shape) == (raw.name, raw.n_classes, raw.meta, (256,))
+        net = build_extractor(cfg, raw.input_shape)
+        for r, f, h in zip(raw.tasks, first.tasks, hit.tasks):
+            assert (h.id, h.classes, h.labels) == (r.id, r.classes, r.labels)
+            for split in ("train", "val", "test"):
+                with torch.inference_mode():
+                    expected = net(r.split(split)[0])
+                assert torch.allclose(h.split(split)[0], expected, atol=1e-5) and torch.equal(h.split(split)[0], f.split(split)[0])
+                assert torch.equal(h.split(split)[1], r.split(split)[1])
+    with pytest.raises(AssertionError, match="the raw stream was built"):  # a key that cuts other samples: a miss
+        load_stream(on_mnist(tmp_path, "data.val_fraction=0.5"))
+
+
+def test_a_cached_stream_is_refused_as_the_built_one_would_be(tmp_path, monkeypatch):
+    """data.eval_split decides no sample (not in the key): scoring on an empty val split is refused
+    with the message building the stream gives."""
+    cfg = config("backbone.name=conv", "data.features=true", f"data.root={tmp_path}", "data.val_fraction=0")
+    load_stream(cfg)
+    monkeypatch.setattr(extraction, "build_stream", lambda *args: pytest.fail("the raw stream was built"))
+    with pytest.raises(ConfigError, match=r"^task 1 \(classes \[0, 1\]\) of split_digits has no val samples to evaluate; raise data.val_fraction$"):
+        load_stream(OmegaConf.merge(cfg, {"data": {"eval_split": "val"}}))
+
+
+def test_cache_is_rebuilt_when_a_source_file_changes(tmp_path, calls):
+    """The stream's files are keyed by path, size and modification time: new contents (other images)
+    or a touched file are a new key; the features are then those of the new images."""
+    import os
+
+    images = mnist_files(tmp_path / "a")
+    cfg = on_mnist(tmp_path / "a")
+    before = load_stream(cfg)
+    n = len(calls)
+    load_stream(cfg)
+    assert len(calls) == n  # unchanged: read back
+    mnist_files(tmp_path / "b", seed=1)
+    images.write_bytes((tmp_path / "b" / "MNIST" / "raw" / images.name).read_bytes())  # same size, other images
+    st = images.stat()
+    os.utime(images, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a clock too coarse to tell writes apart, made safe
+    after = load_stream(cfg)
+    assert len(calls) == 2 * n  # extracted again
+    net = build_extractor(cfg, (1, 28, 28))
+    with torch.inference_mode():
+        assert torch.allclose(after.tasks[0].x_train, net(build_stream(cfg.data, cfg.seed).tasks[0].x_train), atol=1e-5)
+    assert not torch.equal(after.tasks[0].x_train, before.tasks[0].x_train)
+    os.utime(images, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000))  # the same bytes, touched: rebuilt (to the same features)
+    again = load_stream(cfg)
+    assert len(calls) == 3 * n and torch.equal(again.tasks[0].x_train, after.tasks[0].x_train)
+
+
+def test_cache_is_rebuilt_when_the_weights_file_is_overwritten(tmp_path, calls):
+    """One weights path, new contents, its size and time put back: the key finds the old files, and
+    the extractor's fingerprint inside them no longer matches."""
+    import os
+
+    files = []
+    for seed in (1, 2):
+        files.append(tmp_path / f"conv{seed}.pt")
+        torch.save(build_extractor(config("backbone.name=conv", f"seed={seed}"), (1, 8, 8)).state_dict(), files[-1])
+    cfg = config("backbone.name=conv", "data.features=true", f"data.root={tmp_path}", f"backbone.weights={files[0]}")
+    one = load_stream(cfg)
+    n = len(calls)
+    st = files[0].stat()
+    files[0].write_bytes(files[1].read_bytes())
+    os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns))
+    two = load_stream(cfg)
+    assert len(calls) == 2 * n and len(list((tmp_path / "features").glob("*.pt"))) == 3  # the same files, rewritten
+    net = build_extractor(config("backbone.name=conv", "seed=2"), (1, 8, 8))
+    with torch.inference_mode():
+        assert torch.allclose(two.tasks[0].x_test, net(build_stream(cfg.data, cfg.seed).tasks[0].x_test), atol=1e-5)
+    assert not torch.equal(one.tasks[0].x_test, two.tasks[0].x_test)
+
+
+def nan_extractor(cfg, input_shape):
+    """an extractor whose features are NaN (backbone.name=test_features:nan_extractor)"""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 8))
+    with torch.no_grad():
+        net[1].weight.fill_(float("nan"))
+    return net
+
+
+def test_non_finite_features_are_one_line_and_never_cached(tmp_path, capsys):
+    code = main(["fit", "backbone.name=test_features:nan_extractor", "data.features=true", f"data.root={tmp_path}",
+                 f"output_dir={tmp_path / 'run'}", *QUIET])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("continual: error: backbone.name=test_features:nan_extractor with backbone.weights=none (random) gives "
+                          "non-finite features (NaN or inf) on task 1's train split; fix the extractor or give other backbone.weights")
+    assert not (tmp_path / "features").exists() and not (tmp_path / "run").exists()
 
 
 def test_wrong_weights_file_is_one_line(tmp_path):

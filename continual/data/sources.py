@@ -26,6 +26,13 @@ MNIST_FILES = (
 )
 
 
+def digits_file() -> Path:
+    """The file scikit-learn's digits are read from (inside the installed package), found without importing it."""
+    from importlib.util import find_spec
+
+    return Path(find_spec("sklearn").submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+
+
 def load_digits(test_fraction: float, seed: int) -> Arrays:
     """scikit-learn's 1797 8x8 digits (shipped inside the package: no network).
 
@@ -53,11 +60,16 @@ def at_mnist_layout(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(img, (4, 4, 4, 4)).clamp_(0.0, 1.0)
 
 
+def mnist_files(root: str, name: str = "MNIST") -> list[Path]:
+    """MNIST's or Fashion-MNIST's IDX files in torchvision's layout: `<root>/<name>/raw/*-ubyte`."""
+    return [Path(root) / name / "raw" / f for f in MNIST_FILES]
+
+
 def load_mnist(root: str, download: bool, name: str = "MNIST") -> Arrays:
-    """MNIST or Fashion-MNIST in torchvision's layout: `<root>/<name>/raw/*-ubyte` (IDX files)."""
+    """MNIST or Fashion-MNIST (`mnist_files`)."""
     from torchvision import datasets
 
-    raw = Path(root) / name / "raw"
+    raw = mnist_files(root, name)[0].parent
     missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
     if missing and not download and (raw / f"{missing[0]}.gz").is_file():
         raise DataError(
@@ -102,12 +114,18 @@ CIFAR = {  # name -> (folder, train files, test files, label key, torchvision cl
 }
 
 
+def cifar_files(root: str, name: str) -> list[Path]:
+    """CIFAR-10/100's pickle batches, train then test."""
+    folder, train_files, test_files, *_ = CIFAR[name]
+    return [Path(root) / folder / f for f in train_files + test_files]
+
+
 def load_cifar(root: str, download: bool, name: str) -> Arrays:
     """CIFAR-10/100 from the python pickle batches torchvision writes, as [N, 3, 32, 32] images
     (channel-major, as stored). Read directly, so files are never re-hashed or re-downloaded, and
     through `safe_pickle`, so a crafted batch is refused before any code in it runs."""
     folder, train_files, test_files, key, tv_name = CIFAR[name]
-    base = Path(root) / folder
+    base = cifar_files(root, name)[0].parent
     missing = [f for f in train_files + test_files if not (base / f).is_file()]
     if missing and download:  # torchvision's download alone: its dataset class would unpickle the batches unchecked
         from torchvision import datasets

@@ -5,13 +5,15 @@ This is the exemplar-free class-incremental standard (FeTrIL, FeCAM, PASS "B50")
 "frozen pretrained" setting: the backbone has seen data of the stream's domain, never a class still
 to come. It trains the extractor and the MLP on task 0's training split (`train_supervised`, with
 `backbone.pretrain.epochs/lr/batch_size`), keeps the epoch of the best accuracy on task 0's own
-validation split, and caches the result under `<data.cache_dir or data.root>/base/<key>.pt`, keyed by a content hash
-of everything that decides those weights, so later runs, compare cells and sweep trials reuse it.
+validation split, and caches the result under `<data.cache_dir or data.root>/base/<key>.pt`, keyed by a hash
+of everything that decides those weights (the stream's identity, `continual.data.identity`, and the
+backbone section), so later runs, compare cells and sweep trials reuse it; a run reads the file once.
 The method is then built on those weights and the loop runs over every task, task 0 included.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -22,26 +24,25 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from continual.data import cache_root
+from continual.data.identity import file_identity, stream_identity
 from continual.errors import ConfigError
 from continual.models.backbones import build_extractor
 from continual.models.backbones import mlp as mlp_backbone
 from continual.models.mlp import MLP
 from continual.rundir.files import atomic_write
 
-# data keys that cannot change the base task's samples (where data lives, batching, which split is scored)
-_NOT_IN_KEY = ("root", "cache_dir", "download", "batch_size", "eval_batch_size", "eval_split")
-VERSION = 1  # bump when the training below changes: old cache files are then not reused
+VERSION = 2  # bump when the training below changes: old cache files are then not reused
 
 
 def check(cfg: DictConfig, stream) -> None:
     """A one-line ConfigError for a base task that cannot be: not a class-split stream, another
     source of backbone weights, no validation split to select on. Nothing without one."""
+    from continual.data.streams.check import check_class_split
+
     K = cfg.data.get("base_classes")
     if K is None:
         return
-    if stream.meta.get("base_classes") != K:
-        raise ConfigError(f"data.base_classes={K} needs a class-split stream (split_*), but {stream.name} does not cut one; "
-                          f"drop data.base_classes")
+    check_class_split(cfg.data, stream)
     if cfg.backbone.init != "random":
         raise ConfigError(f"data.base_classes={K} trains the backbone on the base task, and backbone.init={cfg.backbone.init} "
                           f"loads other weights; drop backbone.init={cfg.backbone.init} (or data.base_classes)")
@@ -51,16 +52,13 @@ def check(cfg: DictConfig, stream) -> None:
 
 
 def cache_key(cfg: DictConfig) -> str:
-    """A content hash of what decides the base backbone: the stream's data keys, the seed, the backbone section."""
-    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in _NOT_IN_KEY}
-    what = {"version": VERSION, "data": data, "seed": cfg.seed, "backbone": OmegaConf.to_container(cfg.backbone, resolve=True)}
+    """A hash of what decides the base backbone: the stream's identity and the backbone section."""
+    what = {"version": VERSION, "stream": stream_identity(cfg.data, cfg.seed), "backbone": OmegaConf.to_container(cfg.backbone, resolve=True)}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cache_path(cfg: DictConfig) -> Path:
     return cache_root(cfg.data) / "base" / f"{cache_key(cfg)}.pt"
-
-
 
 
 def train_base(cfg: DictConfig, stream) -> tuple[nn.Module, MLP, float]:
@@ -80,24 +78,37 @@ def train_base(cfg: DictConfig, stream) -> tuple[nn.Module, MLP, float]:
     return extractor, net, acc
 
 
-def base_backbone(cfg: DictConfig, stream) -> dict:
-    """The cached base backbone's state ({"extractor", "mlp", "val_accuracy"}), trained and written on a miss."""
+def read_base(cfg: DictConfig) -> dict | None:
+    """The cached base backbone's state ({"extractor", "mlp", "val_accuracy"}), or None if not cached."""
     path = cache_path(cfg)
-    if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+    identity = file_identity(path)
+    return None if identity is None else _load(str(path), tuple(identity))
+
+
+@functools.lru_cache(maxsize=1)
+def _load(path: str, identity: tuple) -> dict:
+    """One read per file version (`identity`): the features and the method's MLP both take from it."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def base_backbone(cfg: DictConfig, stream) -> dict:
+    """`read_base`, or on a miss the base backbone trained on `stream` (the raw stream) and written."""
+    state = read_base(cfg)
+    if state is not None:
+        return state
     extractor, net, acc = train_base(cfg, stream)
     state = {"extractor": extractor.state_dict(), "mlp": net.state_dict(), "val_accuracy": acc}
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write(path, buf.getvalue())
+    atomic_write(cache_path(cfg), buf.getvalue())
     return state
 
 
-def base_extractor(cfg: DictConfig, stream) -> nn.Module:
-    """The frozen extractor trained on the base task (`stream`: the raw stream, images as images),
-    for the features every method then sees (`continual.features`)."""
-    extractor = build_extractor(cfg, stream.input_shape)
-    extractor.load_state_dict(base_backbone(cfg, stream)["extractor"])
+def base_extractor(cfg: DictConfig, input_shape: tuple[int, ...], state: dict) -> nn.Module:
+    """The frozen extractor of the base backbone `state`, for samples of `input_shape` (images as
+    images), for the features every method then sees (`continual.features`)."""
+    extractor = build_extractor(cfg, input_shape)
+    extractor.load_state_dict(state["extractor"])
     return extractor
 
 

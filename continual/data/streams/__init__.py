@@ -4,7 +4,8 @@ for your own (docs/streams.md).
 A stream is one file of this package: a function `(cfg, seed) -> Stream` (cfg: the run's `data`
 section) decorated with `@register("name")`. Its docstring's first line is its help in
 `continual fit --help`; `source=` names the `backbone.pretrain.dataset` that is the stream's own
-data (pretraining on it can show the backbone later tasks). Installed packages add streams under
+data (pretraining on it can show the backbone later tasks); `files=` a function of the data section
+giving the files its data is read from (`continual.data.identity`: cache keys that never read them). Installed packages add streams under
 the entry-point group `continual.streams`. How a data set is cut into tasks is shared:
 `continual.data.streams.cutting`.
 """

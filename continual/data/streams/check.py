@@ -95,3 +95,20 @@ def _check_split(stream: Stream, i: int, task: Task, split: str, used: bool, fix
     if not inside.all():
         outside = y[~inside].unique().tolist()
         raise DataError(f"{where}: y_{split} holds labels {_few(outside)} that are not classes of this task; {fix}")
+
+
+def check_class_split(data, stream: Stream) -> None:
+    """`data.base_classes` and a list of `data.classes_per_task` size the tasks of class-split
+    streams; a stream that did not cut them (permuted, rotated, your own) would have them ignored
+    without a word: one ConfigError line instead (`data`: the run's data section)."""
+    from omegaconf import ListConfig
+
+    from continual.errors import ConfigError
+
+    sizes, base = data.get("classes_per_task"), data.get("base_classes")
+    unmet = {"classes_per_task": isinstance(sizes, (list, ListConfig)) and "class_order" not in stream.meta,
+             "base_classes": base is not None and stream.meta.get("base_classes") != base}
+    for key in (k for k, bad in unmet.items() if bad):
+        value = list(sizes) if key == "classes_per_task" else base
+        raise ConfigError(f"data.{key}={value} sizes the tasks of class-split streams (split_*), but {stream.name} does not cut classes; "
+                          f"drop data.{key}")

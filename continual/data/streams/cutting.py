@@ -90,7 +90,7 @@ def _class_order(cfg: DictConfig, n_source_classes: int, seed: int) -> list[int]
     return np.argsort(perm).tolist()
 
 
-def _check_task(name: str, task: Task, cfg: DictConfig) -> None:
+def check_task(name: str, task: Task, cfg: DictConfig) -> None:
     """Refuse a task that cannot be trained or scored, naming the setting that emptied it."""
     where = f"task {task.id + 1} (classes {task.labels}) of {name}"
     if not len(task.y_train):
@@ -180,7 +180,7 @@ def split_stream(name: str, arrays, cfg: DictConfig, seed: int, n_source_classes
         in_tr, in_te = torch.isin(y_tr, cls), torch.isin(y_te, cls)
         xt, yt, xv, yv = _hold_out(x_tr, y_tr, cfg.val_fraction, gen, rows=in_tr.nonzero().squeeze(1))
         tasks.append(Task(t, classes, classes, xt, yt, xv, yv, x_te[in_te], y_te[in_te]))
-        _check_task(name, tasks[-1], cfg)
+        check_task(name, tasks[-1], cfg)
     meta = {"class_order": order[: sum(sizes)], **({"base_classes": cfg.base_classes} if cfg.get("base_classes") is not None else {})}
     return shaped_stream(name, tasks, x_tr, n_source_classes, meta)
 
@@ -197,7 +197,7 @@ def transformed_stream(name: str, arrays, cfg: DictConfig, transforms: list, gen
         xt, yt, xv, yv = _hold_out(f(x_tr), y_tr + n_src * t, cfg.val_fraction, gen)
         classes = list(range(n_src * t, n_src * (t + 1)))
         tasks.append(Task(t, classes, list(range(n_src)), xt, yt, xv, yv, f(x_te), y_te + n_src * t))
-        _check_task(name, tasks[-1], cfg)
+        check_task(name, tasks[-1], cfg)
     return shaped_stream(name, tasks, x_tr, n_src * len(transforms))
 
 

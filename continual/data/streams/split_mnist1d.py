@@ -89,7 +89,7 @@ def load_mnist1d(root: str):
             torch.from_numpy(x_te.astype(np.float32)).view(-1, 1, 40), torch.from_numpy(y_te.astype(np.int64)))
 
 
-@register("split_mnist1d", source="mnist1d")
+@register("split_mnist1d", source="mnist1d", files=lambda cfg: [cache_path(cache_root(cfg), generator_args())])
 def split_mnist1d(cfg, seed):
     """MNIST-1D (generated offline, cached in data.cache_dir or data.root), data.classes_per_task classes per task"""
     return split_stream("split_mnist1d", load_mnist1d(cache_root(cfg)), cfg, seed)
