@@ -18,7 +18,7 @@ from continual.data.custom import stream_from_tensors
 from continual.data.streams import Stream, build_stream
 from continual.data.streams.check import check_stream
 from continual.errors import CheckpointError, ConfigError, DataError
-from continual.features import cache, extract as extraction, extract_features, load_stream
+from continual.features import extract as extraction, extract_features, load_stream
 from continual.models.backbones import build_extractor, state_hash
 from helpers import QUICK, QUIET, comparable
 
