@@ -2,15 +2,16 @@
 scratch on the memory alone.
 
 The sampler (the paper's Algorithm 1) sees each training sample once, in the task's order: while
-the memory holds fewer than K samples (`buffer_size`, or as many as a `buffer_floats` budget for the whole
-stored floats leaves after the network: an input, its label and its task id each) every sample goes in; once it is full, a sample goes
-in only if its class holds fewer than K / (classes seen), in place of a sample drawn at random
-(a seeded generator) from the class that holds the most. After each task (the paper: at test
-time), the network is reset to the weights the run started from (the seed's) and trained on the
-memory alone by a plain loop: SGD with momentum, one warm-up epoch at lr/10, then cosine
-annealing with warm restarts (periods 1, 2, 4, ... epochs, down to `min_lr`), gradient norm
-clipped, as the authors' code does; the loss is the scenario's, so outputs are masked to the
-classes seen (class-IL) or the sample's task's classes (task-IL), in training and at test.
+the memory holds fewer than K samples (`buffer_size`, or as many as a `buffer_floats` budget for
+the whole stored floats leaves after the network: an input, its label and its task id each) every
+sample goes in; once it is full, a sample goes in only if its class holds fewer than K / (classes
+seen), in place of a sample drawn at random (a seeded generator) from the class that holds the
+most. After each task (the paper: at test time), the network is reset to the weights the run
+started from (the seed's) and trained on the memory alone by a plain loop: SGD with momentum, one
+warm-up epoch at lr/10, then cosine annealing with warm restarts (periods 1, 2, 4, ... epochs,
+down to `min_lr`), gradient norm clipped, as the authors' code does; the loss is the scenario's,
+so outputs are masked to the classes seen (class-IL) or the sample's task's classes (task-IL), in
+training and at test.
 
 Nothing is trained from the stream by gradient: the network's parameters require no gradient
 outside that loop, so the task loop skips `fit` (trainable/task reads 0, as for the statistics

@@ -1,14 +1,15 @@
 """iCaRL (Rebuffi et al., CVPR 2017): herded exemplars, distillation, nearest mean of exemplars.
 
 A memory of K exemplars in total (`buffer_size`, or as many as a `buffer_floats` budget for the
-whole stored floats leaves after the two networks and class means: an input and its label each) keeps m = K // (classes seen) per class. After each task (the paper's
-Algorithm 2) the old classes' sets are cut to their first m (Algorithm 5) and each new class gets
-m exemplars chosen by herding (Algorithm 4) on the L2-normalised features of the network's last
-hidden layer: the k-th exemplar is the sample that brings the average of the chosen ones closest
-to the class's mean feature. A set is kept in its herding order, so its first m rows are the
-herding choice for m. The class means of the exemplars' normalised features (re-normalised, as
-the paper does with every average) are recomputed with the new network, and the network is
-copied as the old network of the next task.
+whole stored floats leaves after the two networks and class means: an input and its label each)
+keeps m = K // (classes seen) per class. After each task (the paper's Algorithm 2) the old
+classes' sets are cut to their first m (Algorithm 5) and each new class gets m exemplars chosen by
+herding (Algorithm 4) on the L2-normalised features of the network's last hidden layer: the k-th
+exemplar is the sample that brings the average of the chosen ones closest to the class's mean
+feature. A set is kept in its herding order, so its first m rows are the herding choice for m. The
+class means of the exemplars' normalised features (re-normalised, as the paper does with every
+average) are recomputed with the new network, and the network is copied as the old network of the
+next task.
 
 Training (Algorithm 3): binary cross-entropy on sigmoid outputs over the classes seen so far;
 the new classes' targets are the labels, the old classes' the old network's sigmoid outputs (on

@@ -17,6 +17,7 @@ from continual.data.loader import dist_info
 from continual.errors import ConfigError
 from continual.metrics.memory import stored_floats
 
+
 def sample_floats(net, *per_sample: int) -> float:
     """What one stored sample costs in floats: the network's input (`net.n_in`, as an `MLP` has it)
     plus the `per_sample` values stored with it (a label, a task id, `n_out` logits). NaN for a
@@ -29,8 +30,9 @@ def buffer_capacity(module, hp, floats_per_sample: float) -> int:
     fit in that budget for the method's whole `stored_floats`: what `module` holds before any
     sample arrives (its network, a teacher, class means, an empty buffer: call this at the end of
     `__init__`, once they all exist) is taken off first, the rest divided by `floats_per_sample`
-    (every value one stored sample adds: its input, label, task id, logits...). So a compare row given another row's
-    stored floats (`budget_from`) stores at most as much, and less by under one sample."""
+    (every value one stored sample adds: its input, label, task id, logits...). So a compare row
+    given another row's stored floats (`budget_from`) stores at most as much, less by under one
+    sample."""
     if hp.buffer_floats is None:
         return hp.buffer_size
     key = f"{module.name}.buffer_floats"
