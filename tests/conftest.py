@@ -1,12 +1,8 @@
-import hashlib
-import json
 import os
 import signal
 from pathlib import Path
 
 import pytest
-
-from helpers import shared_once
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -24,20 +20,17 @@ def mnist_root() -> Path:
 
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (the README's `-n auto --dist loadgroup`), the tests that share the
-    session's per-method runs (`method_run`) go to one worker, so each run is made once. (With
-    pytest 9.2 xdist's loadgroup no longer groups: pytest-dev/pytest-xdist#1386; `shared_once`
-    keeps each run made once all the same.)"""
+    session's per-method runs (`method_run`) go to one worker, so each run is made once."""
     for item in items:
         if "method_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("method_run"))
 
 
-
 @pytest.fixture(scope="session")
 def method_run(tmp_path_factory):
     """`get(case, *overrides)`: the run directory of `case` under `cases.RUN` (plus overrides),
-    made once per test session by whichever xdist worker asks first (`shared_once`); the resume,
-    DDP and mixed-precision tests compare with the same runs. Without a GPU, `trainer.accelerator=cpu` is what `auto` gives: one run serves both."""
+    run in this process once per session; the resume, DDP and mixed-precision tests compare with
+    the same runs. Without a GPU, `trainer.accelerator=cpu` is what `auto` gives: one run serves both."""
     import torch
 
     from cases import RUN, case_overrides
@@ -49,11 +42,9 @@ def method_run(tmp_path_factory):
         if not torch.cuda.is_available():
             overrides = tuple(o for o in overrides if o != "trainer.accelerator=cpu")
         if (case, overrides) not in cache:
-            key = hashlib.sha1(json.dumps([case, overrides]).encode()).hexdigest()[:12]
-            with shared_once(tmp_path_factory, f"method_run_{case}_{key}") as (folder, make):
-                if make:
-                    assert main(["fit", f"output_dir={folder / 'run'}", *RUN, *case_overrides(case), *overrides]) == 0
-            cache[case, overrides] = folder / "run"
+            out = tmp_path_factory.mktemp(case) / "run"
+            assert main(["fit", f"output_dir={out}", *RUN, *case_overrides(case), *overrides]) == 0
+            cache[case, overrides] = out
         return cache[case, overrides]
 
     return get
