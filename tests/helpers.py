@@ -1,7 +1,10 @@
-"""What tests share: the settings of a quick run, and the part of a run's metrics that must be
-reproduced exactly (by a rerun, a resumed run, a DDP run)."""
+"""What tests share: the settings of a quick run, the part of a run's metrics that must be
+reproduced exactly (by a rerun, a resumed run, a DDP run), and runs made once per session."""
 
+import contextlib
+import fcntl
 import json
+import os
 from pathlib import Path
 
 # A run that prints and logs only its results (for a run that stops before training: a bad input)
@@ -16,3 +19,19 @@ def comparable(run: Path | dict) -> dict:
     what differs between identical runs: wall time and provenance."""
     m = run if isinstance(run, dict) else json.loads((Path(run) / "metrics.json").read_text())
     return {k: v for k, v in m.items() if k not in ("wall_time_s", "provenance")}
+
+
+@contextlib.contextmanager
+def shared_once(tmp_path_factory, name: str):
+    """A folder this test session's xdist workers share, and whether it must still be made: the
+    first worker to get here makes it (yields True) while the others wait on its lock and then
+    find it done (yield False). Without xdist, a folder of this process's own."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / ".done"
+        yield root, not done.is_file()
+        root.mkdir(parents=True, exist_ok=True)
+        done.touch()

@@ -20,7 +20,7 @@ from continual.cli.main import main
 from continual.config import load_config
 from continual.errors import ConfigError
 from continual.rundir.folder import resolve_run_dir
-from helpers import comparable
+from helpers import comparable, shared_once
 
 SMALL = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "data.eval_batch_size=16"]
 DDP = ["trainer.devices=2", "trainer.strategy=ddp"]
@@ -59,15 +59,17 @@ if dist.is_initialized():
 
 @pytest.fixture(scope="session")
 def two_process_runs(tmp_path_factory):
-    """case -> the run directory of its two-process run under `cases.RUN`. Session-scoped: xdist's
-    loadgroup interleaves these tests with other modules' `method_run` tests, and a module scope
-    would launch every case again after each interruption."""
-    base = tmp_path_factory.mktemp("ddp")
-    runs = {case: base / case for case in CASES}
-    (base / "runs.json").write_text(json.dumps([[*RUN, *case_overrides(c), "trainer.accelerator=cpu", *DDP, f"output_dir={d}"] for c, d in runs.items()]))
-    (base / "batch.py").write_text(BATCH)  # a file: Lightning starts rank 1 by running rank 0's command again
-    out = subprocess.run([sys.executable, str(base / "batch.py"), str(base / "runs.json")], env=child_env(), capture_output=True, text=True, cwd=base)
-    assert out.returncode == 0, out.stderr[-3000:]
+    """case -> the run directory of its two-process run under `cases.RUN`, launched once per test
+    session (all cases in one batch: each launch pays the imports) by whichever xdist worker asks
+    first."""
+    with shared_once(tmp_path_factory, "ddp") as (base, make):  # once, whichever xdist worker asks first
+        runs = {case: base / case for case in CASES}
+        if make:
+            base.mkdir(parents=True, exist_ok=True)
+            (base / "runs.json").write_text(json.dumps([[*RUN, *case_overrides(c), "trainer.accelerator=cpu", *DDP, f"output_dir={d}"] for c, d in runs.items()]))
+            (base / "batch.py").write_text(BATCH)  # a file: Lightning starts rank 1 by running rank 0's command again
+            out = subprocess.run([sys.executable, str(base / "batch.py"), str(base / "runs.json")], env=child_env(), capture_output=True, text=True, cwd=base)
+            assert out.returncode == 0, out.stderr[-3000:]
     return runs
 
 

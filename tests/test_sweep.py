@@ -263,7 +263,10 @@ def test_padded_outputs_neither_predict_nor_learn_so_n_v_changes_only_the_random
     k = len(task.classes)  # 2: padded outputs from k on
     x, t = task.x_test[:32], torch.zeros(32, dtype=torch.long)
     a, b = small.route(x, t)["logits"], big.route(x, t)["logits"]
-    assert torch.equal(a[:, :k], b[:, :k]) and torch.isinf(a[:, k:]).all() and torch.isinf(b[:, k:]).all()
+    # equal up to rounding: the value heads are one matrix product, and the CPU BLAS may block a
+    # wider product differently (it does with AVX-512 MKL), so the last bits can differ
+    torch.testing.assert_close(a[:, :k], b[:, :k], rtol=1e-5, atol=1e-7)
+    assert torch.isinf(a[:, k:]).all() and torch.isinf(b[:, k:]).all()
     loss = torch.nn.functional.cross_entropy(b, big.within_task.targets(task.y_test[:32]))  # the router's class loss
     loss.backward()
     memory = big.memories[0]

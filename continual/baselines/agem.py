@@ -34,9 +34,11 @@ from continual.methods import register
 
 def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
     """A-GEM's rule on flat gradients: g if g . g_ref >= 0, else g without its component
-    against g_ref. Branch-free, so a GPU step never waits to read the sign."""
-    dot = (g @ g_ref).clamp(max=0)  # 0 leaves g as it is (also for a zero g_ref)
-    return g - dot / (g_ref @ g_ref).clamp(min=torch.finfo(g.dtype).tiny) * g_ref
+    against g_ref. Branch-free, so a GPU step never waits to read the sign. The dot products are
+    sums of products, not `g @ g_ref`: MKL's CPU dot rounds by the vectors' memory alignment, and
+    a resumed run must equal the uninterrupted one bit for bit."""
+    dot = (g * g_ref).sum().clamp(max=0)  # 0 leaves g as it is (also for a zero g_ref)
+    return g - dot / (g_ref * g_ref).sum().clamp(min=torch.finfo(g.dtype).tiny) * g_ref
 
 
 @register("agem")

@@ -54,8 +54,9 @@ def herding_order(features: torch.Tensor, m: int) -> torch.Tensor:
     sq = (features * features).sum(1)
     order = []
     for k in range(1, min(m, len(features)) + 1):
-        # k |mu - (running + f)/k|^2 less what is the same for every f: one product per pick
-        cost = sq / k - 2 * features @ (mu - running / k)
+        # k |mu - (running + f)/k|^2 less what is the same for every f (a sum of products: a
+        # matrix-vector product on the CPU rounds by memory alignment, and may flip a near tie)
+        cost = sq / k - 2 * (features * (mu - running / k)).sum(1)
         i = int(cost.argmin())
         order.append(i)
         sq[i] = float("inf")  # chosen once

@@ -230,7 +230,8 @@ class RouterModule(ContinualModule):
             per_slot = self._connection_masks(memory)
             feats = gating.forward_connections(self.net, x, per_slot, alpha)
             cells = sum(m[0].numel() for m in per_slot)
-            density = alpha @ (sum(m.flatten(1).sum(1) for m in per_slot) / cells)
+            # a sum of products: a CPU matrix-vector product rounds by memory alignment
+            density = (alpha * (sum(m.flatten(1).sum(1) for m in per_slot) / cells)).sum(1)
         # every slot's value head on the features, mixed by alpha: two matrix products (a
         # three-operand einsum spent more time choosing its contraction order than computing it)
         slot_logits = torch.addmm(memory.value_bias.flatten(), feats, memory.values.flatten(0, 1).T)  # [B, S * N_v]
