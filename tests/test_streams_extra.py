@@ -56,6 +56,29 @@ def test_rotated_mnist_rotates_each_task_by_its_angle(tmp_path):
         build_stream(data_cfg(stream="rotated_mnist", root=str(tmp_path), rotations=[0, 90], n_tasks=3), seed=0)
 
 
+def test_rotated_mnist_spaces_angles_evenly_or_draws_them_per_seed(tmp_path):
+    """Buzzega et al.'s R-MNIST draws each task's angle uniformly from [0, 180): the seed decides
+    the angles (and nothing else: the hold-out split is the evenly spaced stream's)."""
+    from torchvision.transforms.functional import rotate
+
+    write_idx(tmp_path / "MNIST" / "raw")
+    even = build_stream(data_cfg(stream="rotated_mnist", root=str(tmp_path), n_tasks=4), seed=3)
+    assert even.meta["rotations"] == [0.0, 45.0, 90.0, 135.0]
+    drawn = {seed: build_stream(data_cfg(stream="rotated_mnist", root=str(tmp_path), n_tasks=4, rotation_draw="uniform"), seed=seed)
+             for seed in (3, 4)}
+    angles = drawn[3].meta["rotations"]
+    assert angles == (180 * torch.rand(4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)).tolist()
+    assert all(0 <= a < 180 for a in angles) and len(set(angles)) == 4 and drawn[4].meta["rotations"] != angles
+    x0 = even.tasks[0].x_test
+    for task, angle in zip(drawn[3].tasks, angles):
+        assert torch.equal(task.x_test, rotate(x0, angle))
+    assert all(torch.equal(a.y_train, b.y_train) and torch.equal(a.y_val, b.y_val) for a, b in zip(even.tasks, drawn[3].tasks))
+    from continual.config import load_config
+
+    with pytest.raises(ConfigError, match="data.rotation_draw.*one of: even, uniform"):
+        load_config(None, ["data.stream=rotated_mnist", "data.rotation_draw=random"])
+
+
 def write_cifar(root, name, n_classes, n_per_file=30):
     rng = np.random.default_rng(1)
     folder, train, test, key = {

@@ -42,7 +42,11 @@ class DataConfig:
     batch_size: int = positive(128, integer=True)  # the global training batch (split over DDP processes)
     eval_batch_size: int = positive(8192, integer=True)  # test-pass batch
     custom: Optional[str] = None  # stream=custom: "module:function" returning a Stream, see continual.data.custom
-    rotations: Optional[List[float]] = None  # rotated_mnist: degrees per task; None: evenly over [0, 180)
+    rotations: Optional[List[float]] = None  # rotated_mnist: degrees per task; None: drawn as rotation_draw says
+    # rotated_mnist without data.rotations: angles evenly over [0, 180), or each task's drawn uniformly
+    # from [0, 180) with the seed (Buzzega et al. 2020's R-MNIST; how far the last task's angle lies from
+    # the others then varies by seed, and with it the forgetting)
+    rotation_draw: str = choice("even", ("even", "uniform"))
     features: bool = volatile(False)  # cache the backbone extractor's features of every split under <cache_dir>/features/ (reused by later runs)
 
 

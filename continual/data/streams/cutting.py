@@ -221,11 +221,17 @@ def permuted_stream(name: str, arrays, cfg: DictConfig, seed: int) -> Stream:
 
 
 def rotated_stream(name: str, arrays, cfg: DictConfig, seed: int) -> Stream:
-    """Each task is the whole data set rotated by a fixed angle (`data.rotations`, degrees)."""
+    """Each task is the whole data set rotated by a fixed angle (`data.rotations`, degrees; else
+    spaced evenly over [0, 180) or, with `data.rotation_draw=uniform`, drawn from it with `seed`)."""
     from torchvision.transforms.functional import rotate
 
     n_tasks = cfg.n_tasks if cfg.n_tasks is not None else (len(cfg.rotations) if cfg.rotations else 5)
-    angles = list(cfg.rotations) if cfg.rotations is not None else [180.0 * t / n_tasks for t in range(n_tasks)]
+    if cfg.rotations is not None:
+        angles = list(cfg.rotations)
+    elif cfg.rotation_draw == "uniform":  # a generator of its own: the hold-out split stays that of `even`
+        angles = (180.0 * torch.rand(n_tasks, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)).tolist()
+    else:
+        angles = [180.0 * t / n_tasks for t in range(n_tasks)]
     if len(angles) != n_tasks:
         raise ConfigError(f"data.rotations has {len(angles)} angles but data.n_tasks={n_tasks}; give one angle per task")
 
