@@ -16,8 +16,10 @@ the new classes' targets are the labels, the old classes' the old network's sigm
 every sample, exemplars included). The paper trains on the task's data plus the exemplars; the
 task loop serves the task's data alone, so each step adds a batch of exemplars drawn with a
 seeded generator (identical on every DDP rank), by default in the share exemplars have in that
-union (data.batch_size x exemplars / the task's training samples), and the loss is the mean over
-both. Classification: the nearest class mean of exemplars (Algorithm 1), among the classes with
+union (data.batch_size x exemplars / the task's training samples), rounded but at least one: more
+than their share where it is below one half (200 exemplars against 12,000 samples at batch 10:
+one a step, about 6x the union's; docs/reproduction.md measures what that changes). The loss is
+the mean over both. Classification: the nearest class mean of exemplars (Algorithm 1), among the classes with
 exemplars that the scenario allows (class-IL: every class seen; task-IL: the sample's task's).
 
 Not from the paper: the flipped images it adds to the class means (MNIST-like inputs have no
