@@ -8,18 +8,16 @@ the classes seen, the old classes' targets being the old network's sigmoid outpu
 task the old classes' exemplar sets cut to their first m = K // classes seen and m exemplars per
 new class chosen by herding; classification by the nearest class mean of the exemplars' features.
 
-Four switches, each Mammoth's way by default and `continual`'s `icarl` the other:
+Three switches, each Mammoth's way by default and `continual`'s `icarl` the other (whose replay
+of a share of exemplars with each batch is, on average, the loop's appended exemplars):
   --features raw | normalized   herding and the nearest mean on the last hidden layer's features as
                                 they are (Mammoth) or L2-normalised, the class means re-normalised (the paper, ours);
   --bce mean | sum              the cross-entropy averaged over samples and classes (Mammoth) or summed
                                 over the classes seen and averaged over samples (ours);
   --means halving | exact       a class mean taken batch by batch as `m = (m + batch mean) / 2` (Mammoth's
-                                `compute_class_means`, batches of 10) or the mean of all its exemplars (ours);
-  --replay append | share       the exemplars appended to the task's data, each seen once an epoch (Mammoth),
-                                or each step's batch joined by max(1, round(batch x exemplars / task
-                                samples)) exemplars drawn with replacement, the loss the mean over both (ours).
+                                `compute_class_means`, batches of 10) or the mean of all its exemplars (ours).
 
-    python repro/icarl_loop.py --root ../shared/data --buffer 500 --seeds 0-2 --features normalized --bce sum --means exact --replay share
+    python repro/icarl_loop.py --root ../shared/data --buffer 500 --seeds 0-2 --features normalized --bce sum --means exact
 """
 
 from __future__ import annotations
@@ -71,7 +69,7 @@ def class_mean(feats: torch.Tensor, how: str, batch: int = 10) -> torch.Tensor:
 
 
 def run(data, seed: int, buffer: int, lr: float = 0.1, batch: int = 10, features: str = "raw", bce: str = "mean",
-        means: str = "halving", replay: str = "append") -> tuple[float, float]:
+        means: str = "halving") -> tuple[float, float]:
     """Final (class-IL, task-IL) accuracy averaged over the tasks."""
     (x_tr, y_tr), (x_te, y_te) = data
     np.random.seed(seed)
@@ -87,15 +85,10 @@ def run(data, seed: int, buffer: int, lr: float = 0.1, batch: int = 10, features
     for t in range(N_TASKS):
         pc, ac = t * PER_TASK, (t + 1) * PER_TASK
         idx = torch.nonzero((y_tr // PER_TASK) == t).squeeze(1)
-        appended = replay == "append" and len(ex_y)
-        x_task, y_task = (torch.cat([x_tr[idx], ex_x]), torch.cat([y_tr[idx], ex_y])) if appended else (x_tr[idx], y_tr[idx])
-        share = max(1, round(batch * len(ex_y) / len(idx))) if replay == "share" and len(ex_y) else 0
+        x_task, y_task = torch.cat([x_tr[idx], ex_x]), torch.cat([y_tr[idx], ex_y])  # icarl_replay: exemplars appended
         opt = torch.optim.SGD(model.parameters(), lr=lr)
         for b in torch.randperm(len(y_task)).split(batch):
             x, y = x_task[b], y_task[b]
-            if share:  # the mean over the union of both batches
-                r = torch.randint(len(ex_y), (share,))
-                x, y = torch.cat([x, ex_x[r]]), torch.cat([y, ex_y[r]])
             out = model(x)[:, :ac]
             targets = eye[y][:, :ac]
             if old is not None:
@@ -135,15 +128,14 @@ def main() -> None:
     ap.add_argument("--features", choices=["raw", "normalized"], default="raw")
     ap.add_argument("--bce", choices=["mean", "sum"], default="mean")
     ap.add_argument("--means", choices=["halving", "exact"], default="halving")
-    ap.add_argument("--replay", choices=["append", "share"], default="append")
     args = ap.parse_args()
     data = load(args.root)
     lo, _, hi = args.seeds.partition("-")
     results = []
     for seed in range(int(lo), int(hi or lo) + 1):
-        cil, til = run(data, seed, args.buffer, features=args.features, bce=args.bce, means=args.means, replay=args.replay)
+        cil, til = run(data, seed, args.buffer, features=args.features, bce=args.bce, means=args.means)
         results.append((100 * cil, 100 * til))
-        print(f"icarl buffer {args.buffer} features={args.features} bce={args.bce} means={args.means} replay={args.replay} seed {seed}: "
+        print(f"icarl buffer {args.buffer} features={args.features} bce={args.bce} means={args.means} seed {seed}: "
               f"class-IL {results[-1][0]:.2f} task-IL {results[-1][1]:.2f}", flush=True)
     if len(results) > 1:
         for name, column in zip(("class-IL", "task-IL"), zip(*results)):

@@ -151,6 +151,26 @@ def test_loss_is_bce_with_the_old_networks_sigmoid_targets_on_old_classes_over_t
     assert float(m.training_step(batch, 0).detach()) == pytest.approx(float(by_hand), rel=1e-5)
 
 
+def test_exemplars_per_step_average_their_share_of_the_union():
+    """On average a step replays batch x exemplars / task samples, as in the union the paper
+    trains on (200 exemplars beside 12,000 samples at batch 10: 1/6 a step; rounding that to one
+    a step would replay 6x as many)."""
+    m = tiny_icarl(buffer_size=8)
+    m.on_task_end(task_data(0, torch.randn(8, 3), torch.tensor([0, 1] * 4)))
+    m.set_task(1)
+    m.on_task_start(task_data(1, torch.randn(24, 3), torch.tensor([2, 3] * 12)))  # batch 5 (tiny_icarl's), 8 exemplars
+    share = 5 * 8 / 24
+    assert m.replay_share == share
+    draw = torch.Generator()
+    draw.set_state(m.gen.get_state())
+    counts = [m.replay_count() for _ in range(3000)]
+    assert counts == [1 + int(torch.rand((), generator=draw) < share - 1) for _ in range(3000)]  # the generator's draws
+    assert set(counts) == {1, 2} and sum(counts) / 3000 == pytest.approx(share, abs=0.03)
+    m.on_task_start(task_data(1, torch.randn(40, 3), torch.tensor([2, 3] * 20)))
+    state = m.gen.get_state()
+    assert m.replay_share == 1.0 and m.replay_count() == 1 and torch.equal(m.gen.get_state(), state)  # a whole share: no draw
+
+
 def test_first_task_loss_is_bce_on_the_labels_of_its_classes():
     m = tiny_icarl()
     x, y = torch.randn(4, 3), torch.tensor([0, 1, 1, 0])

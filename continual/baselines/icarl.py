@@ -16,10 +16,9 @@ the new classes' targets are the labels, the old classes' the old network's sigm
 every sample, exemplars included). The paper trains on the task's data plus the exemplars; the
 task loop serves the task's data alone, so each step adds a batch of exemplars drawn with a
 seeded generator (identical on every DDP rank), by default in the share exemplars have in that
-union (data.batch_size x exemplars / the task's training samples), rounded but at least one: more
-than their share where it is below one half (200 exemplars against 12,000 samples at batch 10:
-one a step, about 6x the union's; docs/reproduction.md measures what that changes). The loss is
-the mean over both. Classification: the nearest class mean of exemplars (Algorithm 1), among the classes with
+union: s = data.batch_size x exemplars / the task's training samples a step on average, floor(s)
+or floor(s) + 1 drawn from the same generator (200 exemplars against 12,000 samples at batch 10:
+one every sixth step, as in the union). The loss is the mean over both. Classification: the nearest class mean of exemplars (Algorithm 1), among the classes with
 exemplars that the scenario allows (class-IL: every class seen; task-IL: the sample's task's).
 
 Not from the paper: the flipped images it adds to the class means (MNIST-like inputs have no
@@ -82,13 +81,13 @@ class ICaRL(FineTune):
     class Config:
         buffer_size: int = positive(1000, integer=True)  # K: exemplars in total, K // classes seen per class
         buffer_floats: Optional[float] = positive(None, note="or null to size the memory by buffer_size")  # budget for the whole stored_floats (networks, means + an input and its label per exemplar); overrides buffer_size
-        batch_size: Optional[int] = positive(None, integer=True, note="or null for the exemplars' share of the union")  # exemplars replayed per step; None: data.batch_size x exemplars / task's training samples
+        batch_size: Optional[int] = positive(None, integer=True, note="or null for the exemplars' share of the union")  # exemplars replayed per step; None: data.batch_size x exemplars / task's training samples on average
 
     def __init__(self, net, hp: DictConfig, batch_size: int, seed: int = 0, **kwargs):
         super().__init__(net, **kwargs)
         self.hp = hp
         self.data_batch = batch_size
-        self.replay_batch = 0  # set per task in on_task_start
+        self.replay_share = 0.0  # exemplars per step on average, set per task in on_task_start
         self.gen = torch.Generator().manual_seed(seed)
         # exemplars: each class's rows together, in herding order
         self.exemplars = {"x": torch.zeros(0, net.n_in), "y": torch.zeros(0, dtype=torch.long)}
@@ -139,19 +138,27 @@ class ICaRL(FineTune):
 
     def training_step(self, batch: dict, batch_idx: int):
         loss = self.batch_mean(self.per_sample_bce(batch["x"], batch["y"]), batch)
-        if self.replay_batch:
-            # the same draw on every rank: DDP's gradient average keeps the replayed term whole
-            idx = torch.randint(len(self.exemplars["y"]), (self.replay_batch,), generator=self.gen).to(self.device)
+        r = self.replay_count()
+        if r:
+            # the same draws on every rank: DDP's gradient average keeps the replayed term whole
+            idx = torch.randint(len(self.exemplars["y"]), (r,), generator=self.gen).to(self.device)
             replayed = self.per_sample_bce(self.exemplars["x"][idx], self.exemplars["y"][idx]).mean()
-            g, r = batch["global_size"], self.replay_batch
+            g = batch["global_size"]
             loss = (g * loss + r * replayed) / (g + r)  # the mean over the union of both batches
         self.log_train_step({"train/loss": loss}, batch_size=len(batch["y"]))
         return loss
 
+    def replay_count(self) -> int:
+        """This step's number of exemplars: the share's whole part, plus one with the probability
+        of its fractional part (a draw of the seeded generator, so resumed and DDP runs agree)."""
+        whole = int(self.replay_share)
+        if self.replay_share == whole:
+            return whole
+        return whole + int(torch.rand((), generator=self.gen) < self.replay_share - whole)
+
     def on_task_start(self, data: TaskData) -> None:
         stored = len(self.exemplars["y"])
-        share = round(self.data_batch * stored / len(data))
-        self.replay_batch = 0 if not stored else self.hp.batch_size or max(1, share)
+        self.replay_share = 0.0 if not stored else float(self.hp.batch_size or self.data_batch * stored / len(data))
 
     def on_task_end(self, data: TaskData) -> None:
         t = self.current_task
