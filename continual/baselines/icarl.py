@@ -18,8 +18,9 @@ task loop serves the task's data alone, so each step adds a batch of exemplars d
 seeded generator (identical on every DDP rank), by default in the share exemplars have in that
 union: s = data.batch_size x exemplars / the task's training samples a step on average, floor(s)
 or floor(s) + 1 drawn from the same generator (200 exemplars against 12,000 samples at batch 10:
-one every sixth step, as in the union). The loss is the mean over both. Classification: the nearest class mean of exemplars (Algorithm 1), among the classes with
-exemplars that the scenario allows (class-IL: every class seen; task-IL: the sample's task's).
+one every sixth step, as in the union). The loss is the mean over both. Classification: the
+nearest class mean of exemplars (Algorithm 1), among the classes with exemplars that the
+scenario allows (class-IL: every class seen; task-IL: the sample's task's).
 
 Not from the paper: the flipped images it adds to the class means (MNIST-like inputs have no
 natural flip), and Algorithm 4's argmin over every sample, chosen ones included (here a sample
