@@ -15,6 +15,7 @@ directory (`RunDirectory`) writes every file and the state `resume=` continues f
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -107,7 +108,18 @@ def check_stream_for(cfg: DictConfig, stream) -> None:
 def run(cfg: DictConfig, callbacks: Sequence = ()) -> dict:
     """Train `cfg.method` over the stream; returns the metrics dict written to metrics.json.
 
-    `callbacks`: Lightning callbacks of your own, attached to every task's Trainer (fit and test)."""
+    `callbacks`: Lightning callbacks of your own, attached to every task's Trainer (fit and test).
+    Ends with a garbage collection: the module, its trainers and the stream refer to each other,
+    and a process running runs in turn (an in-process grid, a loop over `run`) kept every finished
+    run's data until Python's rare full collection (R-MNIST joint cells: killed for memory at the
+    fourth)."""
+    try:
+        return _noting_sigterm(cfg, callbacks)
+    finally:
+        gc.collect()  # once that call's frame, and what it held, is gone
+
+
+def _noting_sigterm(cfg: DictConfig, callbacks: Sequence) -> dict:
     with _SigtermNoted() as sigterm:
         return _task_loop(cfg, callbacks, sigterm)
 

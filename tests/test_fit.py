@@ -72,3 +72,25 @@ def test_existing_results_are_never_overwritten(tmp_path, capsys):
     assert main(["fit", f"output_dir={out}", *QUICK]) == 2
     assert "already holds a finished run" in capsys.readouterr().err
     assert (out / "metrics.json").read_text() == before
+
+
+def test_a_finished_run_leaves_no_module_behind(tmp_path, monkeypatch):
+    """Runs in turn in one process (an in-process grid, a loop over `run`) each get the memory
+    of the one before: the module, its trainer and the stream sit in reference cycles, which
+    `run` collects before returning (without that, R-MNIST's joint cells in one grid were killed
+    for memory at the fourth; joint on 5 Permuted-MNIST tasks held 2.8, 4.8, 6.7 GB after three)."""
+    import gc
+    import weakref
+
+    import continual.build
+    from continual import load_config, run
+
+    built = []
+    make = continual.build.build_method
+    monkeypatch.setattr(continual.build, "build_method", lambda *a, **k: built.append(weakref.ref(m := make(*a, **k))) or m)
+    gc.disable()  # only `run`'s own collection may free it
+    try:
+        run(load_config(None, [*QUICK, "method=joint", f"output_dir={tmp_path}"]))
+        assert len(built) == 1 and built[0]() is None
+    finally:
+        gc.enable()
