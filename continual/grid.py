@@ -23,6 +23,7 @@ signals reach every running one.
 from __future__ import annotations
 
 import fcntl
+import glob
 import os
 import signal
 import subprocess
@@ -140,9 +141,12 @@ def cores() -> int:
 
 
 def visible_gpus(environ=os.environ) -> list[str]:
-    """The CUDA devices a cell could use: $CUDA_VISIBLE_DEVICES's list, else every device torch counts."""
+    """The CUDA devices a cell could use: $CUDA_VISIBLE_DEVICES's list, else every device torch counts
+    (none without an NVIDIA or ROCm device file: the workers then start before this process imports torch)."""
     if "CUDA_VISIBLE_DEVICES" in environ:
         return [d for d in environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    if not (glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd")):
+        return []
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
@@ -185,6 +189,34 @@ class Runner:
         if self.workers < 1:
             raise ConfigError(f"--workers {self.workers}: give 1 or more cells to run at once")
         self.subprocess = self.subprocess or self.workers > 1
+        self._workers: list[Worker] = []
+        self._held = False  # in a `with` block: the workers last until it ends, not one `run_many`
+
+    def __enter__(self) -> "Runner":
+        self._held = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._held = False
+        self.close()
+
+    def start_workers(self) -> None:
+        """Start the keep-alive workers of subprocess cells now: their imports (seconds) then overlap
+        this process's own checks of the cells, which import torch too."""
+        if self.subprocess and not self._workers:
+            if self.workers == 1:
+                self._workers = [Worker(OFFLINE)]
+            else:
+                n_cores, gpus = cores(), visible_gpus()
+                self._workers = [Worker({**OFFLINE, **worker_env(slot, self.workers, n_cores, gpus)}) for slot in range(self.workers)]
+            for worker in self._workers:
+                worker.spawn()
+
+    def close(self) -> None:
+        """End the keep-alive workers."""
+        for worker in self._workers:
+            worker.close()
+        self._workers = []
 
     def check(self, cells: list[Cell]) -> list:
         """Every cell's config, validated; a ConfigError before anything runs if one is invalid or
@@ -258,24 +290,19 @@ class Runner:
         so far (a sweep's next trial). If `done` raises, or SIGINT or SIGTERM arrive (passed on to
         every running cell, which checkpoints and stops), no more cells start, the running ones
         are waited for, then the error is raised. One worker runs the cells in turn, as `run` does.
-        Subprocess cells run in keep-alive workers that last until the jobs are done."""
-        if self.workers == 1:
-            worker = Worker(OFFLINE) if self.subprocess else None
-            try:
-                for cell, cfg in jobs:
-                    done(cell, self.run(cell, cfg, worker))
-            finally:
-                if worker is not None:
-                    worker.close()
-            return
-        n_cores, gpus = cores(), visible_gpus()
-        print(describe_workers(self.workers, n_cores, gpus), flush=True)
-        workers = [Worker({**OFFLINE, **worker_env(slot, self.workers, n_cores, gpus)}) for slot in range(self.workers)]
+        Subprocess cells run in keep-alive workers that last until the jobs are done (or, in a
+        `with runner:` block, until it ends)."""
+        self.start_workers()
         try:
-            self._pool(jobs, done, workers)
+            if self.workers == 1:
+                for cell, cfg in jobs:
+                    done(cell, self.run(cell, cfg, self._workers[0] if self.subprocess else None))
+                return
+            print(describe_workers(self.workers, cores(), visible_gpus()), flush=True)
+            self._pool(jobs, done, self._workers)
         finally:
-            for worker in workers:
-                worker.close()
+            if not self._held:
+                self.close()
 
     def _pool(self, jobs: Iterator[tuple[Cell, object]], done: Callable[[Cell, Outcome], None], workers: list[Worker]) -> None:
         """`run_many` with more than one worker: a thread per running cell, each waiting on its worker."""

@@ -19,6 +19,7 @@ checkpoints, and the worker exits.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -50,14 +51,16 @@ class Worker:
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
+        self.cell: CellProcess | None = None  # the cell in flight, if any
 
     def start(self, argv: list[str], log_fd: int) -> "CellProcess":
         """Start the cell `continual <argv>` with its output to `log_fd`; Lost if the worker cannot."""
         if self.proc is None or self.proc.poll() is not None:
-            self._spawn()
+            self.spawn()
         try:
             socket.send_fds(self.sock, [json.dumps(argv).encode()], [log_fd])
-            return CellProcess(self, self.receive()["pid"])
+            self.cell = CellProcess(self, self.receive()["pid"])
+            return self.cell
         except (OSError, Lost):
             rc = self._end()
             raise Lost(f"the grid worker ended before the cell started (exit {rc}; its error is above)") from None
@@ -72,11 +75,15 @@ class Worker:
         return json.loads(data)
 
     def close(self) -> None:
-        """End the worker: it exits once its socket closes (after SIGTERM to a cell still running)."""
+        """End the worker: with no cell in flight it holds nothing and is killed at once (it may still
+        be importing); else it exits once its socket closes, after SIGTERM to the cell."""
         if self.proc is not None:
+            if self.cell is None and self.proc.poll() is None:
+                self.proc.kill()
             self._end()
 
-    def _spawn(self) -> None:
+    def spawn(self) -> None:
+        """Start the worker process (it imports for seconds before it takes a cell); `start` does it if need be."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
             self.proc = subprocess.Popen([sys.executable, "-m", "continual.grid_worker", str(theirs.fileno())],
@@ -91,7 +98,7 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
-        self.proc = None
+        self.proc, self.cell = None, None
         return rc
 
 
@@ -111,6 +118,7 @@ class CellProcess:
         if self.returncode is None:
             try:
                 self.returncode = self.worker.receive(timeout)["rc"]
+                self.worker.cell = None
             except TimeoutError:
                 raise subprocess.TimeoutExpired("continual fit", timeout) from None
             except Lost:
@@ -211,7 +219,9 @@ def main(fd: int) -> None:
     matplotlib.use("Agg")  # as every run's plots set it, before pyplot picks a backend
     for name in PRELOAD:
         importlib.import_module(name)
+    gc.freeze()  # a cell's collections skip what the imports made, so its pages stay shared with the worker
     _serve(socket.socket(fileno=fd))
+    os._exit(0)  # nothing to flush or clean up: an interpreter's teardown of these modules takes a second
 
 
 if __name__ == "__main__":

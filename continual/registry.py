@@ -39,6 +39,7 @@ class Registry:
         self.user, self.what, self.accepts, self.on_add = user, what, accepts, on_add
         self._entries: dict[str, Any] = {}
         self._facts: dict[str, dict] = {}
+        self._scanned = False
 
     def register(self, name: str, **facts):
         """Decorator: make `<setting>=<name>` select this entry; `facts` are what other code needs to know about it."""
@@ -55,14 +56,17 @@ class Registry:
 
     def builtin(self) -> dict[str, Any]:
         """Every built-in (and entry-point) entry by name, in name order (the order they registered
-        depends on what was imported first: listings would differ between processes)."""
-        for package in self.packages:
-            for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-                if not info.ispkg:  # a sub-package holds an entry's parts (continual.routers.parts), not entries
-                    importlib.import_module(f"{package}.{info.name}")
-        for ep in entry_points(group=self.group):
-            if ep.name not in self._entries:
-                self.register(ep.name)(ep.load())
+        depends on what was imported first: listings would differ between processes). The packages
+        and entry points are scanned once per process: a sweep validates its config many times."""
+        if not self._scanned:
+            for package in self.packages:
+                for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+                    if not info.ispkg:  # a sub-package holds an entry's parts (continual.routers.parts), not entries
+                        importlib.import_module(f"{package}.{info.name}")
+            for ep in entry_points(group=self.group):
+                if ep.name not in self._entries:
+                    self.register(ep.name)(ep.load())
+            self._scanned = True
         return dict(sorted(self._entries.items()))
 
     def facts(self, name: str) -> dict:

@@ -234,7 +234,7 @@ def test_sigterm_stops_every_worker_and_the_same_command_resumes_them(tmp_path):
     sweep, out = tmp_path / "sweep.yaml", tmp_path / "sweep"
     sweep.write_text(
         "method: grid\nmetric: {name: final/acc, goal: maximize}\nparameters: {seed: {values: [0, 1]}}\n"
-        "command: [continual, fit, data.n_tasks=2, trainer.max_epochs=40, checkpoint_every_n_steps=5, logger.kind=none, "
+        "command: [continual, fit, data.n_tasks=2, trainer.max_epochs=10, checkpoint_every_n_steps=5, logger.kind=none, "
         "trainer.enable_progress_bar=false, '${args_no_hyphens}']\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -89,6 +89,22 @@ def test_cells_in_one_worker_find_none_of_the_state_the_cell_before_them_set(tmp
 
 
 @pytest.mark.slow  # a worker: seconds
+def test_a_runner_in_a_with_block_keeps_its_workers_across_calls_and_ends_them_with_the_block(tmp_path, methods):
+    """compare's stages (rows sized by another row's memory run after it) share one worker; none outlives the block."""
+    r = Runner("compare", "cell", "--out", subprocess=True)
+    cells = [Cell(f"[{i}]", tmp_path / f"c{i}", "split_digits.yaml", [*QUICK, "method=methods:Leaky", f"seed={i}"]) for i in range(2)]
+    outcomes = []
+    with r:
+        r.start_workers()  # before the cells' checks, as sweep and compare start them
+        for cell in cells:  # one call per stage
+            r.run_many(iter([(cell, r.check([cell])[0])]), lambda cell, o: outcomes.append(o))
+    assert [o.rc for o in outcomes] == [0, 0]
+    (worker,) = {json.loads(p.read_text())["worker"] for p in methods.iterdir()}  # both cells forked by one worker
+    with pytest.raises(ProcessLookupError):  # ended and reaped with the block
+        os.kill(worker, 0)
+
+
+@pytest.mark.slow  # a worker: seconds
 def test_a_cell_that_crashes_its_process_fails_alone_and_the_worker_runs_the_next(tmp_path, methods):
     outcomes = run_cells(tmp_path, [("Exits", 0), ("Segfaults", 0), ("Leaky", 0)])
     assert (outcomes["c0"].rc, outcomes["c0"].error) == (3, "exit 3")
@@ -100,8 +116,8 @@ def test_a_cell_that_crashes_its_process_fails_alone_and_the_worker_runs_the_nex
 
 @pytest.mark.slow  # a worker: seconds
 def test_a_timed_out_cell_is_stopped_and_the_worker_runs_the_next(tmp_path, methods):
-    outcomes = run_cells(tmp_path, [("Sleeps", 0), ("Leaky", 0)], timeout=20)
-    assert outcomes["c0"].error == "timed out after 20 s" and "sleeping" in (tmp_path / "c0.log").read_text()
+    outcomes = run_cells(tmp_path, [("Sleeps", 0), ("Leaky", 0)], timeout=8)  # counted once the worker has imported
+    assert outcomes["c0"].error == "timed out after 8 s" and "sleeping" in (tmp_path / "c0.log").read_text()
     assert outcomes["c1"].error is None and outcomes["c1"].metrics["complete"]
 
 

@@ -142,14 +142,16 @@ class TermAtTaskEnd(FineTune):
 
 
 @pytest.mark.slow  # three subprocess runs
-def test_a_sigterm_between_lightning_calls_stops_cleanly_and_resumes_to_identical_metrics(tmp_path):
+def test_a_sigterm_between_lightning_calls_stops_cleanly_and_resumes_to_identical_metrics(tmp_path, monkeypatch):
     """Lightning handles SIGTERM only inside fit and test; one that arrives between them (here:
     in a method's task hook) is noted and honoured at the next check instead of killing the run."""
     (tmp_path / "term_method.py").write_text(TERM_AT_TASK_END)
     method = "method=term_method:TermAtTaskEnd"
     child = {**env(), "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
     full, cut = tmp_path / "full", tmp_path / "cut"
-    assert subprocess.run(fit_cmd(method, f"output_dir={full}"), env=child, capture_output=True).returncode == 0
+    monkeypatch.syspath_prepend(str(tmp_path))  # the uninterrupted run in this process: it sends no signal
+    monkeypatch.delitem(sys.modules, "term_method", raising=False)
+    assert main(["fit", *RUN, method, f"output_dir={full}"]) == 0
     proc = subprocess.run(fit_cmd(method, f"output_dir={cut}"), env={**child, "TERM_AT_TASK_END": "1"}, capture_output=True, text=True)
     assert proc.returncode == 143, proc.stderr[-2000:]  # before: killed by the signal itself (-15), nothing said
     assert "continual: error: stopped by SIGTERM with 1 task(s) finished" in proc.stderr and f"resume={cut}" in proc.stderr

@@ -27,9 +27,15 @@ def run_grid(grid: spec.Grid, shard: tuple[int, int] = (1, 1), workers: int = 1)
     Rows sized by another row's memory (`budget_from`, continual/compare/budget.py) run in a later
     stage than that row, once its cells' stored floats are known; that each is a replay method
     with a `buffer_floats` key is checked before anything runs."""
+    with Runner("compare", "cell", "--out", workers=workers) as runner:  # its workers serve every stage
+        runner.start_workers()  # they import while this process checks the cells
+        return _run_stages(grid, runner, shard)
+
+
+def _run_stages(grid: spec.Grid, runner: Runner, shard: tuple[int, int]) -> tuple[dict, list, list]:
     from continual.config import load_config
 
-    runner, keys = Runner("compare", "cell", "--out", workers=workers), list(grid.cells())
+    keys = list(grid.cells())
     first = {}
     for key, cell in zip(keys, grid.run_cells()):
         first.setdefault(key[0], cell)

@@ -11,7 +11,9 @@ are dropped. An override of another method's key is refused: it would do nothing
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import re
 import warnings
 from pathlib import Path
@@ -173,14 +175,20 @@ def _accepts(hint, value) -> tuple[bool, list[str]]:
     return False, words
 
 
-def _check_trainer(cfg: DictConfig) -> None:
+@functools.cache
+def _trainer_arguments() -> tuple[list[str], dict]:
+    """lightning.Trainer's argument names and type hints (read once: reading them costs a sweep's
+    validation more than the rest of `load_config`)."""
     import inspect
     import typing
 
     from lightning import Trainer
 
-    valid = [p for p in inspect.signature(Trainer.__init__).parameters if p != "self"]
-    hints = typing.get_type_hints(Trainer.__init__)
+    return [p for p in inspect.signature(Trainer.__init__).parameters if p != "self"], typing.get_type_hints(Trainer.__init__)
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    valid, hints = _trainer_arguments()
     for key in cfg.trainer:
         if key in _RESERVED_TRAINER_KEYS:
             raise ConfigError(f"trainer.{key} is set by continual; use {_RESERVED_TRAINER_KEYS[key]} instead")
@@ -226,7 +234,16 @@ def _check_values(cfg: DictConfig) -> None:
 
 
 def schema(method) -> DictConfig:
-    """The typed defaults of a run of `method` (a ContinualModule class)."""
+    """The typed defaults of a run of `method` (a ContinualModule class): a copy of one built once
+    per method and set of registered metrics, since building it from the dataclasses costs five
+    times the copy."""
+    from continual.metrics.registry import config_class
+
+    return copy.deepcopy(_schema(method, config_class()))
+
+
+@functools.cache
+def _schema(method, metrics_section: type) -> DictConfig:
     cfg = OmegaConf.structured(Config)
     if method.Config is not None:
         with open_dict(cfg):

@@ -122,6 +122,15 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
     `max_failures` trials in a row failed with the same error (0: never). Returns the records of
     the trials this call ran."""
     spec = sweep_spec.load_spec(path)
+    with Runner("sweep", "trial", "--dir", subprocess=True, timeout=timeout, workers=workers) as runner:
+        runner.start_workers()  # they import while this process validates
+        return _run(runner, spec, count, sweep_dir, seed, list(overrides), max_failures)
+
+
+def _run(runner: Runner, spec: dict, count: int | None, sweep_dir: str | None, seed: int, overrides: list[str],
+         max_failures: int) -> list[dict]:
+    """`run_sweep` with its runner, whose workers may already be starting."""
+    workers = runner.workers
     sweep_spec.validate(spec, extra=list(overrides))
     spec["ranked_on"] = sweep_spec.ranked_split(spec, list(overrides))  # named in results.json and the table
     warning = sweep_spec.split_warning(spec, spec["ranked_on"])
@@ -136,7 +145,6 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
         _write_results(out, spec, history)
     retry, resume = _retries(history), list(filter(is_stopped, history))  # stopped trials continue in their folders
     ran: list[dict] = []
-    runner = Runner("sweep", "trial", "--dir", subprocess=True, timeout=timeout, workers=workers)
     failures: list[tuple[str, str]] = []  # (run, error) of the failures in a row
     records: dict[Path, dict] = {}  # the record of each trial started, by its folder
 
@@ -187,6 +195,7 @@ def run_sweep(path: str, count: int | None, sweep_dir: str | None, seed: int = 0
     try:
         runner.run_many(trials(), finished)
     finally:  # a trial stopped in turn (one worker) is not kept: the sweep run again proposes it again
+        runner.close()
         started = [h for h in history if h["status"] != "running (this sweep)"]
         if len(started) != len(history) and workers > 1:  # only a pool writes a running trial
             history[:] = started
