@@ -30,17 +30,24 @@ def child_env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "WANDB_MODE": "offline"}
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The single-process run that the DDP and torchrun launches must equal."""
+    run_dir = tmp_path_factory.mktemp("ddp") / "one"
+    assert main(["fit", f"output_dir={run_dir}", "logger.kind=none", *SMALL]) == 0
+    return run_dir
+
+
 @pytest.mark.slow  # subprocesses: seconds each
-def test_two_processes_give_the_single_process_metrics_and_one_writer(tmp_path):
-    assert main(["fit", f"output_dir={tmp_path / 'one'}", "logger.kind=none", *SMALL]) == 0
+def test_two_processes_give_the_single_process_metrics_and_one_writer(tmp_path, one_process):
     two = tmp_path / "two"
     cmd = [sys.executable, "-m", "continual.cli.main", "fit", f"output_dir={two}", *SMALL, *DDP]
     out = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert comparable(two) == comparable(tmp_path / "one")
+    assert comparable(two) == comparable(one_process)
     assert out.stdout.count("run directory:") == 1  # rank 1 prints nothing
     assert len(list((two / "wandb").glob("offline-run-*"))) == 1  # one W&B run
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no rank wrote elsewhere
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two"]  # no rank wrote elsewhere
 
 
 # Every case's two-process run, all in one launch (each rank starts its interpreter once): the
@@ -86,14 +93,13 @@ def test_every_method_gives_the_single_process_metrics(method, method_run, two_p
 
 
 @pytest.mark.slow
-def test_torchrun_launch_gives_the_same_metrics(tmp_path):
+def test_torchrun_launch_gives_the_same_metrics(tmp_path, one_process):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
-    assert main(["fit", f"output_dir={tmp_path / 'one'}", "logger.kind=none", *SMALL]) == 0
     cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "continual.cli.main", "fit",
            f"output_dir={tmp_path / 'tr'}", "logger.kind=none", *SMALL, *DDP]
     out = subprocess.run(cmd, env=child_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert comparable(tmp_path / "tr") == comparable(tmp_path / "one")
+    assert comparable(tmp_path / "tr") == comparable(one_process)
 
 
 def test_a_finished_command_destroys_the_process_group_and_a_failed_one_leaves_it(tmp_path):

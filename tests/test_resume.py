@@ -146,15 +146,15 @@ def test_a_sigterm_between_lightning_calls_stops_cleanly_and_resumes_to_identica
     """Lightning handles SIGTERM only inside fit and test; one that arrives between them (here:
     in a method's task hook) is noted and honoured at the next check instead of killing the run."""
     (tmp_path / "term_method.py").write_text(TERM_AT_TASK_END)
-    method = "method=term_method:TermAtTaskEnd"
+    method = ["method=term_method:TermAtTaskEnd", "data.n_tasks=3"]  # stopped after task 2 of 3
     child = {**env(), "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
     full, cut = tmp_path / "full", tmp_path / "cut"
     monkeypatch.syspath_prepend(str(tmp_path))  # the uninterrupted run in this process: it sends no signal
     monkeypatch.delitem(sys.modules, "term_method", raising=False)
-    assert main(["fit", *RUN, method, f"output_dir={full}"]) == 0
-    proc = subprocess.run(fit_cmd(method, f"output_dir={cut}"), env={**child, "TERM_AT_TASK_END": "1"}, capture_output=True, text=True)
+    assert main(["fit", *RUN, *method, f"output_dir={full}"]) == 0
+    proc = subprocess.run(fit_cmd(*method, f"output_dir={cut}"), env={**child, "TERM_AT_TASK_END": "1"}, capture_output=True, text=True)
     assert proc.returncode == 143, proc.stderr[-2000:]  # before: killed by the signal itself (-15), nothing said
     assert "continual: error: stopped by SIGTERM with 1 task(s) finished" in proc.stderr and f"resume={cut}" in proc.stderr
-    out = subprocess.run(fit_cmd(method, f"resume={cut}"), env=child, capture_output=True, text=True)
+    out = subprocess.run(fit_cmd(*method, f"resume={cut}"), env=child, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert comparable(cut) == comparable(full)
