@@ -159,6 +159,24 @@ def test_an_agem_step_equals_a_hand_run_step():
     assert torch.allclose(nn.utils.parameters_to_vector(m.net.parameters()), expected, atol=1e-6)
 
 
+def test_agem_per_task_memory_keeps_buffer_size_over_n_tasks_distinct_samples_of_each_finished_task():
+    m = build(AGEM, buffer_size=7, memory="per_task", seed=2)  # 2 tasks: 3 slots each, 1 never used
+    tasks = [batch_of(t, 10, seed=10 + t) for t in range(2)]
+    gen = torch.Generator().manual_seed(2)  # the buffer's own generator, as seeded
+    for t, b in enumerate(tasks):
+        m.on_task_end(TaskData(t, b["x"], b["y"], b["task"]))
+        pick = torch.randperm(10, generator=gen)[:3]  # by hand: 7 // 2 distinct samples of this task
+        torch.rand(3, generator=gen)  # the reservoir's own draw, which decides nothing while it fills
+        assert len(m.buffer) == 3 * (t + 1)
+        assert torch.equal(m.buffer.data["x"][3 * t: 3 * t + 3], b["x"][pick])
+        assert torch.equal(m.buffer.data["task"][: 3 * (t + 1)], torch.tensor([0, 0, 0, 1, 1, 1][: 3 * (t + 1)]))
+    reservoir = build(AGEM, buffer_size=7, seed=2)
+    reservoir.on_task_end(TaskData(0, tasks[0]["x"], tasks[0]["y"], tasks[0]["task"]))
+    assert len(reservoir.buffer) == 7  # the default fills the whole buffer with the first task
+    with pytest.raises(ConfigError, match=r"^agem.memory=per_task gives each of the 2 tasks 1 // 2 = 0 samples; set agem.buffer_size to at least 2"):
+        build(AGEM, buffer_size=1, memory="per_task")
+
+
 TINY_NET = 3 * 5 + 5 + 5 * 4 + 4  # MLP(3, [5], 4): what a replay method holds besides its samples
 
 

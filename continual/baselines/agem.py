@@ -6,9 +6,11 @@ episodic memory, a g with g . g_ref < 0 is replaced by its projection
 g - (g . g_ref / g_ref . g_ref) g_ref; otherwise it is left as it is.
 
 The memory is `er`'s: the reservoir buffer to which each task's training set is offered at the
-task's end (their code gives each task fixed slots instead; the reservoir keeps the whole buffer
-in use from the first task on and makes `agem` differ from `er` only in how the memory is used).
-Memory samples are scored in their own task's label space, as `er` scores them.
+task's end (`agem.memory=reservoir`: the whole buffer is in use from the first task on, and `agem`
+differs from `er` only in how the memory is used). `agem.memory=per_task` keeps their code's
+memory instead (Mammoth's agem.py): `buffer_size // n_tasks` samples of each finished task, drawn
+at its end, so the memory fills only by the last task. Memory samples are scored in their own
+task's label space, as `er` scores them.
 
 g_ref is computed in `training_step` (`torch.autograd.grad`, leaving `.grad` alone) and the
 projection applied in `on_before_optimizer_step`, where `.grad` holds g: the gradient of the whole
@@ -26,8 +28,9 @@ import torch
 from omegaconf import DictConfig
 
 from continual.baselines.finetune import FineTune
-from continual.config.fields import positive
+from continual.config.fields import choice, positive
 from continual.data.task_data import TaskData
+from continual.errors import ConfigError
 from continual.helpers.buffer import ReservoirBuffer, buffer_capacity, sample_floats
 from continual.methods import register
 
@@ -48,6 +51,7 @@ class AGEM(FineTune):
         buffer_size: int = positive(1000, integer=True)  # episodic memory: reservoir over every training sample of past tasks
         buffer_floats: Optional[float] = positive(None, finite=True, note="or null for buffer_size")  # budget for the whole stored_floats (network + x, label, task id per sample); set: decides the size
         ref_batch_size: Optional[int] = positive(None, integer=True, note="or null for data.batch_size")  # memory samples of g_ref per step; None: data.batch_size
+        memory: str = choice("reservoir", ("reservoir", "per_task"))  # reservoir over all past samples, or buffer_size // n_tasks slots per finished task (their code)
 
     def __init__(self, net, hp: DictConfig, batch_size: int, seed: int = 0, **kwargs):
         super().__init__(net, **kwargs)
@@ -56,6 +60,9 @@ class AGEM(FineTune):
         # a sample keeps its input, label and task id
         self.buffer = ReservoirBuffer(0, seed)
         self.buffer.size = buffer_capacity(self, hp, sample_floats(net, 1, 1))  # sized once the method's other state exists
+        if hp.memory == "per_task" and self.buffer.size < self.n_tasks:
+            raise ConfigError(f"agem.memory=per_task gives each of the {self.n_tasks} tasks {self.buffer.size} // {self.n_tasks} = 0 "
+                              f"samples; set agem.buffer_size to at least {self.n_tasks}, or agem.memory=reservoir")
         self.ref_grad: list[torch.Tensor] | None = None  # this step's g_ref, per parameter
 
     @classmethod
@@ -89,4 +96,8 @@ class AGEM(FineTune):
         self.ref_grad = None
 
     def on_task_end(self, data: TaskData) -> None:
-        self.buffer.add(x=data.x, y=data.y, task=data.task)
+        if self.hp.memory == "per_task":  # the reservoir then never overflows: the draws fill it in turn
+            pick = torch.randperm(len(data), generator=self.buffer.gen)[: self.buffer.size // self.n_tasks]
+            self.buffer.add(x=data.x[pick.to(data.x.device)], y=data.y[pick.to(data.y.device)], task=data.task[pick.to(data.task.device)])
+        else:
+            self.buffer.add(x=data.x, y=data.y, task=data.task)
