@@ -48,7 +48,7 @@ def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
 class AGEM(FineTune):
     @dataclass
     class Config:
-        buffer_size: int = positive(1000, integer=True)  # episodic memory: reservoir over every training sample of past tasks
+        buffer_size: int = positive(1000, integer=True)  # episodic memory, in samples (filled as agem.memory says)
         buffer_floats: Optional[float] = positive(None, finite=True, note="or null for buffer_size")  # budget for the whole stored_floats (network + x, label, task id per sample); set: decides the size
         ref_batch_size: Optional[int] = positive(None, integer=True, note="or null for data.batch_size")  # memory samples of g_ref per step; None: data.batch_size
         memory: str = choice("reservoir", ("reservoir", "per_task"))  # reservoir over all past samples, or buffer_size // n_tasks slots per finished task (their code)
@@ -97,7 +97,7 @@ class AGEM(FineTune):
 
     def on_task_end(self, data: TaskData) -> None:
         if self.hp.memory == "per_task":  # the reservoir then never overflows: the draws fill it in turn
-            pick = torch.randperm(len(data), generator=self.buffer.gen)[: self.buffer.size // self.n_tasks]
-            self.buffer.add(x=data.x[pick.to(data.x.device)], y=data.y[pick.to(data.y.device)], task=data.task[pick.to(data.task.device)])
+            pick = torch.randperm(len(data), generator=self.buffer.gen)[: self.buffer.size // self.n_tasks].to(data.y.device)
+            self.buffer.add(x=data.x[pick], y=data.y[pick], task=data.task[pick])  # TaskData keeps its tensors on one device
         else:
             self.buffer.add(x=data.x, y=data.y, task=data.task)
