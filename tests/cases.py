@@ -6,7 +6,8 @@ from continual.methods import builtin
 from helpers import QUICK
 
 METHODS = builtin()
-VARIANTS = {"router_connections": ("router", ["router.gate=connections", "router.memories=4"])}  # masks kept as bits
+VARIANTS = {"router_connections": ("router", ["router.gate=connections", "router.memories=4"]),  # masks kept as bits
+            "agem_per_task": ("agem", ["agem.buffer_size=60", "agem.memory=per_task"])}  # draws from the buffer's generator at a task's end
 CASES = sorted(METHODS) + sorted(VARIANTS)
 # settings under which these small runs show each method's effect (a buffer that fits, penalties that bite)
 EXTRA = {"er": ["er.buffer_size=60"], "ewc": ["ewc.lambda_=1e4"], "si": ["si.c=10"],

@@ -175,6 +175,8 @@ def test_agem_per_task_memory_keeps_buffer_size_over_n_tasks_distinct_samples_of
     assert len(reservoir.buffer) == 7  # the default fills the whole buffer with the first task
     with pytest.raises(ConfigError, match=r"^agem.memory=per_task gives each of the 2 tasks 1 // 2 = 0 samples; set agem.buffer_size to at least 2"):
         build(AGEM, buffer_size=1, memory="per_task")
+    with pytest.raises(ConfigError, match=r"^agem.memory=per_task gives each of the 2 tasks 1 // 2 = 0 samples; raise agem.buffer_floats, or"):
+        build(AGEM, buffer_floats=44 + 5, memory="per_task")  # the network's 44 floats + one sample's x (3), label and task id
 
 
 TINY_NET = 3 * 5 + 5 + 5 * 4 + 4  # MLP(3, [5], 4): what a replay method holds besides its samples

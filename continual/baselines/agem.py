@@ -61,8 +61,9 @@ class AGEM(FineTune):
         self.buffer = ReservoirBuffer(0, seed)
         self.buffer.size = buffer_capacity(self, hp, sample_floats(net, 1, 1))  # sized once the method's other state exists
         if hp.memory == "per_task" and self.buffer.size < self.n_tasks:
+            fix = ("raise agem.buffer_floats" if hp.buffer_floats is not None else f"set agem.buffer_size to at least {self.n_tasks}")
             raise ConfigError(f"agem.memory=per_task gives each of the {self.n_tasks} tasks {self.buffer.size} // {self.n_tasks} = 0 "
-                              f"samples; set agem.buffer_size to at least {self.n_tasks}, or agem.memory=reservoir")
+                              f"samples; {fix}, or agem.memory=reservoir")
         self.ref_grad: list[torch.Tensor] | None = None  # this step's g_ref, per parameter
 
     @classmethod
