@@ -41,7 +41,7 @@ import yaml
 from continual.errors import ConfigError, Interrupted, KeyboardInterrupted
 from continual.grid_worker import CellProcess, Lost, Worker
 from continual.rundir.files import atomic_write, storage_error
-from continual.rundir.folder import holder
+from continual.rundir.lock import holder
 from continual.rundir.results import finished_metrics
 
 

@@ -135,7 +135,7 @@ def test_sigterm_to_the_sweep_alone_stops_its_trial_first_and_leaves_no_orphan(t
     for ended in (pid, *workers):  # the trial ended before the sweep did, and so did its worker
         with pytest.raises(ProcessLookupError):
             os.kill(ended, 0)
-    from continual.rundir.folder import holder
+    from continual.rundir.lock import holder
 
     assert holder(trial) is None
     assert not (trial / "metrics.json").exists() and not (out / "results.json").exists()  # stopped: no result, now or later

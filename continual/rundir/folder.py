@@ -7,7 +7,7 @@ mid-task `checkpoints/last.ckpt` is written by Lightning through `TaskCheckpoint
 folder this package names (`continual.rundir.layout`). Under DDP only rank 0 writes (`writer=False`
 elsewhere: every write is then a no-op), so the task loop calls it the same way on every rank.
 
-A writer holds a lock on its folder (`.continual.lock`, an flock the system drops when the
+A writer holds a lock on its folder (`continual.rundir.lock`: an flock the system drops when the
 process dies), so a second `continual fit` into it refuses instead of mixing two runs' files.
 Holding it, the writer removes the temporary files of writes a killed run left half-done.
 A finished run's state also holds its metrics.json, so `resume=` rebuilds a torn or lost one.
@@ -15,10 +15,8 @@ A finished run's state also holds its metrics.json, so `resume=` rebuilds a torn
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import socket
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -27,12 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from continual.errors import CheckpointError, ConfigError, StorageError
 from continual.metrics import report
-from continual.rundir import layout, state
+from continual.rundir import layout, lock, state
 from continual.rundir.files import atomic_write, remove_stale_temps
 from continual.rundir.results import finished_metrics, read_metrics
 
 RUN_DIR_ENV = "CONTINUAL_RUN_DIR"  # set by rank 0 so processes launched later agree on it
-_HELD: dict[Path, int] = {}  # run directory -> the open, flocked lock file of this process
 
 
 def _launcher_job_id() -> str | None:
@@ -95,51 +92,6 @@ def read_state(run_dir: Path, cfg: DictConfig, schema: DictConfig) -> dict | Non
     return state.checked_state(path, cfg, schema, run_dir) if path.is_file() else None
 
 
-def _lock(path: Path) -> None:
-    """Hold `path/LOCK` until this process ends or releases it; refuse if another process holds it."""
-    key = path.resolve()
-    if key in _HELD:  # an earlier run of this process in the same folder has ended (or failed)
-        os.close(_HELD.pop(key))
-    lock = path / layout.LOCK
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise ConfigError(
-            f"output_dir '{path}' is in use by another continual run ({holder}); wait for it to end or choose another output_dir"
-        ) from None
-    _HELD[key] = fd  # held from here on: a failed write below must not leave an unlisted lock behind
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
-
-
-def holder(path: Path) -> str | None:
-    """Who holds `path`'s lock ("pid 12 on host"), if another live process does; None otherwise.
-
-    A grid runner asks before it runs a cell, so a cell another process runs is "running", not failed."""
-    if path.resolve() in _HELD:  # this process's own earlier run there: `_lock` takes it over
-        return None
-    try:
-        fd = os.open(path / layout.LOCK, os.O_RDONLY)
-    except OSError:  # no lock file: no run has started there
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None
-    except BlockingIOError:
-        return os.read(fd, 200).decode(errors="replace").strip() or "another process"
-    finally:
-        os.close(fd)
-
-
-def _release(path: Path) -> None:
-    fd = _HELD.pop(path.resolve(), None)
-    if fd is not None:
-        os.close(fd)
-
-
 def _clear(path: Path) -> None:
     """Remove an earlier run's results (`overwrite=true`), metrics.json first: a run killed while
     this runs leaves no old complete result beside the new config."""
@@ -163,12 +115,12 @@ class RunDirectory:
             return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            _lock(self.path)
+            lock.hold(self.path)
             for folder in (self.path, layout.checkpoint_dir(self.path)):
                 remove_stale_temps(folder)
             earlier = None if cfg.resume else _earlier_run(self.path)
             if earlier and not cfg.overwrite:
-                _release(self.path)
+                lock.release(self.path)
                 if "partial" in earlier or "metrics.json is" in earlier:
                     fix = f"continue it with resume={self.path}, or pass overwrite=true to start over"
                 else:
@@ -201,7 +153,7 @@ class RunDirectory:
                 fields["metrics_json"] = self._metrics_json
             atomic_write(layout.state_path(self.path), state.state_bytes(self.cfg, **fields))
             if fields["complete"]:
-                _release(self.path)
+                lock.release(self.path)
 
     def mid_task_checkpoint(self, task: int) -> Path | None:
         """The Lightning checkpoint that continues task `task` mid-way, if `resume=` has one."""

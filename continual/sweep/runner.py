@@ -23,7 +23,7 @@ from pathlib import Path
 
 from continual.errors import ConfigError, SweepError
 from continual.grid import Cell, Runner
-from continual.rundir.folder import holder
+from continual.rundir.lock import holder
 from continual.rundir.results import finished_metrics
 from continual.rundir.files import atomic_write
 from continual.sweep import search, spec as sweep_spec
