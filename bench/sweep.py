@@ -5,7 +5,9 @@ a 2-core machine; before each run, two CPU-bound processes measure how many core
 bounds that ratio on a shared machine), and the platform's cost per trial beyond its training:
 the sweep's wall time per trial less the trial's own `wall_time_s` (metrics.json: training and
 test passes), i.e. the keep-alive workers' start and imports (once per sweep), forking the
-trial's process, building the stream and model, and the files of the run and sweep.
+trial's process, building the stream and model, and the files of the run and sweep. Beside them,
+the parts of each run that workers cannot split: its start (until the first trial's folder) and
+its end (after the last trial's metrics).
 """
 
 from __future__ import annotations
@@ -35,12 +37,19 @@ def sweep_file(folder: Path, trials: int, epochs: int) -> Path:
     return path
 
 
-def _sweep(path: Path, out: Path, workers: int) -> float:
+def _sweep(path: Path, out: Path, workers: int) -> tuple[float, float, float]:
+    """The sweep's wall time, and the parts of it that no number of workers shortens: its start
+    (until the first trial's config.yaml is written) and its end (after the last trial's final
+    metrics.json: that trial's plots and exit, the sweep's results and figure)."""
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": os.pathsep.join(sys.path)}
-    start = time.perf_counter()
+    start = time.time()
     subprocess.run([*CLI, "sweep", str(path), "--dir", str(out), "--workers", str(workers)], check=True, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    end = time.time()
+    runs = sorted(out.glob("run-*/"))
+    first = min((run / "config.yaml").stat().st_mtime for run in runs)
+    last = max((run / "metrics.json").stat().st_mtime for run in runs)
+    return end - start, first - start, end - last
 
 
 SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(10_000_000):\n    x += i\nprint(time.perf_counter() - t)"
@@ -65,11 +74,11 @@ def sweep_row(trials: int = 16, epochs: int = 5) -> dict:
                  "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "load_before": os.getloadavg()[0]}
     for workers in (1, 2):
         load, cores = os.getloadavg()[0], capacity()
-        wall = _sweep(path, folder / f"w{workers}", workers)
+        wall, start, end = _sweep(path, folder / f"w{workers}", workers)
         train = [json.loads((run / "metrics.json").read_text())["wall_time_s"] for run in sorted((folder / f"w{workers}").glob("run-*/"))]
         # a worker is busy `workers * wall / trials` per trial: what its training leaves is the platform's
         out[f"workers{workers}"] = {"wall_s": wall, "per_trial_s": wall / trials, "trial_train_s": statistics.median(train),
-                                    "overhead_per_trial_s": workers * wall / trials - statistics.fmean(train), "load_before": load,
+                                    "overhead_per_trial_s": workers * wall / trials - statistics.fmean(train), "start_s": start, "end_s": end, "load_before": load,
                                     "capacity_before": cores}
     out["ratio"] = out["workers2"]["wall_s"] / out["workers1"]["wall_s"]
     out["overhead_per_trial_s"] = out["workers1"]["overhead_per_trial_s"]
@@ -81,10 +90,10 @@ def sweep_table(s: dict) -> str:
     one, two = s["workers1"], s["workers2"]
     return "\n".join([
         f"sweep: {s['trials']} Split-Digits router trials ({s['epochs']} epochs), `{s['command']}`",
-        "| workers | wall (s) | per trial (s) | a trial's training (s, median) | platform per trial (s) | load before | cores free before |",
-        "|---|---|---|---|---|---|---|",
-        *(f"| {n} | {w['wall_s']:.1f} | {w['per_trial_s']:.2f} | {w['trial_train_s']:.2f} | {w['overhead_per_trial_s']:.2f} | "
-          f"{w['load_before']:.1f} | {w['capacity_before']:.2f} |" for n, w in ((1, one), (2, two))),
+        "| workers | wall (s) | start, end (s) | per trial (s) | a trial's training (s, median) | platform per trial (s) | load before | cores free before |",
+        "|---|---|---|---|---|---|---|---|",
+        *(f"| {n} | {w['wall_s']:.1f} | {w['start_s']:.1f}, {w['end_s']:.1f} | {w['per_trial_s']:.2f} | {w['trial_train_s']:.2f} | "
+          f"{w['overhead_per_trial_s']:.2f} | {w['load_before']:.1f} | {w['capacity_before']:.2f} |" for n, w in ((1, one), (2, two))),
         f"2 workers / 1 worker: {s['ratio']:.2f} (target <= 0.6; at best 1 / {two['capacity_before']:.2f} = "
         f"{1 / two['capacity_before']:.2f} with the cores free); platform cost per trial beyond its training: "
         f"{s['overhead_per_trial_s']:.2f} s (1 worker); OMP_NUM_THREADS={s['omp_num_threads']}; load average "
