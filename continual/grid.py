@@ -190,6 +190,7 @@ class Runner:
             raise ConfigError(f"--workers {self.workers}: give 1 or more cells to run at once")
         self.subprocess = self.subprocess or self.workers > 1
         self._workers: list[Worker] = []
+        self._shares = ""  # how the workers share the machine (`describe_workers`), once they are started
         self._held = False  # in a `with` block: the workers last until it ends, not one `run_many`
 
     def __enter__(self) -> "Runner":
@@ -209,6 +210,7 @@ class Runner:
             else:
                 n_cores, gpus = cores(), visible_gpus()
                 self._workers = [Worker({**OFFLINE, **worker_env(slot, self.workers, n_cores, gpus)}) for slot in range(self.workers)]
+                self._shares = describe_workers(self.workers, n_cores, gpus)
             for worker in self._workers:
                 worker.spawn()
 
@@ -298,7 +300,7 @@ class Runner:
                 for cell, cfg in jobs:
                     done(cell, self.run(cell, cfg, self._workers[0] if self.subprocess else None))
                 return
-            print(describe_workers(self.workers, cores(), visible_gpus()), flush=True)
+            print(self._shares, flush=True)
             self._pool(jobs, done, self._workers)
         finally:
             if not self._held:
