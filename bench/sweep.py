@@ -37,10 +37,11 @@ def sweep_file(folder: Path, trials: int, epochs: int) -> Path:
     return path
 
 
-def _sweep(path: Path, out: Path, workers: int) -> tuple[float, float, float]:
-    """The sweep's wall time, and the parts of it that no number of workers shortens: its start
+def _sweep(path: Path, out: Path, workers: int) -> tuple[float, float, float, list[float]]:
+    """The sweep's wall time; the parts of it that no number of workers shortens: its start
     (until the first trial's config.yaml is written) and its end (after the last trial's final
-    metrics.json: that trial's plots and exit, the sweep's results and figure)."""
+    metrics.json: that trial's plots and exit, the sweep's results and figure); each trial's own
+    `wall_time_s`."""
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": os.pathsep.join(sys.path)}
     start = time.time()
     subprocess.run([*CLI, "sweep", str(path), "--dir", str(out), "--workers", str(workers)], check=True, env=env,
@@ -49,7 +50,8 @@ def _sweep(path: Path, out: Path, workers: int) -> tuple[float, float, float]:
     runs = sorted(out.glob("run-*/"))
     first = min((run / "config.yaml").stat().st_mtime for run in runs)
     last = max((run / "metrics.json").stat().st_mtime for run in runs)
-    return end - start, first - start, end - last
+    train = [json.loads((run / "metrics.json").read_text())["wall_time_s"] for run in runs]
+    return end - start, first - start, end - last, train
 
 
 SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(10_000_000):\n    x += i\nprint(time.perf_counter() - t)"
@@ -74,8 +76,7 @@ def sweep_row(trials: int = 16, epochs: int = 5) -> dict:
                  "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "load_before": os.getloadavg()[0]}
     for workers in (1, 2):
         load, cores = os.getloadavg()[0], capacity()
-        wall, start, end = _sweep(path, folder / f"w{workers}", workers)
-        train = [json.loads((run / "metrics.json").read_text())["wall_time_s"] for run in sorted((folder / f"w{workers}").glob("run-*/"))]
+        wall, start, end, train = _sweep(path, folder / f"w{workers}", workers)
         # a worker is busy `workers * wall / trials` per trial: what its training leaves is the platform's
         out[f"workers{workers}"] = {"wall_s": wall, "per_trial_s": wall / trials, "trial_train_s": statistics.median(train),
                                     "overhead_per_trial_s": workers * wall / trials - statistics.fmean(train), "start_s": start, "end_s": end, "load_before": load,
