@@ -16,8 +16,8 @@ Run again, a stopped cell of the same config resumes from its checkpoint (`Cell.
 in a subprocess says where it is on stderr once a minute (its heartbeat, relayed from its log).
 Every cell of one setting shares a logger group (and job type), so W&B draws its seeds together.
 Cells are independent of each other, so `workers=N` runs N at once (`Runner.run_many`): N keep-alive
-workers, each with its share of the machine (`worker_env`), each cell in a process of its own;
-signals reach every running one.
+workers, each with its share of the machine (`worker_env`; on CPU the first imports and forks the
+others), each cell in a process of its own; signals reach every running one.
 """
 
 from __future__ import annotations
@@ -211,12 +211,17 @@ class Runner:
                 n_cores, gpus = cores(), visible_gpus()
                 self._workers = [Worker({**OFFLINE, **worker_env(slot, self.workers, n_cores, gpus)}) for slot in range(self.workers)]
                 self._shares = describe_workers(self.workers, n_cores, gpus)
-            for worker in self._workers:
-                worker.spawn()
+            first = self._workers[0]
+            first.spawn()
+            for worker in self._workers[1:]:  # on CPU one import serves the pool; a GPU each needs its own environment
+                if worker.env == first.env:
+                    worker.fork(first)
+                else:
+                    worker.spawn()
 
     def close(self) -> None:
-        """End the keep-alive workers."""
-        for worker in self._workers:
+        """End the keep-alive workers, the forked ones before the first, which then reaps them."""
+        for worker in reversed(self._workers):
             worker.close()
         self._workers = []
 

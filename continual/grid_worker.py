@@ -10,15 +10,23 @@ The worker starts no thread, touches no GPU and runs no torch op before forking,
 safe. Each cell is a session of its own whose output goes to the log the runner opened and
 locked for it (passed over the socket: the cell holds the lock too); the runner signals it by pid.
 
+A pool of workers imports once: the first worker, once it has imported, forks the others (on CPU,
+where they share one environment), so two workers on two cores do not spend their start importing
+the same modules three times (with the runner's own). A forked worker ("sibling") is a worker like
+the first, on a socket of its own; its end is seen as that socket's end, since it is not the
+runner's child.
+
 Protocol on the socket whose fd is the worker's argument (SOCK_SEQPACKET): the runner sends a
 cell's `continual` arguments (a JSON list) with its log's file descriptor; the worker answers
 {"pid": ...} once the cell has started and {"rc": ...} once it has ended (negative: killed by that
-signal). When the runner goes (the socket closes), the running cell gets SIGTERM, so it
-checkpoints, and the worker exits.
+signal). "fork" with a socket's descriptor (sent before any cell) forks a sibling serving that
+socket, which says {"pid": ...} there first. When the runner goes (the socket closes), the running
+cell gets SIGTERM, so it checkpoints, and the worker exits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -49,21 +57,33 @@ class Worker:
 
     def __init__(self, env: dict[str, str]):
         self.env = env
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | None = None  # None for a sibling: not this process's child
         self.sock: socket.socket | None = None
+        self.pid: int | None = None  # a sibling's, once it has said it
         self.cell: CellProcess | None = None  # the cell in flight, if any
+        self.ready = False  # it has answered once, so it has imported and holds no pending fork
+
+    @property
+    def alive(self) -> bool:
+        return self.sock is not None and (self.proc is None or self.proc.poll() is None)
 
     def start(self, argv: list[str], log_fd: int) -> "CellProcess":
         """Start the cell `continual <argv>` with its output to `log_fd`; Lost if the worker cannot."""
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None and self.sock is not None and self.pid is None:  # a sibling's first word
+            try:
+                self.pid = self.receive()["pid"]
+            except Lost:  # its first worker ended before forking it
+                self._end()
+        if not self.alive:
             self.spawn()
         try:
             socket.send_fds(self.sock, [json.dumps(argv).encode()], [log_fd])
             self.cell = CellProcess(self, self.receive()["pid"])
+            self.ready = True
             return self.cell
         except (OSError, Lost):
             rc = self._end()
-            raise Lost(f"the grid worker ended before the cell started (exit {rc}; its error is above)") from None
+            raise Lost(f"the grid worker ended before the cell started ({_exit(rc)}; its error is above)") from None
 
     def receive(self, timeout: float | None = None) -> dict:
         """The worker's next message; TimeoutError if none comes in `timeout` s, Lost if it has ended."""
@@ -75,11 +95,11 @@ class Worker:
         return json.loads(data)
 
     def close(self) -> None:
-        """End the worker: with no cell in flight it holds nothing and is killed at once (it may still
-        be importing); else it exits once its socket closes, after SIGTERM to the cell."""
-        if self.proc is not None:
-            if self.cell is None and self.proc.poll() is None:
-                self.proc.kill()
+        """End the worker: one that has not answered yet holds nothing and is killed at once (it may
+        still be importing); else it exits once its socket closes, after SIGTERM to its cell."""
+        if self.proc is not None and not self.ready and self.cell is None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.sock is not None:
             self._end()
 
     def spawn(self) -> None:
@@ -89,17 +109,40 @@ class Worker:
             self.proc = subprocess.Popen([sys.executable, "-m", "continual.grid_worker", str(theirs.fileno())],
                                          env={**os.environ, **self.env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          pass_fds=(theirs.fileno(),), start_new_session=True)
-        self.sock = ours
+        self.sock, self.pid, self.ready = ours, self.proc.pid, False
+
+    def fork(self, first: "Worker") -> None:
+        """Start this worker as a fork of `first` (same environment) once `first` has imported; sent
+        before `first`'s first cell."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            socket.send_fds(first.sock, [json.dumps("fork").encode()], [theirs.fileno()])
+        self.proc, self.sock, self.pid, self.ready = None, ours, None, False
 
     def _end(self) -> int | None:
-        self.sock.close()
-        try:
-            rc = self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.proc, self.cell = None, None
+        """Close the socket and wait for the worker's end; its exit code (None for a sibling)."""
+        rc = None
+        if self.proc is None:  # a sibling ends once it reads the socket's end; with a cell, it stops that first
+            if self.cell is not None:
+                with contextlib.suppress(OSError):  # it may have gone already
+                    self.sock.shutdown(socket.SHUT_WR)
+                deadline = time.monotonic() + 60
+                while select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))[0] and self.sock.recv(4096):
+                    pass
+            self.sock.close()
+        else:
+            self.sock.close()
+            try:
+                rc = self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rc = self.proc.wait()
+        self.proc, self.sock, self.cell, self.ready = None, None, None, False
         return rc
+
+
+def _exit(rc: int | None) -> str:
+    return "exit unknown: a forked worker" if rc is None else f"exit {rc}"
 
 
 class CellProcess:
@@ -124,7 +167,7 @@ class CellProcess:
             except Lost:
                 self.send_signal(signal.SIGKILL)  # no orphan: its worker can no longer stop it
                 self.returncode = -signal.SIGKILL
-                self.lost = f"its grid worker ended while it ran (exit {self.worker._end()}); the next cell starts a new one"
+                self.lost = f"its grid worker ended while it ran ({_exit(self.worker._end())}); the next cell starts a new one"
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
@@ -190,25 +233,55 @@ def _stop(pid: int, grace_s: float = 30.0) -> None:
 
 
 def _serve(sock: socket.socket) -> None:
-    """Run cell after cell until the runner closes the socket."""
-    while True:
-        msg, fds, _, _ = socket.recv_fds(sock, 65536, 1)
-        if not msg:
-            return
-        argv = json.loads(msg)
-        pid = os.fork()
-        if pid == 0:
-            _run_cell(argv, fds[0], sock)
-        os.close(fds[0])
-        sock.send(json.dumps({"pid": pid}).encode())
+    """Run cell after cell until the runner closes the socket; fork a sibling worker when asked."""
+    siblings: list[int] = []
+    try:
         while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if select.select([sock], [], [], POLL_S)[0] and not sock.recv(1, socket.MSG_PEEK):  # the runner has gone
-                _stop(pid)
+            msg, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+            if not msg:
                 return
-        sock.send(json.dumps({"rc": os.waitstatus_to_exitcode(status)}).encode())
+            request = json.loads(msg)
+            if request == "fork":
+                pid = os.fork()
+                if pid == 0:
+                    _sibling(sock, socket.socket(fileno=fds[0]))
+                os.close(fds[0])
+                siblings.append(pid)
+                continue
+            pid = os.fork()
+            if pid == 0:
+                _run_cell(request, fds[0], sock)
+            os.close(fds[0])
+            sock.send(json.dumps({"pid": pid}).encode())
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                if select.select([sock], [], [], POLL_S)[0] and not sock.recv(1, socket.MSG_PEEK):  # the runner has gone
+                    _stop(pid)
+                    return
+            sock.send(json.dumps({"rc": os.waitstatus_to_exitcode(status)}).encode())
+    finally:
+        _reap(siblings)
+
+
+def _sibling(first: socket.socket, sock: socket.socket) -> None:
+    """In a forked sibling: a worker of its own on `sock`; never returns."""
+    try:
+        os.setsid()
+        first.close()
+        sock.send(json.dumps({"pid": os.getpid()}).encode())
+        _serve(sock)
+    finally:  # never back into the first worker's loop, whatever happened
+        os._exit(0)
+
+
+def _reap(pids: list[int], grace_s: float = 5.0) -> None:
+    """Wait for the siblings forked here (the runner ends them before this worker), so none is left a zombie."""
+    end = time.monotonic() + grace_s
+    while pids and time.monotonic() < end:
+        pids[:] = [pid for pid in pids if not os.waitpid(pid, os.WNOHANG)[0]]
+        time.sleep(POLL_S if pids else 0)
 
 
 def main(fd: int) -> None:

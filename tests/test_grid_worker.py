@@ -22,7 +22,9 @@ from continual.baselines.finetune import FineTune
 
 class Leaky(FineTune):
     def __init__(self, *args, **kwargs):
-        found = {"pid": os.getpid(), "worker": os.getppid(), "env": os.environ.get("LEAKED"), "threads": torch.get_num_threads(),
+        with open(f"/proc/{os.getppid()}/stat") as f:
+            worker_parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        found = {"pid": os.getpid(), "worker": os.getppid(), "worker_parent": worker_parent, "env": os.environ.get("LEAKED"), "threads": torch.get_num_threads(),
                  "cwd": os.getcwd(), "handlers": len(logging.getLogger().handlers), "sys_path": "/leaked" in sys.path,
                  "warnings": any(f[1] is not None and f[1].pattern == "leaked" for f in warnings.filters),
                  "sigusr1": signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL, "module_attr": getattr(FineTune, "leaked", None)}
@@ -49,7 +51,7 @@ class Segfaults(FineTune):
 class Sleeps(FineTune):  # and ends on SIGTERM (a run would save its checkpoint first)
     def __init__(self, *args, **kwargs):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        print("sleeping", os.getppid(), flush=True)
+        print("sleeping", os.getpid(), os.getppid(), flush=True)
         time.sleep(600)
 '''
 
@@ -80,6 +82,7 @@ def test_cells_in_one_worker_find_none_of_the_state_the_cell_before_them_set(tmp
     records = [json.loads(p.read_text()) for p in methods.iterdir()]
     assert len(records) == 3 and len({r.pop("pid") for r in records}) == 3  # a process per cell
     assert len({r.pop("worker") for r in records}) == 1  # forked by one worker
+    assert {r.pop("worker_parent") for r in records} == {os.getpid()}  # which this process started
     assert records[0] == records[1] == records[2] == {
         "env": None, "threads": records[0]["threads"], "cwd": os.getcwd(), "handlers": records[0]["handlers"], "sys_path": False,
         "warnings": False, "sigusr1": True, "module_attr": None}
@@ -102,6 +105,68 @@ def test_a_runner_in_a_with_block_keeps_its_workers_across_calls_and_ends_them_w
     (worker,) = {json.loads(p.read_text())["worker"] for p in methods.iterdir()}  # both cells forked by one worker
     with pytest.raises(ProcessLookupError):  # ended and reaped with the block
         os.kill(worker, 0)
+
+
+@pytest.mark.slow  # a worker: seconds
+def test_a_pool_imports_once_its_second_worker_is_forked_from_the_first_and_both_end_with_it(tmp_path, methods):
+    outcomes = run_cells(tmp_path, [("Leaky", seed) for seed in range(4)], workers=2)
+    assert all(o.rc == 0 and o.metrics["complete"] for o in outcomes.values())
+    parents = {}
+    for record in (json.loads(p.read_text()) for p in methods.iterdir()):
+        parents[record["worker"]] = record["worker_parent"]
+    assert len(parents) == 2  # two workers ran the four cells
+    (first,) = [w for w, parent in parents.items() if parent == os.getpid()]
+    (sibling,) = [w for w, parent in parents.items() if parent == first]  # forked from the first: no import of its own
+    for pid in (first, sibling):  # ended and reaped (the sibling by the first) with the pool
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.slow  # a worker: seconds
+def test_workers_with_a_gpu_each_are_started_apart_since_the_device_is_set_before_torch_starts(tmp_path, methods, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # no such devices here: the cells run on the CPU
+    outcomes = run_cells(tmp_path, [("Leaky", 0), ("Leaky", 1)], workers=2)
+    assert all(o.rc == 0 for o in outcomes.values())
+    parents = {r["worker"]: r["worker_parent"] for r in (json.loads(p.read_text()) for p in methods.iterdir())}
+    assert len(parents) == 2 and set(parents.values()) == {os.getpid()}
+
+
+@pytest.mark.slow  # a worker: seconds
+def test_a_forked_worker_killed_under_its_cell_fails_that_cell_alone(tmp_path, methods):
+    import threading
+
+    def kill_the_worker():  # c1 runs in the second (forked) worker
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            text = (tmp_path / "c1.log").read_text() if (tmp_path / "c1.log").exists() else ""
+            if "sleeping" in text:
+                os.kill(int(text.split()[-1]), signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_the_worker)
+    killer.start()
+    outcomes = run_cells(tmp_path, [("Leaky", 0), ("Sleeps", 0), ("Leaky", 1)], workers=2)
+    killer.join()
+    assert outcomes["c1"].error == "its grid worker ended while it ran (exit unknown: a forked worker); the next cell starts a new one"
+    assert outcomes["c1"].rc == -signal.SIGKILL
+    assert all(outcomes[c].error is None and outcomes[c].metrics["complete"] for c in ("c0", "c2"))
+    cell = int((tmp_path / "c1.log").read_text().split()[-2])
+    assert ended(cell)  # killed by the runner: its worker can no longer stop it
+
+
+def ended(pid: int, wait_s: float = 10.0) -> bool:
+    """`pid` has exited (an orphan's zombie counts: reaping it is init's job)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 @pytest.mark.slow  # a worker: seconds
