@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -133,19 +134,7 @@ def test_workers_with_a_gpu_each_are_started_apart_since_the_device_is_set_befor
 
 @pytest.mark.slow  # a worker: seconds
 def test_a_forked_worker_killed_under_its_cell_fails_that_cell_alone(tmp_path, methods):
-    import threading
-
-    def kill_the_worker():  # c1 runs in the second (forked) worker
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            text = (tmp_path / "c1.log").read_text() if (tmp_path / "c1.log").exists() else ""
-            if "sleeping" in text:
-                os.kill(int(text.split()[-1]), signal.SIGKILL)
-                return
-            time.sleep(0.1)
-
-    killer = threading.Thread(target=kill_the_worker)
-    killer.start()
+    killer = kill_the_worker_of(tmp_path / "c1.log")  # c1 runs in the second (forked) worker
     outcomes = run_cells(tmp_path, [("Leaky", 0), ("Sleeps", 0), ("Leaky", 1)], workers=2)
     killer.join()
     assert outcomes["c1"].error == "its grid worker ended while it ran (exit unknown: a forked worker); the next cell starts a new one"
@@ -153,6 +142,22 @@ def test_a_forked_worker_killed_under_its_cell_fails_that_cell_alone(tmp_path, m
     assert all(outcomes[c].error is None and outcomes[c].metrics["complete"] for c in ("c0", "c2"))
     cell = int((tmp_path / "c1.log").read_text().split()[-2])
     assert ended(cell)  # killed by the runner: its worker can no longer stop it
+
+
+def kill_the_worker_of(log: Path) -> threading.Thread:
+    """A thread that SIGKILLs the worker of the Sleeps cell writing `log` once it sleeps (as the OOM killer would)."""
+    def kill():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            text = log.read_text() if log.exists() else ""
+            if "sleeping" in text:
+                os.kill(int(text.split()[-1]), signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill)
+    killer.start()
+    return killer
 
 
 def ended(pid: int, wait_s: float = 10.0) -> bool:
@@ -222,19 +227,7 @@ def test_a_ddp_cell_in_a_worker_starts_its_second_rank_as_continual_fit_and_equa
 
 @pytest.mark.slow  # a worker: seconds
 def test_a_worker_killed_under_its_cell_fails_that_cell_and_the_next_cell_gets_a_new_worker(tmp_path, methods):
-    import threading
-
-    def kill_the_worker():  # as the OOM killer or a stray `kill -9` would
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            text = (tmp_path / "c0.log").read_text() if (tmp_path / "c0.log").exists() else ""
-            if "sleeping" in text:
-                os.kill(int(text.split()[-1]), signal.SIGKILL)
-                return
-            time.sleep(0.1)
-
-    killer = threading.Thread(target=kill_the_worker)
-    killer.start()
+    killer = kill_the_worker_of(tmp_path / "c0.log")
     outcomes = run_cells(tmp_path, [("Sleeps", 0), ("Leaky", 0)])
     killer.join()
     assert outcomes["c0"].error == "its grid worker ended while it ran (exit -9); the next cell starts a new one"
