@@ -146,6 +146,25 @@ def test_a_refused_sweep_or_compare_leaves_no_folder(tmp_path, monkeypatch, caps
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("args, kind, command", [
+    (["fit", "--config", "compare/no_replay_split_mnist.yaml"], "a compare grid, not a run config", "continual compare --config"),
+    (["fit", "--config", "SWEEPS/router_grid_h_nv.yaml"], "a W&B sweep file, not a run config", "continual sweep"),
+    (["compare", "--config", "router_split_mnist.yaml"], "a run config, not a compare grid", "continual fit --config"),
+    (["compare", "--config", "SWEEPS/router_grid_h_nv.yaml"], "a W&B sweep file, not a compare grid", "continual sweep"),
+    (["sweep", "CONFIGS/router_split_mnist.yaml"], "a run config, not a W&B sweep file", "continual fit --config"),
+    (["sweep", "CONFIGS/compare/no_replay_split_mnist.yaml"], "a compare grid, not a W&B sweep file", "continual compare --config"),
+])
+def test_a_shipped_file_given_to_the_wrong_command_is_named_with_the_command_that_runs_it(args, kind, command, tmp_path, monkeypatch, capsys):
+    """Without the check each fails on its first foreign key ("unknown key 'backbone' in compare
+    config", "method='grid' is not valid"): the symptom, not the mistake."""
+    monkeypatch.chdir(tmp_path)
+    args = [a.replace("SWEEPS", str(ROOT / "sweeps")).replace("CONFIGS", str(ROOT / "configs")) for a in args]
+    path = args[-1]
+    assert main(args) == 2
+    assert capsys.readouterr().err == f"continual: error: '{path}' is {kind}; run it with `{command} {path}`\n"
+    assert not (tmp_path / "runs").exists()
+
+
 def test_ctrl_c_after_the_run_wrote_its_results_says_so_and_exits_0(tmp_path, monkeypatch, capsys):
     from continual.metrics import report
 

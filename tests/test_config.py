@@ -217,3 +217,26 @@ def test_other_keys_change_the_fingerprint(override):
     key = override.split("=")[0]
     a, b = fingerprint(load_config(None, [override])), fingerprint(load_config(None, []))
     assert a[key] != b[key] and {k for k in a if a[k] != b[k]} == {key}
+
+
+def test_every_shipped_file_is_told_as_its_own_kind(tmp_path):
+    """The wrong-command check (continual/config/kinds.py) must never refuse a file given to its
+    own command: each shipped run config, compare grid and sweep reads as its kind, and so does the
+    config.yaml a run writes."""
+    import yaml
+
+    from continual.config.kinds import kind_of
+
+    sweeps = Path(__file__).resolve().parents[1] / "sweeps"
+    files = {"run": sorted(PACKAGED_CONFIGS.glob("*.yaml")), "compare": sorted(PACKAGED_CONFIGS.glob("compare/*.yaml")),
+             "sweep": sorted(sweeps.glob("*.yaml"))}
+    assert all(len(paths) >= 2 for paths in files.values())
+    for kind, paths in files.items():
+        for path in paths:
+            assert kind_of(yaml.safe_load(path.read_text())) == kind, path
+    written = tmp_path / "config.yaml"
+    from omegaconf import OmegaConf
+
+    OmegaConf.save(load_config("router_split_digits.yaml"), written)
+    assert kind_of(yaml.safe_load(written.read_text())) == "run"
+    assert kind_of({}) is None

@@ -102,6 +102,7 @@ def _str_list(value, where: str) -> list[str]:
 
 
 def load_grid(path: str, out: str | None = None) -> Grid:
+    from continual.config.kinds import expect_kind
     from continual.config.load import resolve_config_path
 
     file = resolve_config_path(path, "compare config")
@@ -111,6 +112,7 @@ def load_grid(path: str, out: str | None = None) -> Grid:
         raise ConfigError(f"compare config '{path}' is not valid YAML; fix the syntax") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"compare config '{path}' must hold a mapping with keys {sorted(_KEYS)}")
+    expect_kind(raw, path, "compare")
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise ConfigError(f"unknown key '{unknown[0]}' in compare config '{path}'; valid keys: {', '.join(sorted(_KEYS))}")

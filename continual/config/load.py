@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from continual.config.fields import check_fields
+from continual.config.kinds import expect_kind
 from continual.config.schema import Config
 from continual.errors import ConfigError
 from continual.registry import did_you_mean
@@ -324,6 +325,7 @@ def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> DictC
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config file '{file}' must hold a mapping of keys, not {type(raw).__name__}")
+    expect_kind(raw, path or DEFAULT_CONFIG, "run")
     from continual.methods import builtin, method_class
 
     over = parse_overrides(overrides)

@@ -35,6 +35,9 @@ def load_spec(path: str | Path) -> dict:
         raise ConfigError(f"sweep file '{path}' is not valid YAML; fix the syntax") from None
     if not isinstance(spec, dict):
         raise ConfigError(f"sweep file '{path}' must hold a mapping (method, metric, parameters, command)")
+    from continual.config.kinds import expect_kind
+
+    expect_kind(spec, path, "sweep")
     spec.setdefault("name", file.stem)
     return spec
 
