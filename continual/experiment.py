@@ -215,6 +215,8 @@ def _task_loop(cfg: DictConfig, callbacks: Sequence, sigterm: _SigtermNoted) -> 
         )
 
     if state is None:
+        if cfg.resume and is_zero:  # a requeued job's first start, or a mistyped folder: say which
+            print(f"resume={run_dir.path}: no saved state there yet; the run starts from task 1")
         test(-1)
         save_state(False)
     else:

@@ -158,3 +158,15 @@ def test_a_sigterm_between_lightning_calls_stops_cleanly_and_resumes_to_identica
     out = subprocess.run(fit_cmd(*method, f"resume={cut}"), env=child, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert comparable(cut) == comparable(full)
+
+
+def test_resume_on_a_folder_with_no_run_starts_it_there_and_says_so(tmp_path, capsys):
+    """What a requeued job's first start needs (docs/scaling.md); the line tells a mistyped
+    folder from a resumed run, which would say how many tasks were already done."""
+    fresh, plain = tmp_path / "requeued", tmp_path / "plain"
+    assert main(["fit", f"resume={fresh}", *QUICK]) == 0
+    out = capsys.readouterr().out
+    assert f"resume={fresh}: no saved state there yet; the run starts from task 1\n" in out and "already done" not in out
+    assert main(["fit", f"output_dir={plain}", *QUICK]) == 0
+    assert "no saved state" not in capsys.readouterr().out
+    assert comparable(fresh) == comparable(plain)
