@@ -240,3 +240,14 @@ def test_every_shipped_file_is_told_as_its_own_kind(tmp_path):
     OmegaConf.save(load_config("router_split_digits.yaml"), written)
     assert kind_of(yaml.safe_load(written.read_text())) == "run"
     assert kind_of({}) is None
+
+
+def test_a_key_under_the_wrong_section_names_the_other_section_and_this_sections_keys(capsys):
+    """`data.name` is no key: `name` is backbone.name's, and the dataset is data.stream; the
+    message must lead to both, not only to the spelling nearest elsewhere."""
+    assert main(["config", "show", "data.name=mnist"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("continual: error: unknown config key 'data.name' in overrides under 'data' (did you mean 'backbone.name'?); "
+                          "valid keys under 'data': ") and len(err.splitlines()) == 1
+    listed = err.split("valid keys under 'data': ")[1].split(", ")
+    assert "stream" in listed and "root" in listed and listed == sorted(listed)

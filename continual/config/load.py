@@ -113,7 +113,10 @@ def _explain(err: OmegaConfBaseException, source: str, method=None) -> ConfigErr
         leaves = [f"{s}.{k}" for s, node in _sections(method).items() for k in _leaf_keys(node)]
         elsewhere = sorted((k for k in leaves if k.split(".")[-1] == name), key=lambda k: k.count("."))
         if elsewhere:  # `lr=` means optim.lr, not the nearest top-level spelling
-            return ConfigError(f"unknown config key '{key}' in {source}{where}{did_you_mean(elsewhere[0], elsewhere[:1])}")
+            # under a section, the key may be another section's (`data.name`: backbone.name) or a
+            # wrong name for one of this section's (the dataset is data.stream): show both
+            here = f"; valid keys under '{parent}': {', '.join(sorted(valid))}" if parent else ""
+            return ConfigError(f"unknown config key '{key}' in {source}{where}{did_you_mean(elsewhere[0], elsewhere[:1])}{here}")
         return ConfigError(f"unknown config key '{key}' in {source}{where}" + _suggest(name, valid))
     msg = str(err).splitlines()[0]
     if key:
