@@ -7,7 +7,9 @@ with the modules loaded and no state of an earlier cell: what a run sets (seeds,
 warnings filters, logging handlers, W&B, cwd, sys.path, environment variables) ends with its child,
 and a cell that crashes (a segfault, `os._exit`) ends its child only, the worker runs the next.
 The worker starts no thread, touches no GPU and runs no torch op before forking, so the fork is
-safe. Each cell is a session of its own whose output goes to the log the runner opened and
+safe: the only other threads are the idle pools OpenBLAS starts when numpy and scipy load, and
+OpenBLAS's own fork handler stops them before every fork (a child starts with one thread; a pool
+starts again on its first use). Each cell is a session of its own whose output goes to the log the runner opened and
 locked for it (passed over the socket: the cell holds the lock too); the runner signals it by pid.
 
 A pool of workers imports once: the first worker, once it has imported, forks the others (on CPU,
