@@ -9,8 +9,9 @@ and a cell that crashes (a segfault, `os._exit`) ends its child only, the worker
 The worker starts no thread, touches no GPU and runs no torch op before forking, so the fork is
 safe: the only other threads are the idle pools OpenBLAS starts when numpy and scipy load, and
 OpenBLAS's own fork handler stops them before every fork (a child starts with one thread; a pool
-starts again on its first use). Each cell is a session of its own whose output goes to the log the runner opened and
-locked for it (passed over the socket: the cell holds the lock too); the runner signals it by pid.
+starts again on its first use). Each cell is a session of its own whose output goes to the log
+the runner opened and locked for it (passed over the socket: the cell holds the lock too); the
+runner signals it by pid.
 
 A pool of workers imports once: the first worker, once it has imported, forks the others (on CPU,
 where they share one environment), so two workers on two cores do not spend their start importing
