@@ -70,7 +70,9 @@ def test_offline_grid_sweep_runs_two_fits_and_writes_a_results_table(tmp_path, m
         assert r["status"] == "finished" and r["metric"] == metrics["acc"] and metrics["complete"]
         assert len(list((Path(r["run_dir"]) / "wandb").glob("offline-run-*"))) == 1  # for `wandb sync`
     assert [row["optim.lr"] for row in csv.DictReader((out / "results.csv").open())] == ["0.001", "0.01"]
-    assert "* best (maximize final/acc (test))" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "* best (maximize final/acc (test))" in printed
+    assert f"sweep directory: {out}   (upload the offline W&B runs with: wandb sync {out}/run-*/wandb/offline-run-*)\n" in printed
     assert main(["sweep", str(path), "--dir", str(out)]) == 0  # continuing a finished grid runs nothing
     assert len(json.loads((out / "results.json").read_text())["runs"]) == 2
     (out / "results.json").unlink()  # as if killed after its trials finished, before it wrote their results
@@ -122,6 +124,7 @@ def test_overrides_apply_to_every_trial_and_may_not_set_a_swept_parameter(tmp_pa
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
     path, out = write_spec(tmp_path, TINY), tmp_path / "sweep"
     assert main(["sweep", str(path), "--dir", str(out), "data.n_tasks=2", "logger.kind=none"]) == 0
+    assert f"sweep directory: {out}\n" in capsys.readouterr().out  # no W&B runs: nothing to upload
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert len(runs) == 2 and all(r["status"] == "finished" for r in runs)
     for r in runs:

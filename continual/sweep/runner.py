@@ -202,5 +202,7 @@ def _run(runner: Runner, spec: dict, count: int | None, sweep_dir: str | None, s
             _write_results(out, spec, history)
     _figure(out, spec, history, overrides)
     print(format_table(spec, history))
-    print(f"sweep directory: {out}   (upload the offline W&B runs with: wandb sync {out}/run-*/wandb/offline-run-*)")
+    offline = "run-*/wandb/offline-run-*"  # only where the trials logged to W&B offline (not logger.kind=none)
+    upload = f"   (upload the offline W&B runs with: wandb sync {out}/{offline})" if any(out.glob(offline)) else ""
+    print(f"sweep directory: {out}{upload}")
     return [h for h in ran if not is_running(h) and not is_stopped(h)]
