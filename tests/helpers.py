@@ -35,3 +35,15 @@ def shared_once(tmp_path_factory, name: str):
         yield root, not done.is_file()
         root.mkdir(parents=True, exist_ok=True)
         done.touch()
+
+
+@contextlib.contextmanager
+def read_only_folder(path: Path):
+    """An empty folder marked read-only for everyone (mode 0555), as a shared data set is: root
+    could write it, the platform must not."""
+    path.mkdir()
+    path.chmod(0o555)
+    try:
+        yield path
+    finally:
+        path.chmod(0o755)

@@ -15,7 +15,7 @@ from continual.data import sources
 from continual.data.streams import build_stream
 from continual.data.streams.cutting import permuted_stream
 from continual.models import base_task
-from helpers import QUICK, QUIET, comparable
+from helpers import QUICK, QUIET, comparable, read_only_folder
 from test_unequal import cut, hand_cut
 
 
@@ -114,6 +114,19 @@ def test_bad_base_settings_are_one_line(tmp_path, capsys, args, expected):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("continual: error: ") and expected in err, err
     assert not (tmp_path / "run").exists() and not (tmp_path / "base").exists()
+
+
+def test_a_read_only_cache_folder_is_refused_before_the_base_training(tmp_path, monkeypatch, capsys):
+    """The base backbone is always cached: with data.root a shared, read-only folder the run stops
+    before training it (the trained network would be lost at the write), naming data.cache_dir."""
+    trained = []
+    monkeypatch.setattr(base_task, "train_base", lambda cfg, stream: trained.append(1))
+    with read_only_folder(tmp_path / "shared") as shared:
+        assert main(["fit", f"output_dir={tmp_path / 'run'}", f"data.root={shared}", "data.base_classes=4", *QUIET]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"continual: error: cannot cache the base task's backbone under '{shared / 'base'}': '{shared}' is ")
+        assert err.endswith("; set data.cache_dir=<a writable folder> (data.root is only read)\n") and err.count("\n") == 1
+        assert trained == [] and list(shared.iterdir()) == [] and not (tmp_path / "run").exists()
 
 
 def test_after_a_base_task_the_last_task_takes_the_classes_left_and_says_so():

@@ -20,7 +20,7 @@ from continual.data.streams.check import check_stream
 from continual.errors import CheckpointError, ConfigError, DataError
 from continual.features import extract as extraction, extract_features, load_stream
 from continual.models.backbones import build_extractor, state_hash
-from helpers import QUICK, QUIET, comparable
+from helpers import QUICK, QUIET, comparable, read_only_folder
 
 
 def config(*overrides: str):
@@ -323,6 +323,22 @@ def test_non_finite_features_are_one_line_and_never_cached(tmp_path, capsys):
     assert err.startswith("continual: error: backbone.name=test_features:nan_extractor with backbone.weights=none (random) gives "
                           "non-finite features (NaN or inf) on task 1's train split; fix the extractor or give other backbone.weights")
     assert not (tmp_path / "features").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_read_only_cache_folder_is_refused_before_any_extraction(tmp_path, calls, capsys):
+    """A shared data set's folder (mode 0555) as the cache: refused before the first split is
+    extracted (not after minutes of extraction), with the key that moves the cache; root, who
+    could write there, must not either."""
+    with read_only_folder(tmp_path / "shared") as shared:
+        code = main(["fit", "backbone.name=conv", "data.features=true", f"data.root={shared}", f"output_dir={tmp_path / 'run'}", *QUIET])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.startswith(f"continual: error: cannot cache the train features under '{shared / 'features'}': '{shared}' is ")
+        assert err.endswith("; set data.cache_dir=<a writable folder> (data.root is only read)\n")
+        assert calls == [] and list(shared.iterdir()) == [] and not (tmp_path / "run").exists()
+        assert main(["fit", "backbone.name=conv", "data.features=true", f"data.root={shared}", f"data.cache_dir={tmp_path / 'cache'}",
+                     f"output_dir={tmp_path / 'run'}", *QUICK]) == 0  # the fix the line names
+        assert list(shared.iterdir()) == [] and len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 3
 
 
 def test_wrong_weights_file_is_one_line(tmp_path):

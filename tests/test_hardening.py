@@ -447,6 +447,14 @@ def test_a_grid_cells_error_log_on_a_full_disk_is_one_line(small_fs, tmp_path, c
     assert err[0].startswith("continual: error: cannot write '") and ".log' (No space left on device)" in err[0], err
 
 
+def test_a_full_cache_disk_names_data_cache_dir_not_output_dir(small_fs, tmp_path, capsys):
+    """The features of Split-Digits (1.8 MB) on a 64 KiB disk: the way out is another cache folder."""
+    code = main(["features", "backbone.name=conv", f"data.cache_dir={small_fs}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith(f"continual: error: cannot write '{small_fs / 'features'}/") and "No space left on device" in err[-1]
+    assert "(or choose another data.cache_dir)" in err[-1] and "output_dir" not in err[-1]
+
+
 def test_read_only_run_directory_is_one_line(small_fs, capsys):
     (small_fs / "run").mkdir()
     subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)

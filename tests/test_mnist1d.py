@@ -15,7 +15,7 @@ from continual.cli.main import main
 from continual.config.schema import DataConfig
 from continual.data.streams import build_stream
 from continual.data.streams.split_mnist1d import cache_path, generator_args
-from helpers import QUICK
+from helpers import QUICK, read_only_folder
 
 
 def data_cfg(root, **kw):
@@ -95,6 +95,15 @@ def test_a_plain_mlp_learns_it_well_above_chance_and_far_from_saturation(root, t
 
 def test_an_unwritable_cache_folder_warns_and_the_stream_is_still_built(root, tmp_path):
     (tmp_path / "mnist1d").write_text("a file where the cache folder would go")
-    with pytest.warns(UserWarning, match="MNIST-1D not cached: cannot write"):
+    with pytest.warns(UserWarning, match="MNIST-1D not cached: cannot cache MNIST-1D under .* is not a folder; set data.cache_dir="):
         s = build_stream(data_cfg(tmp_path), seed=0)
+    assert torch.equal(s.tasks[0].x_train, build_stream(data_cfg(root), seed=0).tasks[0].x_train)
+
+
+def test_a_read_only_data_root_is_not_written_and_the_stream_is_still_built(root, tmp_path):
+    """A shared folder (mode 0555), which root could write: left as it is, the data generated."""
+    with read_only_folder(tmp_path / "shared") as shared:
+        with pytest.warns(UserWarning, match=f"MNIST-1D not cached: cannot cache MNIST-1D under '{shared / 'mnist1d'}': '{shared}' is "):
+            s = build_stream(data_cfg(shared), seed=0)
+        assert list(shared.iterdir()) == []
     assert torch.equal(s.tasks[0].x_train, build_stream(data_cfg(root), seed=0).tasks[0].x_train)

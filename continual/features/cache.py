@@ -93,7 +93,7 @@ def write(file: Path, digest: str, extractor: str, stream: Stream, split: str, f
     labels = [t.split(split)[1].clone() for t in stream.tasks]  # a view would save its whole storage
     buf = io.BytesIO()
     torch.save({"key": digest, "extractor": extractor, "stream": outline(stream), "features": feats, "labels": labels}, buf)
-    atomic_write(file, buf.getvalue())
+    atomic_write(file, buf.getvalue(), elsewhere="data.cache_dir")
 
 
 def assemble(entries: dict[str, dict]) -> Stream:

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from continual.data import cache_root
+from continual.data import cache_root, check_cache_folder
 from continual.data.identity import stream_key
 from continual.data.streams import Stream, build_stream
 from continual.data.streams.cutting import check_task
@@ -94,6 +94,8 @@ def features_stream(stream: Stream, extractor: nn.Module, cfg: DictConfig, progr
                 if entry is not None and entry["extractor"] == mark and [len(f) for f in entry["features"]] == [len(x) for x in inputs]:
                     feats = entry["features"]
             if feats is None:
+                if stream_id is not None:
+                    check_cache_folder(file.parent, f"the {split} features")
                 feats = []
                 for t, x in enumerate(inputs):
                     feats.append(_finite(extract(extractor, x, cfg.data.eval_batch_size, device), cfg, t, split))

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from continual.data import cache_root
+from continual.data import cache_root, check_cache_folder
 from continual.data.identity import file_identity, stream_identity
 from continual.errors import ConfigError
 from continual.models.backbones import build_extractor
@@ -96,11 +96,12 @@ def base_backbone(cfg: DictConfig, stream) -> dict:
     state = read_base(cfg)
     if state is not None:
         return state
+    check_cache_folder(cache_path(cfg).parent, "the base task's backbone")
     extractor, net, acc = train_base(cfg, stream)
     state = {"extractor": extractor.state_dict(), "mlp": net.state_dict(), "val_accuracy": acc}
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write(cache_path(cfg), buf.getvalue())
+    atomic_write(cache_path(cfg), buf.getvalue(), elsewhere="data.cache_dir")
     return state
 
 

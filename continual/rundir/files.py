@@ -23,18 +23,20 @@ def _umask() -> int:
     return mask
 
 
-def storage_error(path: Path, err: OSError) -> StorageError:
-    """A failed write as one line: what could not be written, why, and what to do."""
+def storage_error(path: Path, err: OSError, elsewhere: str = "output_dir") -> StorageError:
+    """A failed write as one line: what could not be written, why, and what to do (`elsewhere`: the
+    key that puts the file in another folder)."""
     return StorageError(
         f"cannot write '{path}' ({err.strerror or err}); free space or make the folder writable "
-        f"(or choose another output_dir), then run the same command again; files written before are intact"
+        f"(or choose another {elsewhere}), then run the same command again; files written before are intact"
     )
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
+def atomic_write(path: Path, data: bytes | str, elsewhere: str = "output_dir") -> None:
     """Write `path` so that it is either the old file or the whole new one, never torn: a
     temporary file in the same folder (a rename across file systems would be a copy), fsync,
-    rename, fsync of the folder. Created with the usual permissions (0666 less the umask)."""
+    rename, fsync of the folder. Created with the usual permissions (0666 less the umask).
+    `elsewhere`: the key a failed write's message offers to move the file (`storage_error`)."""
     path = Path(path)
     tmp = None
     try:
@@ -53,7 +55,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         finally:
             os.close(folder)
     except OSError as err:
-        raise storage_error(path, err) from None
+        raise storage_error(path, err, elsewhere) from None
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from continual.data import cache_root
+from continual.data import cache_root, check_cache_folder
 from continual.data.streams import register
 from continual.data.streams.cutting import split_stream
 from continual.errors import StorageError
@@ -81,7 +81,8 @@ def load_mnist1d(root: str):
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         try:
-            atomic_write(path, buf.getvalue())
+            check_cache_folder(path.parent, "MNIST-1D")
+            atomic_write(path, buf.getvalue(), elsewhere="data.cache_dir")
         except StorageError as err:  # a read-only data.root: generate each run instead
             warnings.warn(f"MNIST-1D not cached: {err}", stacklevel=2)
     x, y, x_te, y_te = (arrays[k] for k in ARRAYS)
