@@ -240,6 +240,10 @@ def test_every_shipped_file_is_told_as_its_own_kind(tmp_path):
     OmegaConf.save(load_config("router_split_digits.yaml"), written)
     assert kind_of(yaml.safe_load(written.read_text())) == "run"
     assert kind_of({}) is None
+    assert kind_of({"method": "er", "metric": {"probe_per_task": 8}}) == "run"  # a typo of `metrics`, told as such below
+    (tmp_path / "typo.yaml").write_text("method: er\nmetric: {probe_per_task: 8}\n")
+    with pytest.raises(ConfigError, match="unknown config key 'metric' .*did you mean 'metrics'"):
+        load_config(str(tmp_path / "typo.yaml"))
 
 
 def test_a_key_under_the_wrong_section_names_the_other_section_and_this_sections_keys(capsys):

@@ -20,11 +20,12 @@ KINDS = {
 
 def kind_of(raw: dict) -> str | None:
     """The kind of a loaded YAML mapping, or None when it shows none of their marks. A sweep is
-    told by W&B's own keys or search methods (its `method` is also a run key), a compare grid by
-    its `methods` table, a run config by any top-level key of the run schema."""
+    told by its search method (its `method` key is also a run key) or by `parameters` with W&B's
+    `metric` or `command` (one stray key is more likely a run config's typo: `metric` for
+    `metrics`), a compare grid by its `methods` table, a run config by any top-level run key."""
     from continual.config.schema import Config
 
-    if set(raw) & {"parameters", "command", "metric"} or raw.get("method") in ("grid", "random", "bayes"):
+    if raw.get("method") in ("grid", "random", "bayes") or ("parameters" in raw and {"metric", "command"} & set(raw)):
         return "sweep"
     if isinstance(raw.get("methods"), dict):
         return "compare"
