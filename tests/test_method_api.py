@@ -132,3 +132,9 @@ def test_every_builtin_declares_its_config_scenarios_and_a_docstring():
         assert cls.name == name and sys.modules[cls.__module__].__doc__  # the file says what the method is
         assert set(cls.scenarios) <= {"task", "class", "domain"} and cls.scenarios
         load_config(None, [f"method={name}", f"scenario={cls.scenarios[0]}"])  # its defaults validate
+        for refused in {"task", "class", "domain"} - set(cls.scenarios):  # the refusal says why, in the method's words
+            assert cls.scenarios_why, name
+            with pytest.raises(ConfigError) as err:
+                load_config(None, [f"method={name}", f"scenario={refused}"])
+            assert str(err.value) == (f"method={name} supports scenario={'|'.join(cls.scenarios)} only ({cls.scenarios_why}), "
+                                      f"not scenario={refused}; use scenario={cls.scenarios[0]}")

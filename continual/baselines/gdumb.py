@@ -92,6 +92,7 @@ class BalancedBuffer:
 @register("gdumb")
 class GDumb(FineTune):
     scenarios = ("class", "task")
+    scenarios_why = "domain-IL's classes recur in every task, so its class-balanced greedy memory would keep the first task's samples only"
 
     @dataclass
     class Config:

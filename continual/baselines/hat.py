@@ -27,7 +27,8 @@ SLOPE_CLAMP = 50.0  # bound on s * e inside the gradient compensation's cosh
 
 @register("hat")
 class HAT(FineTune):
-    scenarios = ("task",)  # the gate is chosen by the task id
+    scenarios = ("task",)
+    scenarios_why = "it picks each task's gates by the task id given at test"
 
     @dataclass
     class Config:

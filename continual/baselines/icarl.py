@@ -76,6 +76,7 @@ def class_means(features: torch.Tensor, out: torch.Tensor, n_out: int) -> tuple[
 @register("icarl")
 class ICaRL(FineTune):
     scenarios = ("class", "task")
+    scenarios_why = "domain-IL's tasks share their outputs, so no task brings new classes to herd exemplars for"
     all_outputs_refused = "its binary cross-entropy runs over the classes seen, as in the paper and Mammoth's iCaRL"
 
     @dataclass

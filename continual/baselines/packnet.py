@@ -28,7 +28,8 @@ FREE = -1
 
 @register("packnet")
 class PackNet(FineTune):
-    scenarios = ("task",)  # the weights used are chosen by the task id
+    scenarios = ("task",)
+    scenarios_why = "it picks each task's weights by the task id given at test"
 
     @dataclass
     class Config:

@@ -299,9 +299,10 @@ def _apply_wandb_switch(cfg: DictConfig, value, source: str) -> None:
 
 def _check_method(cfg: DictConfig, method) -> None:
     if cfg.scenario not in method.scenarios:
+        why = f" ({method.scenarios_why})" if method.scenarios_why else ""
         raise ConfigError(
-            f"method={cfg.method} supports scenario={'|'.join(method.scenarios)} only (it picks its weights or gates by "
-            f"what the task id gives at test), not scenario={cfg.scenario}; use scenario={method.scenarios[0]}"
+            f"method={cfg.method} supports scenario={'|'.join(method.scenarios)} only{why}, not scenario={cfg.scenario}; "
+            f"use scenario={method.scenarios[0]}"
         )
     if cfg.class_il_train_outputs == "all":
         if cfg.scenario != "class":

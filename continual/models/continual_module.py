@@ -57,6 +57,7 @@ class ContinualModule(L.LightningModule):
     name: ClassVar[str]  # set by @register (continual.methods); the config section's name
     Config: ClassVar[type | None] = None  # hyperparameter dataclass; None: the method has none
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
+    scenarios_why: ClassVar[str | None] = None  # why the others are refused (the config's error says it)
     joint: ClassVar[bool] = False  # True: train once on the union of all tasks
     # optional `evaluate` outputs (continual.metrics.protocol): "task_given", "task", "probe", "padded"
     eval_outputs: ClassVar[tuple[str, ...]] = ("task_given",)
