@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from continual.errors import ConfigError, Interrupted, KeyboardInterrupted
+from continual.errors import ConfigError, DataError, Interrupted, KeyboardInterrupted
 from continual.grid_worker import CellProcess, Lost, Worker
 from continual.rundir.files import atomic_write, storage_error
 from continual.rundir.lock import holder
@@ -229,6 +229,7 @@ class Runner:
         """Every cell's config, validated; a ConfigError before anything runs if one is invalid or
         a finished cell was run with another config."""
         from continual.config import load_config
+        from continual.data.streams import require_files
 
         configs = [load_config(cell.config, cell.fit_overrides()) for cell in cells]
         stale = [f"{cell.run_dir} ({diff})" for cell, cfg in zip(cells, configs) if (diff := changed_since(cell.run_dir, cfg))]
@@ -237,6 +238,12 @@ class Runner:
                 f"{len(stale)} finished {self.unit}(s) were run with another config than this {self.command} now gives, "
                 f"e.g. {stale[0]}; delete those {self.unit} folders to rerun them, or pass {self.out_option} <new folder>"
             )
+        for cell, cfg in zip(cells, configs):  # a data set that is not there would fail every cell alike: once, before any runs
+            if finished_metrics(cell.run_dir) is None:
+                try:
+                    require_files(cfg.data)
+                except DataError as err:
+                    raise DataError(f"{cell.label}: {err}") from None
         for i, cell in enumerate(cells):  # a stopped cell of the same config continues from its checkpoint
             cell.resume = stopped(cell.run_dir) and _diff(cell.run_dir, configs[i]) is None
             if cell.resume:

@@ -47,3 +47,11 @@ def read_only_folder(path: Path):
         yield path
     finally:
         path.chmod(0o755)
+
+
+def broken_stream(cfg, seed):
+    """`data.stream=helpers:broken_stream`: a valid config whose data cannot be read once its cell
+    runs, as a corrupt data set's (a missing one is refused before a grid runs any cell)."""
+    from continual.errors import DataError
+
+    raise DataError("no data in this stream (tests/helpers.py:broken_stream)")

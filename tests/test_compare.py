@@ -65,12 +65,23 @@ def test_compare_writes_tables_and_resumes(tmp_path, capsys):
 
 
 def test_a_failing_cell_is_reported_and_the_rest_run(tmp_path):
-    path = write_grid(tmp_path, scenarios=["task"], seeds=[0], per_cell={"joint": ["data.stream=split_mnist", f"data.root={tmp_path}/none"]})
+    path = write_grid(tmp_path, scenarios=["task"], seeds=[0], per_cell={"joint": ["data.stream=helpers:broken_stream"]})
     assert main(["compare", "--config", str(path)]) == 1
     rows = {r["method"]: r for r in csv.DictReader((tmp_path / "grid" / "compare.csv").open())}
     assert rows["finetune"]["failed"] == "0" and float(rows["finetune"]["acc_mean"]) > 0.8
     assert rows["joint"]["failed"] == "1" and "DataError" in rows["joint"]["error"]
     assert "FAILED" in (tmp_path / "grid" / "compare.md").read_text()
+
+
+def test_a_grid_whose_data_set_is_missing_is_refused_before_any_cell(tmp_path, capsys):
+    """Sixty cells of a shipped grid failing one by one on the same missing file was what a new user
+    saw without data.root: now one line, exit 2, no folder."""
+    path = write_grid(tmp_path, per_cell={"joint": ["data.stream=split_mnist", f"data.root={tmp_path}/none"]})
+    assert main(["compare", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"continual: error: [5/8] joint / task-IL / seed 0: MNIST file '{tmp_path}/none/MNIST/raw/train-images-idx3-ubyte' "
+                   "not found; set data.root to the folder that holds MNIST/raw, or pass data.download=true to fetch it (needs network)\n")
+    assert not (tmp_path / "grid").exists()
 
 
 def test_bad_compare_config_is_one_line(tmp_path, capsys):

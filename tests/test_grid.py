@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from continual.config import load_config
-from continual.errors import ConfigError
+from continual.errors import ConfigError, DataError
 from continual.grid import Cell, Runner
 
 QUICK = ["data.n_tasks=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.kind=none"]
-BROKEN = ["data.stream=split_mnist"]  # a valid config; no MNIST at data.root
+BROKEN = ["data.stream=helpers:broken_stream"]  # a valid config whose cell fails
 
 
 def runner(subprocess: bool) -> Runner:
@@ -62,9 +62,9 @@ def test_a_cell_gives_the_same_run_in_process_and_in_a_subprocess_and_is_then_sk
 @pytest.mark.parametrize("subprocess", [False, True], ids=["in_process", "subprocess"])
 def test_a_failed_cell_keeps_its_error_beside_its_folder(tmp_path, monkeypatch, subprocess):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
-    cell = Cell("[1/1]", tmp_path / "cell", None, [*QUICK, *BROKEN, f"data.root={tmp_path / 'nowhere'}"])
+    cell = Cell("[1/1]", tmp_path / "cell", None, [*QUICK, *BROKEN])
     out = run(cell, subprocess)
-    assert out.metrics is None and "MNIST" in out.error and "\n" not in out.error
+    assert out.metrics is None and "no data in this stream" in out.error and "\n" not in out.error
     log = (tmp_path / "cell.log").read_text()
     if subprocess:  # the process's output; the error is its `continual: error:` line
         assert out.rc == 2 and f"continual: error: {out.error}" in log
@@ -264,3 +264,21 @@ def test_sigterm_stops_every_worker_and_the_same_command_resumes_them(tmp_path):
     for i in (0, 1):
         assert "resuming" in (out / f"run-00{i}.log").read_text()  # from its checkpoint, not started over
         assert json.loads((out / f"run-00{i}" / "metrics.json").read_text())["complete"]
+
+
+def test_a_missing_data_set_is_refused_before_any_cell_runs_but_not_for_a_finished_cell(tmp_path, mnist_root):
+    """Every cell reading it would fail alike: one line, before anything runs. A cell that finished
+    before the data went is read back, not refused."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "MNIST").symlink_to(mnist_root / "MNIST")
+    done = Cell("[1/2]", tmp_path / "done", None, [*QUICK, "data.stream=split_mnist", f"data.root={root}", f"data.cache_dir={tmp_path}"])
+    assert run(done, False).metrics["complete"]
+    (root / "MNIST").unlink()
+    todo = Cell("[2/2]", tmp_path / "todo", None, [*QUICK, "data.stream=split_mnist", "seed=1", f"data.root={root}", f"data.cache_dir={tmp_path}"])
+    assert len(runner(False).check([done])) == 1  # finished: its data is not needed
+    with pytest.raises(DataError) as err:
+        runner(False).check([done, todo])
+    assert str(err.value) == (f"[2/2]: MNIST file '{root}/MNIST/raw/train-images-idx3-ubyte' not found; set data.root to the folder "
+                              "that holds MNIST/raw, or pass data.download=true to fetch it (needs network)")
+    assert not (tmp_path / "todo").exists()

@@ -138,12 +138,12 @@ def test_identical_failures_stop_the_sweep_and_a_continued_sweep_retries_them(tm
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
     spec = TINY.replace("[0.001, 0.01]", "[0.001, 0.01, 0.02]")
     path, out = write_spec(tmp_path, spec), tmp_path / "sweep"
-    broken = ["data.stream=split_mnist", f"data.root={tmp_path / 'nowhere'}"]  # valid config, no data there
+    broken = ["data.stream=helpers:broken_stream"]  # a valid config whose trials fail
     assert main(["sweep", str(path), "--dir", str(out), "--max-failures", "2", *broken]) == 2
     warning, err = capsys.readouterr().err.strip().split("\n", 1)
     assert warning.startswith("continual: warning: sweep 'tiny' ranks its trials on the test split")
     assert err.startswith(f"continual: error: sweep stopped: 2 trials in a row failed the same way, the first ({out / 'run-000'}.log): ")
-    assert "MNIST" in err and "\n" not in err
+    assert "no data in this stream" in err and "\n" not in err
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [r["params"]["optim.lr"] for r in runs] == [0.001, 0.01] and all(r["metric"] is None for r in runs)
     # fixed: the failed trials run first, then the rest of the grid
@@ -152,6 +152,15 @@ def test_identical_failures_stop_the_sweep_and_a_continued_sweep_retries_them(tm
     assert [(r["run"], r["params"]["optim.lr"], r["metric"] is not None) for r in runs] == [
         ("run-000", 0.001, False), ("run-001", 0.01, False), ("run-002", 0.001, True), ("run-003", 0.01, True), ("run-004", 0.02, True),
     ]
+
+
+def test_a_sweep_whose_data_set_is_missing_is_refused_before_its_folder(tmp_path, capsys):
+    path, out = write_spec(tmp_path, TINY), tmp_path / "sweep"
+    assert main(["sweep", str(path), "--dir", str(out), "data.stream=split_mnist", f"data.root={tmp_path / 'nowhere'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"continual: error: sweep 'tiny': MNIST file '{tmp_path}/nowhere/MNIST/raw/train-images-idx3-ubyte' not found; "
+                   "set data.root to the folder that holds MNIST/raw, or pass data.download=true to fetch it (needs network)")
+    assert not out.exists()
 
 
 def test_a_trial_past_its_timeout_is_stopped_and_counts_as_failed(tmp_path, monkeypatch):

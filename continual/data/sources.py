@@ -65,22 +65,35 @@ def mnist_files(root: str, name: str = "MNIST") -> list[Path]:
     return [Path(root) / name / "raw" / f for f in MNIST_FILES]
 
 
+def require_mnist(root: str, name: str = "MNIST") -> None:
+    """A one-line DataError when `mnist_files` are not all there (missing, or only compressed); reads none."""
+    raw = mnist_files(root, name)[0].parent
+    missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
+    if missing and (raw / f"{missing[0]}.gz").is_file():
+        raise DataError(
+            f"{name} file '{raw / missing[0]}' is only there compressed ({missing[0]}.gz); "
+            f"unpack the files with: gunzip -k {raw}/*.gz"
+        )
+    if missing:
+        raise DataError(
+            f"{name} file '{raw / missing[0]}' not found; set data.root to the folder that holds "
+            f"{name}/raw, or pass data.download=true to fetch it (needs network)"
+        )
+
+
+def mnist_facts(name: str = "MNIST") -> dict:
+    """What a stream read from MNIST's (or Fashion-MNIST's) files registers: the files (they key its
+    caches) and their check (a grid runs it before any cell: continual.data.streams.require_files)."""
+    return {"files": lambda cfg: mnist_files(cfg.root, name), "requires": lambda cfg: require_mnist(cfg.root, name)}
+
+
 def load_mnist(root: str, download: bool, name: str = "MNIST") -> Arrays:
     """MNIST or Fashion-MNIST (`mnist_files`)."""
     from torchvision import datasets
 
     raw = mnist_files(root, name)[0].parent
-    missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
-    if missing and not download and (raw / f"{missing[0]}.gz").is_file():
-        raise DataError(
-            f"{name} file '{raw / missing[0]}' is only there compressed ({missing[0]}.gz); "
-            f"unpack the files with: gunzip -k {raw}/*.gz"
-        )
-    if missing and not download:
-        raise DataError(
-            f"{name} file '{raw / missing[0]}' not found; set data.root to the folder that holds "
-            f"{name}/raw, or pass data.download=true to fetch it (needs network)"
-        )
+    if not download:
+        require_mnist(root, name)
     splits = []
     for train in (True, False):
         try:
@@ -120,6 +133,21 @@ def cifar_files(root: str, name: str) -> list[Path]:
     return [Path(root) / folder / f for f in train_files + test_files]
 
 
+def require_cifar(root: str, name: str) -> None:
+    """A one-line DataError when `cifar_files` are not all there; reads none."""
+    missing = [f for f in cifar_files(root, name) if not f.is_file()]
+    if missing:
+        raise DataError(
+            f"{name} file '{missing[0]}' not found; set data.root to the folder that holds "
+            f"{CIFAR[name][0]}/, or pass data.download=true to fetch it (needs network)"
+        )
+
+
+def cifar_facts(name: str) -> dict:
+    """`mnist_facts` of a CIFAR stream."""
+    return {"files": lambda cfg: cifar_files(cfg.root, name), "requires": lambda cfg: require_cifar(cfg.root, name)}
+
+
 def load_cifar(root: str, download: bool, name: str) -> Arrays:
     """CIFAR-10/100 from the python pickle batches torchvision writes, as [N, 3, 32, 32] images
     (channel-major, as stored). Read directly, so files are never re-hashed or re-downloaded, and
@@ -133,12 +161,7 @@ def load_cifar(root: str, download: bool, name: str) -> Arrays:
 
         tv = getattr(datasets, tv_name)
         download_and_extract_archive(tv.url, root, filename=tv.filename, md5=tv.tgz_md5)
-        missing = [f for f in train_files + test_files if not (base / f).is_file()]
-    if missing:
-        raise DataError(
-            f"{name} file '{base / missing[0]}' not found; set data.root to the folder that holds "
-            f"{folder}/, or pass data.download=true to fetch it (needs network)"
-        )
+    require_cifar(root, name)
     fix = f"delete {folder}/ and re-run with data.download=true"
     splits = []
     for files in (train_files, test_files):

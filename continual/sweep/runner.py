@@ -132,6 +132,7 @@ def _run(runner: Runner, spec: dict, count: int | None, sweep_dir: str | None, s
     """`run_sweep` with its runner, whose workers may already be starting."""
     workers = runner.workers
     sweep_spec.validate(spec, extra=list(overrides))
+    sweep_spec.require_data(spec, overrides)
     spec["ranked_on"] = sweep_spec.ranked_split(spec, list(overrides))  # named in results.json and the table
     warning = sweep_spec.split_warning(spec, spec["ranked_on"])
     if warning:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from continual.errors import ConfigError
+from continual.errors import ConfigError, DataError
 
 METHODS = ("grid", "random", "bayes")
 GOALS = ("maximize", "minimize")
@@ -168,6 +168,19 @@ def validate(spec: dict, check_schema: bool = True, extra: list[str] = (), check
         from continual.sweep.search import check_search
 
         check_search(spec)
+
+
+def require_data(spec: dict, extra: list[str] = ()) -> None:
+    """The data set the sweep's command reads is there (`require_files`): checked before a sweep
+    folder is made, since every trial would fail alike (a swept data.root is checked per trial)."""
+    from continual.config import load_config
+    from continual.data.streams import require_files
+
+    config, fixed = fit_config(spec, list(extra))
+    try:
+        require_files(load_config(config, fixed).data)
+    except DataError as err:
+        raise DataError(f"sweep '{spec.get('name', 'sweep')}': {err}") from None
 
 
 def _check_schema(spec: dict, extra: list[str]) -> None:

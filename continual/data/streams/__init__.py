@@ -5,7 +5,9 @@ A stream is one file of this package: a function `(cfg, seed) -> Stream` (cfg: t
 section) decorated with `@register("name")`. Its docstring's first line is its help in
 `continual fit --help`; `source=` names the `backbone.pretrain.dataset` that is the stream's own
 data (pretraining on it can show the backbone later tasks); `files=` a function of the data section
-giving the files its data is read from (`continual.data.identity`: cache keys that never read them). Installed packages add streams under
+giving the files its data is read from (`continual.data.identity`: cache keys that never read them);
+`requires=` one that raises the stream's own DataError when they are not there, reading none
+(`require_files`). Installed packages add streams under
 the entry-point group `continual.streams`. How a data set is cut into tasks is shared:
 `continual.data.streams.cutting`.
 """
@@ -22,7 +24,17 @@ STREAMS = Registry("stream", "data.stream", ("continual.data.streams",), "contin
                    user="<module>:<function>", what="a function (cfg, seed) -> Stream")
 register = STREAMS.register
 
-__all__ = ["STREAMS", "Stream", "Task", "build_stream", "register"]
+__all__ = ["STREAMS", "Stream", "Task", "build_stream", "register", "require_files"]
+
+
+def require_files(cfg: DictConfig) -> None:
+    """The stream's one-line DataError when its source files are not there, read from none (the
+    check it registered with `requires=`): a grid runs it before any cell, whose every cell would
+    fail alike. Nothing for a stream that registered none (shipped or generated data, your own)
+    or may fetch them (`data.download=true`)."""
+    requires = STREAMS.facts(cfg.stream).get("requires")
+    if requires is not None and not cfg.download:
+        requires(cfg)
 
 
 def build_stream(cfg: DictConfig, seed: int) -> Stream:
