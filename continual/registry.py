@@ -30,13 +30,15 @@ class Registry:
     """Entries of one kind, looked up by the config value `setting` names.
 
     `accepts(obj)` tells whether user code `<module>:<attr>` names a usable entry (described by
-    `what`, e.g. "a function (cfg, seed) -> Stream"); `on_add(name, obj)` runs for each entry
-    registered (the method registry names its classes with it)."""
+    `what`, e.g. "a function (cfg, seed) -> Stream", and called with `takes` positional arguments
+    when it is a function); `on_add(name, obj)` runs for each entry registered (the method
+    registry names its classes with it)."""
 
     def __init__(self, kind: str, setting: str, packages: tuple[str, ...], group: str, user: str, what: str,
-                 accepts: Callable[[Any], bool] = callable, on_add: Callable[[str, Any], None] | None = None):
+                 accepts: Callable[[Any], bool] = callable, on_add: Callable[[str, Any], None] | None = None,
+                 takes: int | None = None):
         self.kind, self.setting, self.packages, self.group = kind, setting, packages, group
-        self.user, self.what, self.accepts, self.on_add = user, what, accepts, on_add
+        self.user, self.what, self.accepts, self.on_add, self.takes = user, what, accepts, on_add, takes
         self._entries: dict[str, Any] = {}
         self._facts: dict[str, dict] = {}
         self._scanned = False
@@ -82,7 +84,7 @@ class Registry:
         """The entry `<setting>=spec` selects; a one-line ConfigError if there is none."""
         setting = setting or self.setting
         if ":" in spec:
-            return resolve(spec, setting, self.accepts, self.what)
+            return resolve(spec, setting, self.accepts, self.what, self.takes)
         entries = self.builtin()
         if spec not in entries:
             raise ConfigError(

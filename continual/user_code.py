@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from typing import Any, Callable
@@ -35,9 +36,10 @@ def import_user_module(module_name: str, setting: str):
         raise ConfigError(f"{setting}: importing '{module_name}' failed ({type(err).__name__}{where}: {first}); fix that module") from None
 
 
-def resolve(spec: str, setting: str, accepts: Callable[[Any], bool], what: str) -> Any:
-    """The attribute `spec` ("module:attr", the value of `setting`) names, if `accepts` it; else a
-    one-line ConfigError saying it must be `what`."""
+def resolve(spec: str, setting: str, accepts: Callable[[Any], bool], what: str, takes: int | None = None) -> Any:
+    """The attribute `spec` ("module:attr", the value of `setting`) names, if `accepts` it and (a
+    function the platform calls with `takes` positional arguments) its signature takes them; else a
+    one-line ConfigError saying it must be `what` (the call would fail later in a bare traceback)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ConfigError(f"{setting}='{spec}' is not <module>:<attr>; name {what} as module:name")
@@ -45,4 +47,13 @@ def resolve(spec: str, setting: str, accepts: Callable[[Any], bool], what: str) 
     if not accepts(obj):
         found = "nothing" if obj is None else type(obj).__name__
         raise ConfigError(f"{setting}='{spec}': '{attr}' in {module_name} is {found}, not {what}")
+    if takes is not None:
+        try:
+            signature = inspect.signature(obj)
+        except (TypeError, ValueError):  # no signature to read (a builtin): the call decides
+            return obj
+        try:
+            signature.bind(*range(takes))
+        except TypeError:
+            raise ConfigError(f"{setting}='{spec}': {attr}{signature} cannot be called as {what}; give it those arguments") from None
     return obj

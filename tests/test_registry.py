@@ -110,6 +110,9 @@ def test_every_builtin_stream_says_what_it_is():
     ("backbone.name=mpl", "backbone.name='mpl' is not valid (did you mean 'mlp'?); choose one of: conv, conv1d, mlp, resnet18, vit_b_16, or <module>:<function> for your own backbone"),
     ("data.stream=no_such_streams:f", "data.stream='no_such_streams:f': module 'no_such_streams' not found"),
     ("backbone.name=torch:nn", "backbone.name='torch:nn': 'nn' in torch is module, not a function (cfg, input_shape) -> nn.Module (a feature extractor)"),
+    # a function of the wrong signature: its first call would be a bare TypeError traceback
+    ("data.stream=os.path:basename", "data.stream='os.path:basename': basename(p) cannot be called as a function (cfg, seed) -> Stream; give it those arguments"),
+    ("backbone.name=os.path:basename", "backbone.name='os.path:basename': basename(p) cannot be called as a function (cfg, input_shape) -> nn.Module"),
 ])
 def test_a_bad_stream_or_backbone_is_refused_before_the_run_in_one_line(override, message, capsys, tmp_path):
     assert main(["fit", override, f"output_dir={tmp_path / 'run'}", *QUIET]) == 2

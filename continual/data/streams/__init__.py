@@ -21,7 +21,7 @@ from continual.errors import ConfigError
 from continual.registry import Registry
 
 STREAMS = Registry("stream", "data.stream", ("continual.data.streams",), "continual.streams",
-                   user="<module>:<function>", what="a function (cfg, seed) -> Stream")
+                   user="<module>:<function>", what="a function (cfg, seed) -> Stream", takes=2)
 register = STREAMS.register
 
 __all__ = ["STREAMS", "Stream", "Task", "build_stream", "register", "require_files"]

@@ -25,7 +25,7 @@ from continual.errors import CheckpointError, ConfigError
 from continual.registry import Registry
 
 BACKBONES = Registry("backbone", "backbone.name", ("continual.models.backbones",), "continual.backbones",
-                     user="<module>:<function>", what="a function (cfg, input_shape) -> nn.Module (a feature extractor)")
+                     user="<module>:<function>", what="a function (cfg, input_shape) -> nn.Module (a feature extractor)", takes=2)
 register = BACKBONES.register
 
 
