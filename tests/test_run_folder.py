@@ -23,7 +23,7 @@ from continual.callbacks.checkpointing import AtomicCheckpointIO
 from continual.config import load_config
 from continual.errors import CheckpointError, ConfigError
 from continual.rundir import finished_metrics, layout, read_metrics, state
-from continual.rundir.folder import RunDirectory
+from continual.rundir.folder import RunDirectory, resolve_run_dir
 
 
 def folder(path, *overrides) -> RunDirectory:
@@ -206,3 +206,10 @@ def test_a_killed_writes_temporary_files_go_at_the_next_start(tmp_path):
     after = sorted(p.name for p in run.path.rglob("*"))
     assert after == sorted(set(before) - {os.path.basename(p) for p in stale})
     assert {layout.LOCK, layout.CONFIG, layout.STATE, ".hidden", "notes.txt", ".keep.me"} <= set(after)
+
+
+def test_the_default_run_folder_has_no_colon_for_your_own_method_or_stream():
+    """`module:attr` names your own method or stream; a ':' in a path reads as host:path to scp and rsync."""
+    cfg = load_config(None, ["method=continual.baselines.finetune:FineTune", "data.stream=helpers:broken_stream"])
+    name = resolve_run_dir(cfg).name
+    assert ":" not in name and name.endswith("_continual.baselines.finetune.FineTune_helpers.broken_stream_task_s0")

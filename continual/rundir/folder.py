@@ -54,8 +54,9 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun / fabric run: ranks cannot agree on a time
             raise ConfigError("this job was started by a multi-process launcher; pass output_dir=<run dir> so every rank writes to the same place")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    method = str(cfg.method).replace(":", ".")
-    return Path("runs") / f"{stamp}_{method}_{cfg.data.stream}_{cfg.scenario}_s{cfg.seed}"
+    # your own method or stream is named module:attr; a ':' in a folder name reads as host:path to scp and rsync
+    method, stream = (str(name).replace(":", ".") for name in (cfg.method, cfg.data.stream))
+    return Path("runs") / f"{stamp}_{method}_{stream}_{cfg.scenario}_s{cfg.seed}"
 
 
 def _finished_state(path: Path) -> bool:
