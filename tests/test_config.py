@@ -184,12 +184,19 @@ def test_range_errors_word_by_word(override, message):
     assert str(err.value) == message
 
 
-@pytest.mark.parametrize("override", [
-    "checkpoint_every_s=inf", "checkpoint_every_s=0", "data.val_fraction=0", "optim.betas=[0,0.5]", "seed=4294967295",
-    "data.n_tasks=null", "method=lwf lwf.alpha=null", "method=lwf lwf.alpha=1", "method=supsup supsup.sparsity=1",
+@pytest.mark.parametrize("override, key, value", [
+    ("checkpoint_every_s=inf", "checkpoint_every_s", float("inf")), ("checkpoint_every_s=0", "checkpoint_every_s", 0),
+    ("data.val_fraction=0", "data.val_fraction", 0), ("optim.betas=[0,0.5]", "optim.betas", [0, 0.5]),
+    ("seed=4294967295", "seed", 4294967295), ("data.n_tasks=null", "data.n_tasks", None),
+    ("method=lwf lwf.alpha=null", "lwf.alpha", None), ("method=lwf lwf.alpha=1", "lwf.alpha", 1),
+    ("method=supsup supsup.sparsity=1", "supsup.sparsity", 1),
 ])
-def test_values_on_a_range_boundary_or_null_pass(override):
-    load_config(None, override.split())
+def test_values_on_a_range_boundary_or_null_pass(override, key, value):
+    from omegaconf import OmegaConf
+
+    cfg = load_config(None, override.split())
+    got = OmegaConf.select(cfg, key)
+    assert (list(got) if OmegaConf.is_list(got) else got) == value  # accepted and kept as given
 
 
 def test_cross_key_checks_stay_beside_the_ranges(capsys):
