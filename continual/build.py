@@ -39,8 +39,30 @@ def build_method(cfg: DictConfig, stream):
     n_out = LabelSpace(cfg.scenario, stream.task_classes, stream.n_classes).n_out
     common = dict(task_classes=stream.task_classes, n_classes=stream.n_classes, scenario=cfg.scenario, optim=cfg.optim,
                   class_il_train_outputs=cfg.class_il_train_outputs)
+    _check_constructor(cls, cfg.method, common)
     base_task.check(cfg, stream)  # data.base_classes: refused before a backbone is built
     return cls.from_config(base_task.apply_base(cfg, stream, build_backbone(cfg, stream, n_out)), cfg, **common)
+
+
+def _check_constructor(cls, spec: str, common: dict) -> None:
+    """Your own method's `__init__` must take what `ContinualModule.from_config` passes (the network,
+    its `hp` section when it has a Config, the common arguments): said in one line before anything
+    is built, not as a TypeError traceback from inside the build. A method with its own
+    `from_config` passes what it likes."""
+    import inspect
+
+    from continual.models.continual_module import ContinualModule
+
+    if cls.from_config.__func__ is not ContinualModule.from_config.__func__:
+        return
+    kwargs = {**({"hp": None} if cls.Config is not None else {}), **common}
+    try:
+        inspect.signature(cls).bind(None, **kwargs)
+    except TypeError as err:
+        wanted = "net, hp, **kwargs" if cls.Config is not None else "net, **kwargs"
+        raise ConfigError(f"method={spec}: {cls.__name__}{inspect.signature(cls)} cannot take what it is built with "
+                          f"(net, {', '.join(kwargs)}): {err}; give its __init__ ({wanted}) and pass **kwargs on to "
+                          f"super().__init__ (docs/methods.md)") from None
 
 
 class LoadedRun(NamedTuple):

@@ -116,6 +116,20 @@ def test_a_user_method_from_outside_the_package_runs(tmp_path, monkeypatch, caps
     assert "did you mean 'factor'" in capsys.readouterr().err
 
 
+def test_a_user_methods_init_that_cannot_take_its_arguments_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "oddmod.py").write_text(
+        "from continual.baselines.finetune import FineTune\n\n\n"
+        "class Odd(FineTune):\n    def __init__(self, net):  # drops the common arguments\n        super().__init__(net)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["fit", "method=oddmod:Odd", f"output_dir={tmp_path / 'run'}", *QUIET]) == 2
+    assert capsys.readouterr().err == (
+        "continual: error: method=oddmod:Odd: Odd(net) cannot take what it is built with (net, task_classes, n_classes, scenario, "
+        "optim, class_il_train_outputs): got an unexpected keyword argument 'task_classes'; give its __init__ (net, **kwargs) "
+        "and pass **kwargs on to super().__init__ (docs/methods.md)\n")
+    assert not (tmp_path / "run").exists()
+
+
 def test_only_the_selected_methods_section_is_in_the_config(tmp_path):
     cfg = load_config(None, ["method=ewc"])
     assert "ewc" in cfg and not any(name in cfg for name in builtin() if name != "ewc")
