@@ -3,7 +3,8 @@
 A cell is a config (a base config file plus overrides) and the run folder it writes. The runner
 loads and checks every cell's config before running any, skips a cell whose folder already holds
 a finished run of the same config (`finished_metrics`, plus the resume rule `config_diff`, so a
-table never mixes two settings), and refuses a finished cell whose config has changed. It runs a
+table never mixes two settings), and refuses a finished cell whose config has changed, or any
+cell yet to run whose data set is not there (`require_files`: each would fail alike). It runs a
 cell in this process or, with a log and an optional timeout, in a subprocess; either way a failed
 cell's error text is kept beside its folder (`<run folder>.log`) and the other cells still run.
 A subprocess cell is a `continual fit` forked from a keep-alive worker (continual/grid_worker.py),
