@@ -305,8 +305,11 @@ def test_a_budget_row_waits_for_a_referenced_row_not_run_yet(tmp_path, capsys):
     path = write_grid(tmp_path, methods={"er_matched": ["method=er", "budget_from=finetune"], "finetune": ["method=finetune"]},
                       scenarios=["task"], seeds=[0], reference={})
     assert main(["compare", "--config", str(path), "--only", "er_matched"]) == 0
-    assert "er_matched / task-IL / seed 0: waits for the stored floats of finetune's cell task/s0" in capsys.readouterr().out
+    assert ("er_matched / task-IL / seed 0: waits for the stored floats of finetune's cell task/s0, not finished yet; "
+            "--only leaves finetune out: add it to --only, or run it first") in capsys.readouterr().out
     assert not (tmp_path / "grid" / "er_matched__task__s0").exists()
+    md = (tmp_path / "grid" / "compare.md").read_text()
+    assert "| er_matched | task | 0 | n/a |" in md and md.rstrip().endswith("| not run |")  # not "ok": nothing ran
 
 
 def test_one_seed_has_no_spread_and_the_figures_draw_the_csv(tmp_path):

@@ -49,8 +49,10 @@ def _run_stages(grid: spec.Grid, runner: Runner, shard: tuple[int, int]) -> tupl
         stage = [(k, c) for k, c in zip(keys, cells) if k[0] in rows and isinstance(sizes.get(k, 0.0), float)]
         for k, c in zip(keys, cells):
             if k in sizes and sizes[k] is None:
-                print(f"{c.label}: waits for the stored floats of {grid.budget_from[k[0]]}'s cell {k[1]}/s{k[2]}, not finished yet; "
-                      "run this compare again once it is", flush=True)
+                ref = grid.budget_from[k[0]]
+                then = ("run this compare again once it is" if grid.selected(ref, k[1])
+                        else f"--only leaves {ref} out: add it to --only, or run it first")
+                print(f"{c.label}: waits for the stored floats of {ref}'s cell {k[1]}/s{k[2]}, not finished yet; {then}", flush=True)
         stage_configs = runner.check([c for _, c in stage])
         grid.out.mkdir(parents=True, exist_ok=True)  # after the check: a refused grid leaves no folder
         outcomes = runner.run_all([c for _, c in stage], stage_configs, shard)

@@ -59,7 +59,7 @@ def to_markdown(grid: Grid, rows: list[dict]) -> str:
     cols = columns()
     lines += ["", "| method | scenario | seeds | " + " | ".join(c.title for c in cols) + " | status |", "|---|---|---|" + "---|" * (len(cols) + 1)]
     for r in rows:
-        status = f"{r['failed']} failed: {r['error']}" if r["failed"] else "ok"
+        status = f"{r['failed']} failed: {r['error']}" if r["failed"] else "ok" if r["seeds"] else "not run"
         cells = [_cell(c, r[f"{c.key}_mean"], r[f"{c.key}_std"]) for c in cols]
         lines.append(f"| {r['method']} | {r['scenario']} | {r['seeds']} | " + " | ".join(cells) + f" | {status} |")
     return "\n".join(lines) + "\n"
