@@ -138,6 +138,12 @@ def test_seeds_and_only_pick_the_cells_to_run(tmp_path, capsys):
         ("finetune", "task", "3"), ("finetune", "class", "3"), ("joint", "class", "3")]
     assert "| joint | — |" in (out / "compare.md").read_text()  # joint/task left out, not n/a
     capsys.readouterr()
+    # the row left out, alone: it runs; the cells run before are read back, so the tables stay the grid's
+    assert main(["compare", "--config", str(path), "--seeds", "1-2,5", "--only", "joint/task"]) == 0
+    assert capsys.readouterr().out.count("done earlier, skipped") == 9
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert [(r["method"], r["scenario"], r["seeds"]) for r in rows] == [
+        ("finetune", "task", "3"), ("finetune", "class", "3"), ("joint", "task", "3"), ("joint", "class", "3")]
     assert main(["compare", "--config", str(path), "--only", "joint/domain"]) == 2
     assert "--only 'joint/domain' names no cell of this grid" in capsys.readouterr().err
     assert main(["compare", "--config", str(path), "--seeds", "1-x"]) == 2

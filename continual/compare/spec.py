@@ -40,6 +40,7 @@ import yaml
 from continual.compare import budget
 from continual.errors import ConfigError
 from continual.grid import Cell
+from continual.rundir.results import finished_metrics
 
 _KEYS = {"base", "out", "methods", "scenarios", "seeds", "overrides", "per_cell", "reference"}
 
@@ -70,10 +71,13 @@ class Grid:
         return not self.only or bool({row, scenario, f"{row}/{scenario}"} & set(self.only))
 
     def cells(self):
+        """The cells `--only` selects (all, without it), and the grid's other cells that have
+        finished: the runner reads those back (checked against the config the grid gives them, as
+        any finished cell), so an `--only` run's tables are still the whole grid's."""
         for row in self.methods:
             for sc in self.scenarios:
-                if self.selected(row, sc):
-                    for seed in self.seeds:
+                for seed in self.seeds:
+                    if self.selected(row, sc) or finished_metrics(self.cell_dir(row, sc, seed)) is not None:
                         yield row, sc, seed
 
     def cell_dir(self, row: str, scenario: str, seed: int) -> Path:

@@ -27,8 +27,8 @@ def summarize(grid: Grid, results: dict) -> list[dict]:
     rows = []
     for row in grid.methods:
         for sc in grid.scenarios:
-            if not grid.selected(row, sc):
-                continue
+            if not grid.selected(row, sc) and not any((row, sc, s) in results for s in grid.seeds):
+                continue  # left out by --only, and no cell of it finished earlier
             got = [results.get((row, sc, s)) for s in grid.seeds]
             ok = [m for m in got if isinstance(m, dict)]
             errors = [m for m in got if isinstance(m, str)]
