@@ -200,3 +200,11 @@ def test_a_bad_command_line_is_one_line_not_argparse_usage(args, words, capsys):
         main(args)
     assert stop.value.code == 2
     assert capsys.readouterr().err.splitlines() == [f"continual: error: {words}"]
+
+
+def test_numbers_on_the_validation_split_say_so_in_the_printed_summary(tmp_path, capsys):
+    """data.eval_split=val is for choosing settings: its console table must not read as test numbers."""
+    assert main(["fit", f"output_dir={tmp_path / 'val'}", *QUICK, "data.eval_split=val"]) == 0
+    assert "[finetune, task-IL, validation split]\n" in capsys.readouterr().out
+    assert main(["fit", f"output_dir={tmp_path / 'test'}", *QUICK]) == 0
+    assert "[finetune, task-IL]\n" in capsys.readouterr().out

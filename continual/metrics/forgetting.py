@@ -117,7 +117,9 @@ class Forgetting(Metric):
     def summary(cls, metrics: dict) -> list[str]:
         R = metrics["accuracy_matrix"]
         T = len(R[0]) if R else 0
-        lines = [f"accuracy matrix (%), row i = after training task i, column j = task j   [{metrics['method']}, {metrics['scenario']}-IL]"]
+        # numbers on the validation split (data.eval_split=val, for choosing settings) must not read as test numbers
+        split = ", validation split" if metrics.get("eval_split") == "val" else ""
+        lines = [f"accuracy matrix (%), row i = after training task i, column j = task j   [{metrics['method']}, {metrics['scenario']}-IL{split}]"]
         lines.append("          " + "".join(f"{'T' + str(j + 1):>8}" for j in range(T)))
         for i, row in enumerate(R):
             lines.append(f"after T{i + 1:<3}" + "".join(f"{100 * v:8.2f}" for v in row))
