@@ -318,6 +318,20 @@ def test_a_budget_row_waits_for_a_referenced_row_not_run_yet(tmp_path, capsys):
     assert "| er_matched | task | 0 | n/a |" in md and md.rstrip().endswith("| not run |")  # not "ok": nothing ran
 
 
+def test_numbers_on_the_validation_split_are_said_to_be(tmp_path):
+    """A grid run with data.eval_split=val chooses settings: its table must not read as test numbers."""
+    path = write_grid(tmp_path, scenarios=["task"], seeds=[0], reference={}, per_cell={"joint": ["data.eval_split=val"]})
+    assert main(["compare", "--config", str(path)]) == 0
+    out = tmp_path / "grid"
+    assert [(r["method"], r["eval_split"]) for r in csv.DictReader((out / "compare.csv").open())] == [("finetune", "test"), ("joint", "val")]
+    assert ("**Measured on the validation split** (data.eval_split=val): joint/task; the other rows on test."
+            in (out / "compare.md").read_text())
+    assert main(["compare", "--config", str(path), "--out", str(tmp_path / "all_val"), "data.eval_split=val"]) == 0
+    assert "**Measured on the validation split** (data.eval_split=val), not on the test split." in (tmp_path / "all_val" / "compare.md").read_text()
+    assert main(["compare", "--config", str(path), "--out", str(tmp_path / "test_only"), "--only", "finetune"]) == 0
+    assert "validation" not in (tmp_path / "test_only" / "compare.md").read_text()  # on test: no note
+
+
 def test_one_seed_has_no_spread_and_the_figures_draw_the_csv(tmp_path):
     """One seed: `± n/a` in the table and an empty std in the csv (not a measured 0.0); compare.png
     and compare_memory.png draw each row's metrics.json numbers, and W&B gets both images."""

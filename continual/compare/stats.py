@@ -32,7 +32,8 @@ def summarize(grid: Grid, results: dict) -> list[dict]:
             got = [results.get((row, sc, s)) for s in grid.seeds]
             ok = [m for m in got if isinstance(m, dict)]
             errors = [m for m in got if isinstance(m, str)]
-            entry = {"method": row, "scenario": sc, "seeds": len(ok), "failed": len(errors), "error": errors[0] if errors else ""}
+            entry = {"method": row, "scenario": sc, "seeds": len(ok), "failed": len(errors), "error": errors[0] if errors else "",
+                     "eval_split": "/".join(sorted({m.get("eval_split") or "test" for m in ok}))}  # the split its numbers are on
             for col in columns():
                 entry[f"{col.key}_mean"], entry[f"{col.key}_std"] = _mean_std([col.read(m) for m in ok])
             entry["reference_acc"] = grid.reference_of(row, sc)

@@ -30,12 +30,24 @@ def _cell(col, mean, std) -> str:
     return _fmt(mean, std, 1.0, 0) if col.format == "seconds" else _fmt(mean, std)
 
 
+def _split_note(rows: list[dict]) -> str:
+    """Numbers on the validation split (data.eval_split=val, for choosing settings) said as such:
+    they must not be read, or cited, as test numbers."""
+    measured = [r for r in rows if r["eval_split"]]
+    on_val = [f"{r['method']}/{r['scenario']}" for r in measured if "val" in r["eval_split"].split("/")]
+    if not on_val:
+        return ""
+    if len(on_val) == len(measured):
+        return " **Measured on the validation split** (data.eval_split=val), not on the test split."
+    return f" **Measured on the validation split** (data.eval_split=val): {', '.join(on_val)}; the other rows on test."
+
+
 def to_markdown(grid: Grid, rows: list[dict]) -> str:
     seeds = ", ".join(map(str, grid.seeds))
     percent = ", ".join(c.title for c in columns() if c.format == "percent")
     lines = [f"# compare: {grid.out.name}", "", f"Mean ± std over seeds [{seeds}]. {percent} in %, "
              "wall time in s; memory: trainable parameters per task and the floats the method keeps besides its "
-             "frozen backbone (stored floats, continual/metrics/memory.py).", ""]
+             "frozen backbone (stored floats, continual/metrics/memory.py)." + _split_note(rows), ""]
     by = {(r["method"], r["scenario"]): r for r in rows}
     titles = {c.key: c.title for c in columns()}
     # per scenario: ACC, then the columns a reference names for it (`<scenario>/<column>`)
