@@ -305,6 +305,24 @@ def test_bad_budget_from_is_one_line_before_anything_runs(tmp_path, capsys, meth
     assert not (tmp_path / "grid").exists() or not any((tmp_path / "grid").iterdir())  # no cell ran
 
 
+def test_the_cells_of_an_only_run_are_fixed_when_it_starts(tmp_path):
+    """`cells` is listed again at every stage; a cell another compare finishes meanwhile must not
+    join the list halfway (its keys and cells are zipped)."""
+    from continual.compare import spec
+
+    grid = spec.load_grid(str(write_grid(tmp_path, scenarios=["task"], seeds=[0, 1], reference={})))
+    done = grid.cell_dir("joint", "task", 0)
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text('{"complete": true}')
+    spec.select(grid, "finetune")
+    before = list(grid.cells())
+    assert before == [("finetune", "task", 0), ("finetune", "task", 1), ("joint", "task", 0)]  # the finished one, read back
+    later = grid.cell_dir("joint", "task", 1)
+    later.mkdir(parents=True)
+    (later / "metrics.json").write_text('{"complete": true}')
+    assert list(grid.cells()) == before
+
+
 def test_a_budget_row_waits_for_a_referenced_row_not_run_yet(tmp_path, capsys):
     """`--only` the sized row, its referenced row never run: nothing runs, nothing fails, the
     cell is named as waiting."""

@@ -56,6 +56,7 @@ class Grid:
     per_cell: dict[str, list[str]] = field(default_factory=dict)
     reference: dict[str, dict[str, float]] = field(default_factory=dict)
     only: list[str] = field(default_factory=list)  # "row", "scenario" or "row/scenario"; empty: all
+    read_back: set = field(default_factory=set)  # with `only`: the other cells finished when it was set (`select`)
     budget_from: dict[str, str | float] = field(default_factory=dict)  # row -> the row (or floats) its buffer is sized by
 
     def reference_of(self, row: str, scenario: str, column: str = "acc") -> float | None:
@@ -71,13 +72,13 @@ class Grid:
         return not self.only or bool({row, scenario, f"{row}/{scenario}"} & set(self.only))
 
     def cells(self):
-        """The cells `--only` selects (all, without it), and the grid's other cells that have
-        finished: the runner reads those back (checked against the config the grid gives them, as
-        any finished cell), so an `--only` run's tables are still the whole grid's."""
+        """The cells `--only` selects (all, without it), and `read_back`: the runner reads those
+        (checked against the config the grid gives them, as any finished cell), so an `--only`
+        run's tables are still the whole grid's."""
         for row in self.methods:
             for sc in self.scenarios:
                 for seed in self.seeds:
-                    if self.selected(row, sc) or finished_metrics(self.cell_dir(row, sc, seed)) is not None:
+                    if self.selected(row, sc) or (row, sc, seed) in self.read_back:
                         yield row, sc, seed
 
     def cell_dir(self, row: str, scenario: str, seed: int) -> Path:
@@ -196,5 +197,9 @@ def select(grid: Grid, only: str | None) -> None:
             f"--only '{only}' names no cell of this grid ('{(unknown or [only])[0]}'); use rows "
             f"({', '.join(grid.methods)}), scenarios ({', '.join(grid.scenarios)}) or row/scenario"
         )
+    # fixed once: `cells` is listed again at each stage, and another compare into the same folder
+    # may finish a cell meanwhile (the lists of one run must agree)
+    grid.read_back = {(row, sc, seed) for row in grid.methods for sc in grid.scenarios for seed in grid.seeds
+                      if not grid.selected(row, sc) and finished_metrics(grid.cell_dir(row, sc, seed)) is not None}
 
 

@@ -154,8 +154,7 @@ def load_cifar(root: str, download: bool, name: str) -> Arrays:
     through `safe_pickle`, so a crafted batch is refused before any code in it runs."""
     folder, train_files, test_files, key, tv_name = CIFAR[name]
     base = cifar_files(root, name)[0].parent
-    missing = [f for f in train_files + test_files if not (base / f).is_file()]
-    if missing and download:  # torchvision's download alone: its dataset class would unpickle the batches unchecked
+    if download and not all(f.is_file() for f in cifar_files(root, name)):  # torchvision's download alone: its dataset class would unpickle the batches unchecked
         from torchvision import datasets
         from torchvision.datasets.utils import download_and_extract_archive
 
